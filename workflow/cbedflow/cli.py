@@ -1,0 +1,168 @@
+"""Command line of the campaign stages: ``python -m cbedflow <stage> ...``.
+
+Snakemake rules call these commands (thin rules); a user can run any stage
+by hand with the same arguments. Stage parameters arrive as one JSON object
+(``--params``) holding the validated config sections the stage depends on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .config import load
+
+    cfg = load(args.config)
+    print(json.dumps(cfg, indent=2) if args.show else f"{args.config}: valid")
+    return 0
+
+
+def cmd_structure(args: argparse.Namespace) -> int:
+    """Build one structure at every thickness, one extxyz frame each."""
+    import ase.io
+
+    from .campaign import Campaign
+    from .structures import build_structure
+
+    params = json.loads(args.params)
+    camp = Campaign(params)
+    _, spec = camp.by_name[args.name]
+    decay = params["structures"]["intermix_decay"]
+    frames = [build_structure(spec, camp.geometry, t, decay) for t in camp.thicknesses.values()]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    ase.io.write(tmp, frames, format="extxyz")
+    os.replace(tmp, out)
+    _log(f"{spec.name}: {len(frames)} thicknesses, {[len(f) for f in frames]} atoms -> {out}")
+    return 0
+
+
+def read_frame(path: str | Path, thickness_label: str):
+    """The frame of ``path`` whose nominal thickness has ``thickness_label``."""
+    import ase.io
+
+    from .campaign import thickness_label as label_of
+
+    frames = ase.io.read(path, index=":", format="extxyz")
+    for atoms in frames:
+        if label_of(atoms.info["nominal_thickness_A"]) == thickness_label:
+            return atoms
+    have = [label_of(a.info["nominal_thickness_A"]) for a in frames]
+    raise SystemExit(f"{path}: no frame for thickness {thickness_label!r}; has {have}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .config import config_hash
+    from .simulate import SimulationSettings, simulate_unit, unit_seeds
+
+    params = json.loads(args.params)
+    settings = SimulationSettings.from_config(params)
+    atoms = read_frame(args.structure, args.thickness)
+    bs = params["simulation"]["phonons"]["batch_size"]
+    seeds = unit_seeds(params["seed"], atoms.info["structure"],
+                       int(atoms.info["thickness_cells"]), args.batch, bs)
+    _log(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å "
+         f"batch {args.batch} ({bs} configurations, grid {settings.gpts(atoms)})")
+    simulate_unit(atoms, settings, seeds, args.out, progress=_log, provenance={
+        "config_hash": config_hash(params), "seed": params["seed"], "batch": args.batch,
+    })
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import collect
+    from .config import config_hash
+
+    params = json.loads(args.params)
+    units = list(args.units)
+    if args.campaign_units:
+        from .campaign import Campaign
+
+        units += Campaign(params).unit_paths()
+    collect(units, args.out, progress=_log, provenance={
+        "config_hash": config_hash(params), "seed": params.get("seed"),
+    })
+    print(f"dataset written to {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print where the campaign's dataset is and what it holds."""
+    import numpy as np
+    import zarr
+
+    from .campaign import Campaign
+    from .config import load
+
+    camp = Campaign(load(args.configfile))
+    path = Path(camp.dataset_path)
+    if not path.exists():
+        print(f"no dataset yet at {path.resolve()}: run snakemake first", file=sys.stderr)
+        return 1
+    ds = zarr.open_group(str(path), mode="r")
+    rough = ds["rough"][...]
+    print(f"dataset: {path.resolve()}")
+    print(f"  cbed {ds['cbed'].shape} float32, dims {ds.attrs['dims']}")
+    print(f"  {int(np.sum(rough == 1))} step (rough) + {int(np.sum(rough == 0))} diffuse samples, "
+          f"thicknesses {sorted(set(np.round(ds['thickness_A'][...].astype(float), 2).tolist()))} Å")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cbedflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate a config file against the schema")
+    v.add_argument("config")
+    v.add_argument("--show", action="store_true", help="print the config with defaults")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("structure", help="build one structure at every thickness")
+    s.add_argument("--params", required=True, help="JSON: seed and structures sections")
+    s.add_argument("--name", required=True, help="structure id, e.g. step-0003")
+    s.add_argument("--out", required=True, help="output .extxyz")
+    s.set_defaults(func=cmd_structure)
+
+    m = sub.add_parser("simulate", help="simulate one (structure, thickness, batch) unit")
+    m.add_argument("--params", required=True,
+                   help="JSON: seed, device, microscope and simulation sections")
+    m.add_argument("--structure", required=True, help="structure .extxyz")
+    m.add_argument("--thickness", required=True, help="thickness label, e.g. 39")
+    m.add_argument("--batch", type=int, required=True, help="phonon batch index")
+    m.add_argument("--out", required=True, help="output zarr group")
+    m.set_defaults(func=cmd_simulate)
+
+    c = sub.add_parser("collect", help="average batches and stack units into a dataset")
+    c.add_argument("--params", default="{}", help="JSON: config for provenance")
+    c.add_argument("--out", required=True, help="output dataset zarr group")
+    c.add_argument("--campaign-units", action="store_true",
+                   help="collect every unit of the campaign in --params (needs the full config)")
+    c.add_argument("units", nargs="*", help="unit zarr groups")
+    c.set_defaults(func=cmd_collect)
+    y = sub.add_parser("summary", help="print where the dataset is and what it holds")
+    y.add_argument("--configfile", default="config/config.yaml")
+    y.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+    from .storage import CorruptOutputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CorruptOutputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,341 @@
+"""Frozen-phonon multislice 4D-STEM of one work unit with abTEM 1.0.11.
+
+A work unit is (structure, thickness, phonon-configuration batch). For every
+configuration of the batch the potential is built once and reused for every
+probe position; probe positions are scanned one scan row at a time and the
+row's CBED patterns are accumulated into a zarr v3 array on disk, so memory
+stays bounded by one potential plus one row (abTEM's own ``to_zarr`` holds
+the whole array in memory since 1.0.10). The group is written under a
+temporary name and renamed when complete.
+
+Nothing here knows about LAO/STO: the structure carries ``info`` keys
+``scan_x0_A`` (x where the scan starts) and ``unit_cell_A`` (the cell length
+that scan extents are given in).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from . import __version__
+from .storage import atomic_group, write_attrs
+
+#: abTEM release the physics was validated with; ``sigmas`` changed meaning
+#: between releases, so other versions are refused.
+ABTEM_VERSION = "1.0.11"
+
+
+class SimulationConfigError(ValueError):
+    """A simulation setting that would silently give wrong results."""
+
+
+def check_fft_threading(fft_threads: int, scheduler: str) -> None:
+    """Refuse abTEM 1.0.11's unsafe combination of FFTW threads and dask threads.
+
+    Measured: ``fftw.threads`` > 1 under dask's threaded scheduler returns
+    silently wrong CBED sums and drops frozen-phonon configurations. This
+    package always computes with ``scheduler="synchronous"``.
+    """
+    if fft_threads < 1:
+        raise SimulationConfigError(f"simulation.fft_threads={fft_threads}: must be >= 1")
+    if fft_threads > 1 and scheduler != "synchronous":
+        raise SimulationConfigError(
+            f"simulation.fft_threads={fft_threads} with dask scheduler {scheduler!r} gives "
+            "silently wrong results in abTEM 1.0.11; use fft_threads: 1 or the "
+            "'synchronous' scheduler"
+        )
+
+
+def smooth_size(n: int, primes: Sequence[int] = (2, 3, 5, 7)) -> int:
+    """Smallest integer >= n whose prime factors are all in ``primes``.
+
+    FFT-friendly grid sizes: a 586 = 2 x 293 grid ran 2x slower than a
+    7-smooth neighbour (measured with abTEM 1.0.11). Hand-written because
+    scipy.fft.next_fast_len is only 5-smooth for some backends and we want the
+    rule stated explicitly.
+    """
+    m = max(1, int(n))
+    while True:
+        r = m
+        for p in primes:
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Probe positions, in units of the structure's ``unit_cell_A``.
+
+    Parameters
+    ----------
+    start_cells : float
+        Scan start along x relative to ``scan_x0_A`` [unit cells].
+    extent_cells : float
+        Scan length along x [unit cells]; the end point is included.
+    positions_x : int
+        Probe positions along x (one line scan across the interface).
+    positions_y : int
+        Line scans along y, spread over one unit cell (end point excluded).
+    """
+
+    start_cells: float = 0.0
+    extent_cells: float = 3.0
+    positions_x: int = 13
+    positions_y: int = 4
+
+    def positions(self, atoms: Atoms) -> np.ndarray:
+        """Probe positions [Å], shape (positions_x, positions_y, 2)."""
+        a = float(atoms.info["unit_cell_A"])
+        x0 = float(atoms.info["scan_x0_A"]) + self.start_cells * a
+        xs = x0 + np.linspace(0.0, self.extent_cells * a, self.positions_x)
+        ys = np.arange(self.positions_y) * (a / self.positions_y)
+        grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1)
+        return grid.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything that defines a 4D-STEM simulation, with units.
+
+    Parameters
+    ----------
+    energy_kV : float
+        Beam energy [kV].
+    semiangle_mrad : float
+        Probe convergence semi-angle [mrad].
+    aberrations_A : dict
+        Aberration coefficients in abTEM's polar notation [Å] (e.g. C10
+        (= -defocus), C30 (= Cs)).
+    sampling_A : float
+        Largest allowed real-space sampling of the potential [Å]; the grid
+        is rounded up to a 7-smooth size so the actual sampling is finer.
+    slice_thickness_A : float
+        Multislice slice thickness [Å].
+    detector_max_angle_mrad : float
+        Outer angle of the pixelated detector [mrad].
+    sigmas_A : dict
+        Frozen-phonon displacement standard deviation per element and per
+        Cartesian direction [Å] (abTEM 1.0.11 meaning: sigma^2 = U_iso).
+    parametrization : str
+        Atomic potential parametrization (``lobato`` or ``kirkland``).
+    device : str
+        ``cpu`` or ``gpu`` (cupy).
+    fft_threads : int
+        FFTW threads (computation is always dask-synchronous).
+    scan : ScanSettings
+        Probe positions.
+    """
+
+    energy_kV: float = 200.0
+    semiangle_mrad: float = 20.0
+    aberrations_A: dict = field(default_factory=dict)
+    sampling_A: float = 0.08
+    slice_thickness_A: float = 1.9525
+    detector_max_angle_mrad: float = 40.0
+    sigmas_A: dict = field(default_factory=dict)
+    parametrization: str = "lobato"
+    device: str = "cpu"
+    fft_threads: int = 1
+    scan: ScanSettings = field(default_factory=ScanSettings)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SimulationSettings":
+        """Settings from a validated campaign config."""
+        sim, mic = config["simulation"], config["microscope"]
+        return cls(
+            energy_kV=mic["energy_kV"],
+            semiangle_mrad=mic["semiangle_mrad"],
+            aberrations_A=dict(mic["aberrations_A"]),
+            sampling_A=sim["sampling_A"],
+            slice_thickness_A=sim["slice_thickness_A"],
+            detector_max_angle_mrad=sim["detector_max_angle_mrad"],
+            sigmas_A=dict(sim["phonons"]["sigmas_A"]),
+            parametrization=sim["parametrization"],
+            device=config["device"],
+            fft_threads=sim["fft_threads"],
+            scan=ScanSettings(**sim["scan"]),
+        )
+
+    def gpts(self, atoms: Atoms) -> tuple[int, int]:
+        """FFT-friendly grid points covering the cell at <= ``sampling_A``."""
+        return tuple(smooth_size(math.ceil(atoms.cell[i, i] / self.sampling_A)) for i in (0, 1))
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["scan"] = dict(self.scan.__dict__)
+        return d
+
+
+def configure_abtem(settings: SimulationSettings) -> None:
+    """Set abTEM's global config for a deterministic, safe run."""
+    import abtem
+
+    if abtem.__version__ != ABTEM_VERSION:
+        raise SimulationConfigError(
+            f"abTEM {abtem.__version__} is installed; cbedflow needs {ABTEM_VERSION} "
+            "(frozen-phonon sigmas and lazy results differ between releases)"
+        )
+    check_fft_threading(settings.fft_threads, "synchronous")
+    abtem.config.set({
+        "device": settings.device,
+        "precision": "float32",
+        "fftw.threads": settings.fft_threads,
+        # FFTW_MEASURE may pick different algorithms run to run, which breaks
+        # bit-identical reruns; ESTIMATE is deterministic.
+        "fftw.planning_effort": "FFTW_ESTIMATE",
+        "diagnostics.progress_bar": False,
+    })
+
+
+def _to_numpy(array) -> np.ndarray:
+    if hasattr(array, "get"):  # cupy
+        array = array.get()
+    return np.asarray(array)
+
+
+def simulate_unit(
+    atoms: Atoms,
+    settings: SimulationSettings,
+    config_seeds: Sequence[int],
+    out: str | Path,
+    provenance: dict | None = None,
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """Simulate one work unit and write it as a zarr v3 group at ``out``.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure, with labels and scan geometry in ``info``.
+    settings : SimulationSettings
+        Microscope and numerical settings.
+    config_seeds : sequence of int
+        One seed per frozen-phonon configuration of this batch.
+    out : path
+        Output group; written to a temporary sibling and renamed.
+    provenance : dict, optional
+        Extra provenance stored in the group's attributes.
+    progress : callable
+        Receives one line of progress per scan row.
+
+    Returns
+    -------
+    Path to the completed group. Arrays: ``cbed`` (scan_x, scan_y, kx, ky)
+    float32, the mean over the batch's configurations, in fractions of the
+    incident probe intensity.
+    """
+    import abtem
+
+    configure_abtem(settings)
+    gpts = settings.gpts(atoms)
+    positions = settings.scan.positions(atoms)
+    nx, ny = positions.shape[:2]
+    square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
+    probe = abtem.Probe(
+        energy=settings.energy_kV * 1e3,
+        semiangle_cutoff=settings.semiangle_mrad,
+        **settings.aberrations_A,
+    )
+    detector = abtem.PixelatedDetector(
+        max_angle=settings.detector_max_angle_mrad,
+        resample=False if square else "uniform",
+    )
+    n_cfg = len(config_seeds)
+    t0 = time.perf_counter()
+    with atomic_group(out) as group:
+        cbed = None
+        for ic, seed in enumerate(config_seeds):
+            fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
+                                     seed=(int(seed),))
+            displaced = fp.randomize(atoms)
+            potential = abtem.Potential(
+                displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
+                parametrization=settings.parametrization, projection="infinite",
+                device=settings.device,
+            ).build(lazy=False)
+            probe.grid.match(potential)
+            for ix in range(nx):
+                meas = probe.scan(potential, scan=positions[ix], detectors=detector,
+                                  lazy=True)
+                row = _to_numpy(meas.compute(scheduler="synchronous").array)
+                row = row.reshape((ny,) + row.shape[-2:]).astype(np.float32)
+                if cbed is None:
+                    cbed = group.create_array(
+                        "cbed", shape=(nx, ny) + row.shape[-2:], dtype="float32",
+                        chunks=(1, ny) + row.shape[-2:], fill_value=0.0,
+                    )
+                    kx, ky = meas.sampling[-2:]
+                    angular = meas.angular_sampling[-2:]
+                if ic == 0:
+                    cbed[ix] = row / n_cfg
+                else:
+                    cbed[ix] = cbed[ix] + row / n_cfg
+                elapsed = time.perf_counter() - t0
+                done = ic * nx + ix + 1
+                progress(f"config {ic + 1}/{n_cfg} row {ix + 1}/{nx} "
+                         f"({done}/{n_cfg * nx}, {elapsed:.1f} s)")
+        labels = {k: _jsonable(v) for k, v in atoms.info.items()}
+        write_attrs(group, {
+            "dims": ["scan_x", "scan_y", "kx", "ky"],
+            "scan_positions_A": positions.tolist(),
+            "scan_step_A": [float(positions[1, 0, 0] - positions[0, 0, 0]) if nx > 1 else 0.0,
+                            float(positions[0, 1, 1] - positions[0, 0, 1]) if ny > 1 else 0.0],
+            "real_space_sampling_A": [atoms.cell[0, 0] / gpts[0], atoms.cell[1, 1] / gpts[1]],
+            "gpts": list(gpts),
+            "reciprocal_sampling_invA": [float(kx), float(ky)],
+            "angular_sampling_mrad": [float(angular[0]), float(angular[1])],
+            "num_configs": n_cfg,
+            "config_seeds": [int(s) for s in config_seeds],
+            "labels": labels,
+            "settings": settings.to_dict(),
+            "abtem_version": abtem.__version__,
+            "cbedflow_version": __version__,
+            "provenance": provenance or {},
+            "complete": True,
+        })
+    progress(f"done: {out} in {time.perf_counter() - t0:.1f} s")
+    return Path(out)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if math.isnan(v) else v
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def unit_seeds(seed: int, structure: str, thickness_cells: int, batch: int,
+               batch_size: int) -> list[int]:
+    """Frozen-phonon seeds of one batch, derived from the campaign seed.
+
+    Configuration ``j`` of a structure (by name) at a thickness always gets the
+    same seed whatever the batching or the number of structures, so changing
+    ``batch_size`` or ``per_class`` regroups but does not change the
+    configurations that were already simulated.
+    """
+    key = zlib.crc32(structure.encode())
+    out = []
+    for j in range(batch * batch_size, (batch + 1) * batch_size):
+        ss = np.random.SeedSequence([seed, key, thickness_cells, j])
+        out.append(int(ss.generate_state(1)[0]))
+    return out
+
+
+def describe(settings: SimulationSettings) -> str:
+    return json.dumps(settings.to_dict(), sort_keys=True)

@@ -1,0 +1,298 @@
+"""LaAlO3/SrTiO3 interface cross-sections built with ASE.
+
+This is the only module that holds LAO/STO constants. Other campaigns plug in
+their own structure module with the same contract: a builder that returns an
+:class:`ase.Atoms` whose ``info`` carries the labels and the geometry that the
+simulation needs (``scan_x0_A``, the x coordinate where the scan starts).
+
+Axes (as in Oxley et al.):
+
+* x: growth direction [001], across the interface (periodic; a SrO cap closes it),
+* y: along the interface, the cell tiled ``y_repeats`` times,
+* z: beam direction, the sample thickness.
+
+Plane sequence along x, each plane a/2 apart::
+
+    TiO2 | (SrO TiO2) x n_substrate | (LaO AlO2) x n_film | SrO(cap) | -> TiO2 ...
+
+so that AO and BO2 planes alternate across the periodic boundary too. The
+terminating TiO2 plane of the substrate is at ``x0 = n_substrate * a``.
+
+Classes
+-------
+``step`` (rough)
+    For depths z < d (from the beam-entrance surface) the first film unit cell
+    is replaced by substrate (the interface sits one cell further along x);
+    for z >= d it is flat. d = k/10 of the thickness, rounded to whole unit
+    cells along z; ``k`` (0..10) is the step-position label. k = 0 and k = 10
+    are flat interfaces (k = 10 shifted by one cell).
+``diffuse``
+    A flat interface; a fraction f of the Al in the first AlO2 plane is
+    replaced by Ti at random, seeded sites; optionally decaying into the next
+    AlO2 planes by ``decay`` per plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+#: Pseudo-cubic lattice parameter of SrTiO3 [Å]. The LAO film is taken as
+#: coherently strained to the substrate, so the whole cell uses this value.
+A_STO = 3.905
+
+#: Number of step-position classes (k = 0..10).
+N_STEP_CLASSES = 11
+
+CLASSES = ("diffuse", "step")
+
+#: Elements that appear in the structures (each needs a frozen-phonon sigma).
+ELEMENTS = ("Sr", "Ti", "La", "Al", "O")
+
+# (A-site, B-site) cations of each perovskite block.
+_SUBSTRATE = ("Sr", "Ti")
+_FILM = ("La", "Al")
+
+
+@dataclass(frozen=True)
+class InterfaceGeometry:
+    """Geometry of the LAO/STO supercell.
+
+    Parameters
+    ----------
+    n_substrate : int
+        SrTiO3 unit cells along x below the terminating TiO2 plane.
+    n_film : int
+        LaAlO3 unit cells along x (LaO + AlO2 each).
+    y_repeats : int
+        Unit cells along y (the interface direction).
+    a : float
+        Lattice parameter [Å].
+    """
+
+    n_substrate: int = 2
+    n_film: int = 2
+    y_repeats: int = 5
+    a: float = A_STO
+
+    @property
+    def cells_x(self) -> int:
+        """Unit cells along x, cap included."""
+        return self.n_substrate + self.n_film + 1
+
+    @property
+    def extent_A(self) -> tuple[float, float]:
+        """Cell size (x, y) [Å]."""
+        return (self.cells_x * self.a, self.y_repeats * self.a)
+
+    @property
+    def interface_x_A(self) -> float:
+        """x of the substrate's terminating TiO2 plane (flat interface) [Å]."""
+        return self.n_substrate * self.a
+
+
+def thickness_cells(thickness_A: float, a: float = A_STO) -> int:
+    """Whole unit cells along the beam for a nominal thickness [Å]."""
+    return max(1, int(round(thickness_A / a)))
+
+
+def step_depth_cells(k: int, nz: int) -> int:
+    """Step depth in whole unit cells for step class ``k`` of ``nz`` cells."""
+    if not 0 <= k < N_STEP_CLASSES:
+        raise ValueError(f"step class k={k} is not in 0..{N_STEP_CLASSES - 1}")
+    return int(round(k * nz / (N_STEP_CLASSES - 1)))
+
+
+def _plane_sequence(geometry: InterfaceGeometry, shifted: bool) -> list[tuple[str, str]]:
+    """(kind, cation) for every plane along x; kind is 'A' (AO) or 'B' (BO2).
+
+    ``shifted`` replaces the first film cell by substrate (the buried step's
+    upper part).
+    """
+    planes: list[tuple[str, str]] = [("B", _SUBSTRATE[1])]
+    for _ in range(geometry.n_substrate):
+        planes += [("A", _SUBSTRATE[0]), ("B", _SUBSTRATE[1])]
+    for i in range(geometry.n_film):
+        block = _SUBSTRATE if (shifted and i == 0) else _FILM
+        planes += [("A", block[0]), ("B", block[1])]
+    planes.append(("A", _SUBSTRATE[0]))  # SrO cap
+    return planes
+
+
+def _add_plane(
+    symbols: list[str], positions: list[tuple[float, float, float]],
+    kind: str, cation: str, x: float, ny: int, z_cells: range, a: float,
+) -> None:
+    """Append the atoms of one AO or BO2 plane over ``z_cells`` unit cells in z."""
+    h = a / 2
+    for iy in range(ny):
+        y = iy * a
+        for iz in z_cells:
+            z = iz * a
+            if kind == "A":  # AO: A at (0,0,0), O at (0,1/2,1/2)
+                symbols += [cation, "O"]
+                positions += [(x, y, z), (x, y + h, z + h)]
+            else:  # BO2: B at (0,1/2,1/2), O at (0,0,1/2) and (0,1/2,0)
+                symbols += [cation, "O", "O"]
+                positions += [(x, y + h, z + h), (x, y, z + h), (x, y + h, z)]
+
+
+def build_interface(
+    geometry: InterfaceGeometry,
+    nz: int,
+    step_cells: int | None = None,
+) -> Atoms:
+    """Build a flat (``step_cells=None``) or stepped interface.
+
+    Parameters
+    ----------
+    geometry : InterfaceGeometry
+        Supercell geometry.
+    nz : int
+        Thickness in unit cells along the beam (z).
+    step_cells : int, optional
+        Depth of the buried step in unit cells from the entrance surface:
+        cells ``0 .. step_cells-1`` carry the shifted interface.
+    """
+    a = geometry.a
+    symbols: list[str] = []
+    positions: list[tuple[float, float, float]] = []
+    d = 0 if step_cells is None else step_cells
+    segments = [(range(0, d), True), (range(d, nz), False)]
+    for z_cells, shifted in segments:
+        if len(z_cells) == 0:
+            continue
+        for ip, (kind, cation) in enumerate(_plane_sequence(geometry, shifted)):
+            _add_plane(symbols, positions, kind, cation, ip * a / 2,
+                       geometry.y_repeats, z_cells, a)
+    lx, ly = geometry.extent_A
+    atoms = Atoms(symbols=symbols, positions=positions, cell=[lx, ly, nz * a], pbc=True)
+    atoms.info["scan_x0_A"] = geometry.interface_x_A
+    atoms.info["unit_cell_A"] = a
+    atoms.info["thickness_A"] = nz * a
+    atoms.info["thickness_cells"] = nz
+    return atoms
+
+
+def film_b_planes_x(geometry: InterfaceGeometry) -> list[float]:
+    """x [Å] of the film's AlO2 planes of a flat interface, nearest the interface first."""
+    x0 = geometry.interface_x_A
+    return [x0 + (i + 1) * geometry.a for i in range(geometry.n_film)]
+
+
+def intermix(
+    atoms: Atoms,
+    geometry: InterfaceGeometry,
+    fraction: float,
+    decay: float,
+    rng: np.random.Generator,
+) -> list[float]:
+    """Replace Al by Ti in the film's AlO2 planes, in place.
+
+    Plane j (0 = first AlO2 plane at the interface) gets the fraction
+    ``fraction * decay**j``, rounded to whole sites, at random sites drawn
+    from ``rng``. Returns the realised fraction of every plane.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"intermixing fraction {fraction} is not in [0, 1]")
+    symbols = np.array(atoms.get_chemical_symbols())
+    x = atoms.positions[:, 0]
+    realised = []
+    for j, xp in enumerate(film_b_planes_x(geometry)):
+        f = fraction * decay**j
+        sites = np.flatnonzero((symbols == "Al") & np.isclose(x, xp, atol=1e-3))
+        n = int(round(f * len(sites)))
+        if n:
+            chosen = rng.choice(sites, size=n, replace=False)
+            symbols[chosen] = "Ti"
+        realised.append(n / len(sites) if len(sites) else 0.0)
+        if f * len(sites) < 0.5:
+            break
+    atoms.set_chemical_symbols(symbols.tolist())
+    return realised
+
+
+@dataclass(frozen=True)
+class StructureSpec:
+    """One structure of the campaign: its class and class parameters.
+
+    Parameters
+    ----------
+    name : str
+        Structure id, e.g. ``step-0003``.
+    kind : str
+        ``step`` or ``diffuse``.
+    step_k : int
+        Step-position class 0..10 (``-1`` for diffuse).
+    fraction : float
+        Intermixing fraction of the first AlO2 plane (0 for step).
+    seed : int
+        Seed of this structure's random choices.
+    """
+
+    name: str
+    kind: str
+    step_k: int
+    fraction: float
+    seed: int
+
+
+def build_structure(
+    spec: StructureSpec,
+    geometry: InterfaceGeometry,
+    thickness_A: float,
+    decay: float = 0.0,
+) -> Atoms:
+    """Build ``spec`` at a nominal thickness [Å]; labels go to ``atoms.info``."""
+    nz = thickness_cells(thickness_A, geometry.a)
+    if spec.kind == "step":
+        d = step_depth_cells(spec.step_k, nz)
+        atoms = build_interface(geometry, nz, step_cells=d)
+        realised = [0.0]
+        depth = d * geometry.a
+    elif spec.kind == "diffuse":
+        atoms = build_interface(geometry, nz)
+        # the thickness enters the seed so every thickness has its own sites
+        rng = np.random.default_rng([spec.seed, nz])
+        realised = intermix(atoms, geometry, spec.fraction, decay, rng)
+        depth = -1.0  # no step
+    else:
+        raise ValueError(f"structure kind {spec.kind!r} is not one of {CLASSES}")
+    atoms.info.update(
+        structure=spec.name,
+        kind=spec.kind,
+        rough=int(spec.kind == "step"),
+        step_k=spec.step_k,
+        step_depth_A=depth,
+        intermix_fraction=realised[0],
+        nominal_fraction=spec.fraction,
+        nominal_thickness_A=float(thickness_A),
+    )
+    return atoms
+
+
+def campaign_structures(
+    per_class: int,
+    fraction_range: tuple[float, float],
+    seed: int,
+) -> list[StructureSpec]:
+    """The campaign's structures: ``per_class`` of each class.
+
+    Step classes cycle through k = 0..10 so that they are balanced; the
+    intermixing fraction of each diffuse structure is drawn uniformly from
+    ``fraction_range`` with a generator seeded by ``seed``.
+    """
+    ss = np.random.SeedSequence(seed)
+    seeds = ss.generate_state(2 * per_class)
+    rng = np.random.default_rng(ss.spawn(1)[0])
+    fractions = rng.uniform(fraction_range[0], fraction_range[1], size=per_class)
+    specs = []
+    for i in range(per_class):
+        specs.append(StructureSpec(f"step-{i:04d}", "step", i % N_STEP_CLASSES, 0.0,
+                                   int(seeds[i])))
+    for i in range(per_class):
+        specs.append(StructureSpec(f"diffuse-{i:04d}", "diffuse", -1,
+                                   round(float(fractions[i]), 4), int(seeds[per_class + i])))
+    return specs

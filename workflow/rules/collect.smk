@@ -1,0 +1,18 @@
+rule collect:
+    """Average phonon batches, validate every unit and stack the dataset (zarr v3)."""
+    input:
+        all_units(),
+    output:
+        directory(CAMPAIGN.dataset_path),
+    log:
+        f"{OUT}/logs/collect.log",
+    params:
+        spec=stage_params("seed", "device", "output_dir", "structures", "microscope", "simulation"),
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow collect --params {params.spec:q} --campaign-units "
+        "--out {output} > {log} 2>&1"
