@@ -1,0 +1,113 @@
+"""collect averages batches, stacks samples and refuses bad units by name."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from cbedflow.collect import collect
+from cbedflow.simulate import ScanSettings, SimulationSettings, simulate_unit
+from cbedflow.storage import CorruptOutputError
+from cbedflow.structures import InterfaceGeometry, StructureSpec, build_structure
+
+from conftest import SIGMAS
+
+GEOM = InterfaceGeometry(n_substrate=1, n_film=2, y_repeats=4)
+SETTINGS = SimulationSettings(sigmas_A=SIGMAS, scan=ScanSettings(0.0, 1.0, 3, 2))
+
+
+@pytest.fixture(scope="module")
+def units(tmp_path_factory):
+    d = tmp_path_factory.mktemp("units")
+    paths = []
+    specs = [StructureSpec("step-0000", "step", 3, 0.0, 1),
+             StructureSpec("diffuse-0000", "diffuse", -1, 0.5, 2)]
+    for spec in specs:
+        atoms = build_structure(spec, GEOM, 40.0)
+        for b, seed in enumerate((100, 101)):
+            p = d / spec.name / f"b{b}.zarr"
+            simulate_unit(atoms, SETTINGS, [seed], p, progress=lambda m: None)
+            paths.append(p)
+    return paths
+
+
+def _copy(units, tmp_path):
+    out = []
+    for p in units:
+        q = tmp_path / p.parent.name / p.name
+        shutil.copytree(p, q)
+        out.append(q)
+    return out
+
+
+def test_collect_averages_batches_and_labels(units, tmp_path):
+    ds_path = collect(units, tmp_path / "ds.zarr", progress=lambda m: None)
+    ds = zarr.open_group(str(ds_path), mode="r")
+    assert ds["cbed"].shape[0] == 2
+    names = ds.attrs["structure_names"]
+    assert names == ["diffuse-0000", "step-0000"]
+    i_step = names.index("step-0000")
+    b0 = zarr.open_group(str(units[0]))["cbed"][...]
+    b1 = zarr.open_group(str(units[1]))["cbed"][...]
+    np.testing.assert_allclose(ds["cbed"][i_step], (b0 + b1) / 2, rtol=1e-6)
+    assert ds["rough"][i_step] == 1 and ds["rough"][1 - i_step] == 0
+    assert ds["step_k"][i_step] == 3 and ds["step_k"][1 - i_step] == -1
+    assert ds["intermix_fraction"][1 - i_step] == pytest.approx(0.5)
+    assert np.isnan(ds["step_depth_A"][1 - i_step])
+    assert ds["thickness_A"][0] == pytest.approx(10 * 3.905, rel=1e-6)
+    assert len(ds.attrs["unit_checksums"]) == 4
+
+
+def _expect_refusal(paths, bad, tmp_path, match):
+    out = tmp_path / "ds.zarr"
+    with pytest.raises(CorruptOutputError) as exc:
+        collect(paths, out, progress=lambda m: None)
+    assert str(bad) in str(exc.value)
+    assert match in str(exc.value)
+    assert not out.exists()
+
+
+def test_rejects_nan(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    g = zarr.open_group(str(paths[2]), mode="r+")
+    g["cbed"][0, 0, 5, 5] = np.nan
+    _expect_refusal(paths, paths[2], tmp_path, "non-finite")
+
+
+def test_rejects_truncated_chunk(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    chunks = sorted((paths[1] / "cbed" / "c").rglob("*"))
+    victim = [c for c in chunks if c.is_file()][-1]
+    victim.unlink()
+    _expect_refusal(paths, paths[1], tmp_path, "truncated")
+
+
+def test_rejects_partial_group(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    g = zarr.open_group(str(paths[3]), mode="r+")
+    g.attrs["complete"] = False
+    _expect_refusal(paths, paths[3], tmp_path, "not marked complete")
+
+
+def test_rejects_unreadable_group(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    (paths[0] / "zarr.json").write_text("{ truncated")
+    _expect_refusal(paths, paths[0], tmp_path, "not a readable zarr")
+
+
+def test_rejects_intensity_above_one(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    g = zarr.open_group(str(paths[1]), mode="r+")
+    g["cbed"][0, 0] = g["cbed"][0, 0] * 10
+    _expect_refusal(paths, paths[1], tmp_path, "(0, 1]")
+
+
+def test_rejects_wrong_shape(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    g = zarr.open_group(str(paths[3]), mode="r+")
+    data = g["cbed"][...]
+    del g["cbed"]
+    g.create_array("cbed", data=data[:, :, 1:, :])
+    _expect_refusal(paths, paths[3], tmp_path, "shape")

@@ -1,0 +1,111 @@
+"""Physics checks of the abTEM simulation on tiny cases (real abTEM runs)."""
+
+import numpy as np
+import pytest
+import zarr
+
+from cbedflow.analysis import dark_field, virtual_detector
+from cbedflow.simulate import (
+    ScanSettings,
+    SimulationConfigError,
+    SimulationSettings,
+    check_fft_threading,
+    simulate_unit,
+    smooth_size,
+    unit_seeds,
+)
+from cbedflow.structures import InterfaceGeometry, StructureSpec, build_structure
+
+from conftest import SIGMAS
+
+GEOM = InterfaceGeometry(n_substrate=1, n_film=2, y_repeats=4)  # square 15.62 Å cell
+FLAT = StructureSpec("step-0000", "step", 0, 0.0, 1)
+
+
+def _run(tmp_path, name, thickness_A, settings, seeds=(11,)):
+    atoms = build_structure(FLAT, GEOM, thickness_A)
+    out = tmp_path / f"{name}.zarr"
+    simulate_unit(atoms, settings, list(seeds), out, progress=lambda m: None)
+    g = zarr.open_group(str(out), mode="r")
+    return g["cbed"][...], dict(g.attrs)
+
+
+# scan from one cell into the substrate to 1.5 cells into the film, a/4 steps
+COLUMN_SCAN = ScanSettings(start_cells=-1.0, extent_cells=2.5, positions_x=11, positions_y=4)
+
+
+@pytest.fixture(scope="module")
+def thin(tmp_path_factory):
+    s = SimulationSettings(sigmas_A=SIGMAS, detector_max_angle_mrad=95.0, scan=COLUMN_SCAN)
+    return _run(tmp_path_factory.mktemp("thin"), "thin", 8.0, s)
+
+
+def test_total_intensity_thin_sample(thin):
+    cbed, attrs = thin
+    total = cbed.sum(axis=(-2, -1))
+    assert np.all(total <= 1.0 + 1e-4)
+    assert np.all(total > 0.9)
+    assert cbed.dtype == np.float32
+    assert attrs["angular_sampling_mrad"][0] == pytest.approx(attrs["angular_sampling_mrad"][1])
+
+
+def test_dark_field_shows_a_sites_brighter_than_b_sites(thin):
+    cbed, attrs = thin
+    df = dark_field(cbed, attrs["angular_sampling_mrad"], semiangle_mrad=20.0)
+    # x index j -> x0 + (j - 4) a/4 ; y index 0 -> A columns, 2 -> B columns
+    sr, ti_sub, ti_term = df[2, 0], df[0, 2], df[4, 2]
+    la1, la2, al = df[6, 0], df[10, 0], df[8, 2]
+    assert min(la1, la2) > max(sr, ti_sub, ti_term, al)  # La brightest
+    assert sr > max(ti_sub, ti_term, al)  # A-site Sr beats every B site
+    assert min(la1, la2) > sr  # La (Z=57) brighter than Sr (Z=38)
+    # columns are brighter than the empty channels between them
+    assert df[1, 1] < min(sr, ti_sub)
+
+
+def test_thickness_changes_patterns(tmp_path):
+    s = SimulationSettings(sigmas_A=SIGMAS, scan=ScanSettings(0.0, 1.0, 3, 2))
+    a, _ = _run(tmp_path, "t8", 8.0, s)
+    b, _ = _run(tmp_path, "t24", 24.0, s)
+    assert a.shape == b.shape
+    rel = np.abs(a - b).sum() / np.abs(a).sum()
+    assert rel > 0.1
+    ha = virtual_detector(a, [1, 1], 25, 30, reduce="sum")  # pixels, just a ring
+    assert not np.allclose(ha, virtual_detector(b, [1, 1], 25, 30, reduce="sum"))
+
+
+def test_same_seed_identical_other_seed_differs(tmp_path):
+    s = SimulationSettings(sigmas_A=SIGMAS, scan=ScanSettings(0.0, 1.0, 3, 2))
+    a, attrs = _run(tmp_path, "a", 8.0, s, seeds=(5, 6))
+    b, _ = _run(tmp_path, "b", 8.0, s, seeds=(5, 6))
+    c, _ = _run(tmp_path, "c", 8.0, s, seeds=(5, 7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert attrs["config_seeds"] == [5, 6] and attrs["num_configs"] == 2
+
+
+def test_unit_seeds_stable_under_rebatching():
+    one = unit_seeds(1, "step-0001", 10, 0, 4)
+    two = unit_seeds(1, "step-0001", 10, 0, 2) + unit_seeds(1, "step-0001", 10, 1, 2)
+    assert one == two and len(set(one)) == 4
+    assert one != unit_seeds(2, "step-0001", 10, 0, 4)
+
+
+def test_fft_threads_guard():
+    check_fft_threading(1, "threads")
+    check_fft_threading(4, "synchronous")
+    with pytest.raises(SimulationConfigError, match="fft_threads=2.*'threads'"):
+        check_fft_threading(2, "threads")
+
+
+@pytest.mark.parametrize("n,expected", [(586, 588), (245, 245), (293, 294), (1, 1), (97, 98)])
+def test_smooth_size(n, expected):
+    assert smooth_size(n) == expected
+
+
+def test_failed_simulation_leaves_no_output(tmp_path):
+    atoms = build_structure(FLAT, GEOM, 8.0)
+    bad = SimulationSettings(sigmas_A={"Sr": 0.1})  # abTEM rejects missing elements
+    out = tmp_path / "u.zarr"
+    with pytest.raises(Exception):
+        simulate_unit(atoms, bad, [1], out, progress=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
