@@ -3,7 +3,8 @@
 #   snakemake --profile profiles/local                      # tiny campaign
 #   snakemake -n --configfile config/paper.yaml             # paper-scale preview
 #
-# Stages, one file each under workflow/rules/: structures -> simulate -> collect.
+# Stages, one file each under workflow/rules/:
+#   structures -> simulate -> collect -> crop -> augment -> train -> evaluate -> report
 
 from snakemake.utils import min_version
 
@@ -13,13 +14,21 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/crop.smk"
+include: "workflow/rules/augment.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        CAMPAIGN.dataset_path,
+        final_targets(),
     default_target: True

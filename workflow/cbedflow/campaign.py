@@ -31,7 +31,7 @@ class Campaign:
     def structures(self) -> list[StructureSpec]:
         s = self.config["structures"]
         return campaign_structures(s["per_class"], tuple(s["intermix_fraction"]),
-                                   self.config["seed"])
+                                   self.config["seed"], tuple(s["step_classes"]))
 
     @cached_property
     def by_name(self) -> dict[str, tuple[int, StructureSpec]]:

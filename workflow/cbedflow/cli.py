@@ -119,6 +119,63 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crop(args: argparse.Namespace) -> int:
+    from .examples import crop_and_split
+    from .tasks import get_task
+
+    params = json.loads(args.params)
+    crop_and_split(args.dataset, get_task(args.task), args.out_dir,
+                   params["crop"]["pattern_px"], params["crop"]["binning"],
+                   params["split"], params["seed"], progress=_log)
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from .examples import augment
+
+    params = json.loads(args.params)
+    a = params["augment"]
+    augment(args.train, args.out, a["copies"], tuple(a["dose_e_per_pattern"]),
+            a["max_rotation_deg"], params["seed"], a["keep_original"], progress=_log)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .learn import train
+    from .tasks import get_task
+
+    params = json.loads(args.params)
+    task = get_task(args.task)
+    p = dict(params["train"], task=task.name, n_classes=task.n_classes, seed=params["seed"])
+    return train(p, args.train, args.validation, args.out_dir)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .learn import evaluate
+    from .tasks import get_task
+
+    task = get_task(args.task)
+    m = evaluate(args.model, args.test, list(task.classes), args.out_json, args.out_predictions)
+    _log(f"{task.name}: test accuracy {m['accuracy']:.3f} on {m['n_test']} examples "
+         f"({m['n_test_structures']} structures)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    if args.what == "dataset":
+        plots.dataset_overview(args.dataset, args.out, args.semiangle_mrad)
+    elif args.what == "curves":
+        plots.training_curves(args.history, args.out)
+    elif args.what == "confusion":
+        plots.confusion(args.metrics, args.out)
+    elif args.what == "examples":
+        plots.example_predictions(args.test, args.predictions, args.out)
+    _log(f"plot written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cbedflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -150,6 +207,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="collect every unit of the campaign in --params (needs the full config)")
     c.add_argument("units", nargs="*", help="unit zarr groups")
     c.set_defaults(func=cmd_collect)
+    k = sub.add_parser("crop", help="crop patterns, form examples, split by structure")
+    k.add_argument("--params", required=True, help="JSON: seed, crop and split sections")
+    k.add_argument("--task", required=True)
+    k.add_argument("--dataset", required=True, help="collected dataset zarr group")
+    k.add_argument("--out-dir", required=True, help="writes {train,validation,test}.zarr")
+    k.set_defaults(func=cmd_crop)
+
+    a = sub.add_parser("augment", help="Poisson noise and rotations of the training split")
+    a.add_argument("--params", required=True, help="JSON: seed and augment sections")
+    a.add_argument("--train", required=True)
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=cmd_augment)
+
+    t = sub.add_parser("train", help="train the 3D-CNN (run under horovodrun/mpirun/srun)")
+    t.add_argument("--params", required=True, help="JSON: seed and train sections")
+    t.add_argument("--task", required=True)
+    t.add_argument("--train", required=True, help="(augmented) training examples")
+    t.add_argument("--validation", required=True)
+    t.add_argument("--out-dir", required=True)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="held-out metrics of a trained model")
+    e.add_argument("--task", required=True)
+    e.add_argument("--model", required=True)
+    e.add_argument("--test", required=True)
+    e.add_argument("--out-json", required=True)
+    e.add_argument("--out-predictions", required=True)
+    e.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="figures of the report")
+    pl.add_argument("what", choices=["dataset", "curves", "confusion", "examples"])
+    pl.add_argument("--out", required=True)
+    pl.add_argument("--dataset")
+    pl.add_argument("--semiangle-mrad", type=float, default=20.0)
+    pl.add_argument("--history")
+    pl.add_argument("--metrics")
+    pl.add_argument("--test")
+    pl.add_argument("--predictions")
+    pl.set_defaults(func=cmd_plot)
+
     y = sub.add_parser("summary", help="print where the dataset is and what it holds")
     y.add_argument("--configfile", default="config/config.yaml")
     y.set_defaults(func=cmd_summary)
@@ -158,11 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
+    from .examples import ExampleError
     from .storage import CorruptOutputError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CorruptOutputError) as exc:
+    except (ConfigError, CorruptOutputError, ExampleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -62,7 +61,7 @@ def _valid_hint(schema: dict) -> str:
     return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
 
 
-def _error_message(error: jsonschema.ValidationError) -> str:
+def _error_message(error) -> str:
     path = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = ", ".join(error.schema.get("properties", {}))
@@ -89,6 +88,8 @@ def validate(config: dict | None) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of keys, got {type(config).__name__}")
     instance = _fill_defaults(copy.deepcopy(config), load_schema())
+    import jsonschema  # only the simulation environment validates configs
+
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -150,6 +151,23 @@ def check_consistency(config: dict) -> None:
             f"config key 'simulation.detector_max_angle_mrad': value "
             f"{sim['detector_max_angle_mrad']} is invalid; valid: <= {max_mrad:.1f} mrad at "
             f"simulation.sampling_A={sim['sampling_A']} (or a finer sampling)")
+    crop = config["crop"]
+    if crop["pattern_px"] % crop["binning"]:
+        raise ConfigError(
+            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: a "
+            f"multiple of crop.binning={crop['binning']}")
+    cells_x = s["n_substrate"] + s["n_film"] + 1
+    mrad_per_px = wavelength_A(config["microscope"]["energy_kV"]) / (cells_x * A_STO) * 1e3
+    n_px = 2 * math.ceil(sim["detector_max_angle_mrad"] / mrad_per_px) + 1
+    if crop["pattern_px"] > n_px:
+        raise ConfigError(
+            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: <= "
+            f"{n_px}, the simulated pattern size ({mrad_per_px:.2f} mrad pixels out to "
+            f"simulation.detector_max_angle_mrad={sim['detector_max_angle_mrad']})")
+    d = config["augment"]["dose_e_per_pattern"]
+    if d[0] > d[1]:
+        raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
+                          "valid: [min, max] with min <= max")
     if config["microscope"]["semiangle_mrad"] >= sim["detector_max_angle_mrad"]:
         raise ConfigError(
             f"config key 'simulation.detector_max_angle_mrad': value "

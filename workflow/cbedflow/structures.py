@@ -277,10 +277,12 @@ def campaign_structures(
     per_class: int,
     fraction_range: tuple[float, float],
     seed: int,
+    step_classes: tuple[int, ...] = tuple(range(N_STEP_CLASSES)),
 ) -> list[StructureSpec]:
     """The campaign's structures: ``per_class`` of each class.
 
-    Step classes cycle through k = 0..10 so that they are balanced; the
+    Step structures cycle through ``step_classes`` (default k = 0..10) so
+    that they are balanced; the
     intermixing fraction of each diffuse structure is drawn uniformly from
     ``fraction_range`` with a generator seeded by ``seed``.
     """
@@ -290,7 +292,7 @@ def campaign_structures(
     fractions = rng.uniform(fraction_range[0], fraction_range[1], size=per_class)
     specs = []
     for i in range(per_class):
-        specs.append(StructureSpec(f"step-{i:04d}", "step", i % N_STEP_CLASSES, 0.0,
+        specs.append(StructureSpec(f"step-{i:04d}", "step", step_classes[i % len(step_classes)], 0.0,
                                    int(seeds[i])))
     for i in range(per_class):
         specs.append(StructureSpec(f"diffuse-{i:04d}", "diffuse", -1,

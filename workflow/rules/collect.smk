@@ -7,7 +7,7 @@ rule collect:
     log:
         f"{OUT}/logs/collect.log",
     params:
-        spec=stage_params("seed", "device", "output_dir", "structures", "microscope", "simulation"),
+        spec=lambda wc: stage_params("seed", "device", "output_dir", "structures", "microscope", "simulation"),
     resources:
         mem_mb=4000,
         runtime=60,

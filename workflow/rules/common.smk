@@ -32,14 +32,62 @@ SIM_ENV = "../../envs/simulate-gpu.yaml" if config["device"] == "gpu" else "../.
 
 wildcard_constraints:
     structure=r"(step|diffuse)-\d+",
+    task=r"[a-z_]+",
+    split=r"train|validation|test",
     thickness=r"[0-9p]+",
     batch=r"\d+",
 
 
+# keys that change how a job is launched, not what it computes
+_LAUNCH_ONLY = {"train": ("launcher",)}
+
+
 def stage_params(*sections):
     """JSON of the config sections a stage depends on (rerun when they change)."""
-    return json.dumps({k: config[k] for k in sections}, sort_keys=True)
+    out = {}
+    for k in sections:
+        v = config[k]
+        if isinstance(v, dict) and k in _LAUNCH_ONLY:
+            v = {kk: vv for kk, vv in v.items() if kk not in _LAUNCH_ONLY[k]}
+        out[k] = v
+    return json.dumps(out, sort_keys=True)
 
 
 def all_units():
     return CAMPAIGN.unit_paths()
+
+
+TRAIN_ENV = "../../envs/train.yaml"
+
+
+def _train_path_prefix():
+    """Local runs: put the training venv (built by `make`) first on PATH for
+    the training rules. Clusters use the conda env (--sdm conda) instead."""
+    venv = os.environ.get("CBEDFLOW_TRAIN_ENV", str(Path(workflow.basedir) / ".venv" / "train"))
+    if Path(venv, "bin", "python").exists():
+        return f"export PATH={Path(venv).resolve()}/bin:$PATH; "
+    return ""
+
+
+TRAIN_PATH = _train_path_prefix()
+
+
+def launcher():
+    """The command that starts the training ranks (from the config/profile)."""
+    return config["train"]["launcher"].format(ranks=config["train"]["ranks"])
+
+
+def task_dir(task):
+    return f"{OUT}/tasks/{task}"
+
+
+def final_targets():
+    targets = [f"{OUT}/plots/dataset_overview.png"]
+    for task in config["tasks"]:
+        targets += [
+            f"{OUT}/evaluation/{task}/metrics.json",
+            f"{OUT}/plots/{task}/confusion_matrix.png",
+            f"{OUT}/plots/{task}/training_curves.png",
+            f"{OUT}/plots/{task}/example_predictions.png",
+        ]
+    return targets

@@ -7,7 +7,7 @@ rule simulate:
     log:
         f"{OUT}/logs/simulate/{{structure}}/t{{thickness}}/b{{batch}}.log",
     params:
-        spec=stage_params("seed", "device", "microscope", "simulation"),
+        spec=lambda wc: stage_params("seed", "device", "microscope", "simulation"),
     threads: config["simulation"]["fft_threads"]
     resources:
         mem_mb=config["resources"]["simulate_mem_mb"],

@@ -5,7 +5,7 @@ rule build_structure:
     log:
         f"{OUT}/logs/structures/{{structure}}.log",
     params:
-        spec=stage_params("seed", "structures"),
+        spec=lambda wc: stage_params("seed", "structures"),
     resources:
         mem_mb=1000,
         runtime=10,

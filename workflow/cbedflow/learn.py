@@ -1,0 +1,314 @@
+"""Horovod data-parallel training and evaluation of the paper's 3D-CNN.
+
+Runs in the training environment (TensorFlow 2.15 + Horovod 0.28.1, numpy <
+2, zarr 3.0.x). Launch training under ``horovodrun``/``mpirun``/``jsrun``/
+``srun``; every process is one rank:
+
+* each rank reads its own shard of the (augmented) training set from zarr
+  through ``tf.data``;
+* initial variables are broadcast from rank 0, gradients averaged by
+  ``hvd.DistributedOptimizer``, epoch metrics averaged across ranks;
+* the learning rate is scaled by the configured rule (``linear``: lr x size,
+  ``sqrt``: lr x sqrt(size), ``none``);
+* rank 0 alone writes checkpoints, the CSV log and TensorBoard; a rerun
+  resumes from the last checkpoint and continues the epoch count.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def preprocess(x):
+    """Network input from CBED intensities: sqrt (Poisson variance
+    stabilising), then per-example standardisation, plus a channel axis."""
+    import tensorflow as tf
+
+    x = tf.sqrt(tf.maximum(tf.cast(x, tf.float32), 0.0))
+    mean = tf.reduce_mean(x)
+    std = tf.math.reduce_std(x) + 1e-12
+    return tf.expand_dims((x - mean) / std, -1)
+
+
+def build_model(input_shape: tuple[int, int, int], n_classes: int, conv_filters=(8, 16, 16),
+                kernel_size: int = 3, dense_units: int = 64, dropout: float = 0.15,
+                pool_size: int = 2):
+    """The paper's network (Oxley et al., Fig. 3a).
+
+    Conv3D layers without max pooling, one average pooling, two dense layers
+    (the second is the softmax output), dropout after every layer.
+    Input: (scan positions, kx, ky, 1).
+    """
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    inp = layers.Input(shape=tuple(input_shape) + (1,), name="cbed_sequence")
+    h = inp
+    for i, f in enumerate(conv_filters):
+        h = layers.Conv3D(f, kernel_size, padding="same", activation="relu", name=f"conv{i}")(h)
+        h = layers.Dropout(dropout, name=f"dropout_conv{i}")(h)
+    pool = tuple(min(pool_size, s) for s in input_shape)
+    h = layers.AveragePooling3D(pool_size=pool, name="average_pool")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(dense_units, activation="relu", name="dense")(h)
+    h = layers.Dropout(dropout, name="dropout_dense")(h)
+    out = layers.Dense(n_classes, activation="softmax", name="softmax")(h)
+    return tf.keras.Model(inp, out, name="cbed3dcnn")
+
+
+def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool = False,
+                 seed: int = 0, cache: bool = True):
+    """tf.data pipeline over one rank's shard of an example group.
+
+    Examples ``rank, rank + size, ...`` are read from zarr (chunk = one
+    example) in a ``tf.py_function`` and cached in memory after the first pass
+    when ``cache``.
+    """
+    import tensorflow as tf
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r")
+    x_arr, y_all = g["x"], g["y"][...].astype(np.int32)
+    shape = tuple(x_arr.shape[1:])
+    idx = np.arange(rank, x_arr.shape[0], size, dtype=np.int64)
+
+    def read(i):
+        i = int(i.numpy())
+        return x_arr[i].astype(np.float32), y_all[i]
+
+    def tf_read(i):
+        x, y = tf.py_function(read, [i], (tf.float32, tf.int32))
+        x.set_shape(shape)
+        y.set_shape(())
+        return preprocess(x), y
+
+    ds = tf.data.Dataset.from_tensor_slices(idx).map(tf_read, num_parallel_calls=1)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(max(1, len(idx)), seed=seed, reshuffle_each_iteration=True)
+    return ds, len(idx), shape
+
+
+def lr_scale(rule: str, size: int) -> float:
+    """Learning-rate multiplier for ``size`` ranks."""
+    if rule == "linear":
+        return float(size)
+    if rule == "sqrt":
+        return math.sqrt(size)
+    if rule == "none":
+        return 1.0
+    raise ValueError(f"train.lr_scaling={rule!r} is not one of linear, sqrt, none")
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def resume_key(params: dict, train_path: str, val_path: str, size: int) -> str:
+    """Identity of a training run: a checkpoint is resumed only by the same
+    settings, rank count and input data (zarr.json size and mtime)."""
+    import hashlib
+
+    ident = [json.dumps(params, sort_keys=True), size]
+    for p in (train_path, val_path):
+        st = (Path(p) / "zarr.json").stat()
+        ident.append((st.st_size, st.st_mtime_ns))
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+
+
+def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
+    """Train under Horovod; returns 0. ``params``: the config's train section
+    plus ``task``, ``n_classes`` and ``seed``."""
+    import horovod.tensorflow as hvt
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    from .examples import check_examples
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    n_classes = int(params["n_classes"])
+    # bad input stops every rank before training starts
+    check_examples(train_path, n_classes)
+    check_examples(val_path, n_classes)
+
+    tf.keras.utils.set_random_seed(int(params["seed"]) + rank)
+    batch = int(params["batch_size"])
+    tr, n_tr, shape = zarr_dataset(train_path, rank, size, shuffle=True,
+                                   seed=int(params["seed"]) + rank, cache=params["cache"])
+    va, n_va, vshape = zarr_dataset(val_path, rank, size, cache=params["cache"])
+    if vshape != shape:
+        raise ValueError(f"{val_path}: example shape {vshape} differs from training {shape}")
+    # every rank must take the same number of steps or the allreduce hangs
+    n_tr_max = int(hvt.allreduce(tf.constant(n_tr), op=hvt.Max).numpy())
+    steps = max(1, int(math.ceil(n_tr_max / batch)))
+    n_va_max = int(hvt.allreduce(tf.constant(n_va), op=hvt.Max).numpy())
+    val_steps = max(1, int(math.ceil(n_va_max / batch)))
+    tr = tr.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
+    va = va.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    model = build_model(shape, n_classes, tuple(params["conv_filters"]), params["kernel_size"],
+                        params["dense_units"], params["dropout"], params["pool_size"])
+    lr = params["learning_rate"] * lr_scale(params["lr_scaling"], size)
+    opt = hvd.DistributedOptimizer(
+        tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=params["momentum"]))
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    state_path = ckpt_dir / "state.json"
+    weights_path = ckpt_dir / "last.weights.h5"
+    key = resume_key(params, train_path, val_path, size)
+    initial_epoch = 0
+    if state_path.exists() and weights_path.exists():
+        state = json.loads(state_path.read_text())
+        if state.get("key") == key:
+            model.load_weights(str(weights_path))
+            initial_epoch = int(state["epoch"])
+            print(f"rank {rank}/{size}: resuming from {weights_path} at epoch {initial_epoch}",
+                  flush=True)
+        elif rank == 0:
+            print(f"checkpoint {weights_path} is from other settings or data; starting afresh",
+                  flush=True)
+    epochs = int(params["epochs"])
+
+    class RankLog(tf.keras.callbacks.Callback):
+        """Every rank reports its steps, so a log shows all ranks trained."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches, self.t0 = 0, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            print(f"hvd rank={rank} size={size} epoch={epoch + 1}/{epochs} "
+                  f"batches={self.batches} loss={logs.get('loss', float('nan')):.4f} "
+                  f"accuracy={logs.get('accuracy', float('nan')):.4f} "
+                  f"val_accuracy={logs.get('val_accuracy', float('nan')):.4f} "
+                  f"({time.perf_counter() - self.t0:.1f} s)", flush=True)
+
+    class Checkpoint(tf.keras.callbacks.Callback):
+        """Rank 0: weights + epoch, written atomically after every epoch."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            tmp = weights_path.with_name(f".tmp-{os.getpid()}.weights.h5")
+            self.model.save_weights(str(tmp))
+            os.replace(tmp, weights_path)
+            _atomic_json(state_path, {"epoch": epoch + 1, "key": key, "logs": {
+                k: float(v) for k, v in (logs or {}).items()}})
+
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+        RankLog(),
+    ]
+    if rank == 0:
+        callbacks += [
+            tf.keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
+            tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"),
+                                           write_graph=False, profile_batch=0),
+            Checkpoint(),
+        ]
+    if rank == 0:
+        print(f"training {params['task']}: {size} ranks, {n_tr} examples/rank, "
+              f"{steps} steps/epoch, batch {batch}/rank, lr {lr:g} "
+              f"({params['lr_scaling']} scaling), epochs {initial_epoch}->{epochs}", flush=True)
+    if initial_epoch < epochs:
+        model.fit(tr, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch,
+                  validation_data=va, validation_steps=val_steps, callbacks=callbacks,
+                  verbose=0)
+    if rank == 0:
+        final = out / "model.keras"
+        tmp = out / f".tmp-{os.getpid()}.keras"
+        # a fresh, uncompiled copy: the Horovod optimizer is not serialisable
+        clean = build_model(shape, n_classes, tuple(params["conv_filters"]),
+                            params["kernel_size"], params["dense_units"], params["dropout"],
+                            params["pool_size"])
+        clean.set_weights(model.get_weights())
+        clean.save(str(tmp))
+        os.replace(tmp, final)
+        _atomic_json(out / "train_info.json", {
+            "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
+            "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,
+        })
+        print(f"model written to {final}", flush=True)
+    return 0
+
+
+def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
+             out_predictions: str) -> dict:
+    """Held-out metrics: accuracy, per-class precision/recall, per-thickness
+    accuracy, confusion matrix (and accuracy by step class, for the record)."""
+    import tensorflow as tf
+    import zarr
+
+    from .examples import check_examples
+
+    check_examples(test_path, len(classes))
+    model = tf.keras.models.load_model(model_path, compile=False)
+    ds, n, shape = zarr_dataset(test_path, cache=False)
+    want = tuple(model.input_shape[1:4])
+    if tuple(shape) != want:
+        raise ValueError(f"{test_path}: example shape {tuple(shape)} does not match the "
+                         f"model's input {want}")
+    probs = model.predict(ds.batch(64), verbose=0)
+    g = zarr.open_group(str(test_path), mode="r")
+    y = g["y"][...].astype(int)
+    pred = probs.argmax(axis=1)
+    metrics = classification_metrics(y, pred, classes, g["thickness_A"][...],
+                                     g["step_k"][...])
+    metrics["n_test"] = int(n)
+    metrics["n_test_structures"] = int(len(set(g["structure_index"][...].tolist())))
+    metrics["task"] = g.attrs["task"]
+    tmp = Path(out_predictions).with_name(f".tmp-{os.getpid()}.npz")
+    np.savez(tmp, probabilities=probs, y=y, predicted=pred)
+    os.replace(tmp, out_predictions)
+    _atomic_json(Path(out_json), metrics)
+    return metrics
+
+
+def classification_metrics(y, pred, classes, thickness_A, step_k) -> dict:
+    """Metrics dict (pure numpy, shared by evaluation and tests)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    k = len(classes)
+    cm = np.zeros((k, k), dtype=int)
+    for t, p in zip(y, pred):
+        cm[t, p] += 1
+    per_class = {}
+    for i, name in enumerate(classes):
+        tp = cm[i, i]
+        per_class[name] = {
+            "precision": float(tp / cm[:, i].sum()) if cm[:, i].sum() else None,
+            "recall": float(tp / cm[i].sum()) if cm[i].sum() else None,
+            "support": int(cm[i].sum()),
+        }
+    by_t = {}
+    for t in sorted(set(np.round(np.asarray(thickness_A, float), 2).tolist())):
+        m = np.isclose(thickness_A, t, atol=0.01)
+        by_t[f"{t:.2f}"] = float(np.mean(y[m] == pred[m]))
+    by_k = {}
+    for kk in sorted(set(np.asarray(step_k).tolist())):
+        m = np.asarray(step_k) == kk
+        by_k[str(kk)] = float(np.mean(y[m] == pred[m]))
+    return {
+        "accuracy": float(np.mean(y == pred)),
+        "classes": list(classes),
+        "per_class": per_class,
+        "per_thickness_accuracy": by_t,
+        "accuracy_by_step_k": by_k,
+        "confusion_matrix": cm.tolist(),
+    }

@@ -1,0 +1,18 @@
+rule augment:
+    """Poisson noise at several doses and small rotations of the training split."""
+    input:
+        f"{OUT}/tasks/{{task}}/train.zarr",
+    output:
+        directory(f"{OUT}/tasks/{{task}}/train_augmented.zarr"),
+    log:
+        f"{OUT}/logs/augment/{{task}}.log",
+    params:
+        spec=lambda wc: stage_params("seed", "augment"),
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow augment --params {params.spec:q} --train {input} "
+        "--out {output} > {log} 2>&1"

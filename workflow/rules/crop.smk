@@ -1,0 +1,21 @@
+rule crop:
+    """Crop patterns to their centre, form line-scan examples, split by structure."""
+    input:
+        CAMPAIGN.dataset_path,
+    output:
+        train=directory(f"{OUT}/tasks/{{task}}/train.zarr"),
+        validation=directory(f"{OUT}/tasks/{{task}}/validation.zarr"),
+        test=directory(f"{OUT}/tasks/{{task}}/test.zarr"),
+    log:
+        f"{OUT}/logs/crop/{{task}}.log",
+    params:
+        spec=lambda wc: stage_params("seed", "crop", "split"),
+        out_dir=lambda wc: task_dir(wc.task),
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow crop --params {params.spec:q} --task {wildcards.task} "
+        "--dataset {input} --out-dir {params.out_dir} > {log} 2>&1"

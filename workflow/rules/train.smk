@@ -1,0 +1,25 @@
+rule train:
+    """Horovod data-parallel training of the 3D-CNN (launcher from config/profile)."""
+    input:
+        train=f"{OUT}/tasks/{{task}}/train_augmented.zarr",
+        validation=f"{OUT}/tasks/{{task}}/validation.zarr",
+    output:
+        model=f"{OUT}/models/{{task}}/model.keras",
+        history=f"{OUT}/models/{{task}}/history.csv",
+    log:
+        f"{OUT}/logs/train/{{task}}.log",
+    params:
+        spec=lambda wc: stage_params("seed", "train"),
+        launcher=launcher(),
+        out_dir=lambda wc: f"{OUT}/models/{wc.task}",
+    threads: config["train"]["ranks"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        tasks=config["train"]["ranks"],
+    conda:
+        TRAIN_ENV
+    shell:
+        TRAIN_PATH + "{params.launcher} python -m cbedflow train --params {params.spec:q} "
+        "--task {wildcards.task} --train {input.train} --validation {input.validation} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
