@@ -116,6 +116,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(f"  cbed {ds['cbed'].shape} float32, dims {ds.attrs['dims']}")
     print(f"  {int(np.sum(rough == 1))} step (rough) + {int(np.sum(rough == 0))} diffuse samples, "
           f"thicknesses {sorted(set(np.round(ds['thickness_A'][...].astype(float), 2).tolist()))} Å")
+    report = Path(camp.output_dir) / "report.html"
+    if report.exists():
+        print(f"report: {report.resolve()}")
+    for task in camp.config["tasks"]:
+        m = Path(camp.output_dir) / "evaluation" / task / "metrics.json"
+        if m.exists():
+            met = json.loads(m.read_text())
+            print(f"  {task}: held-out test accuracy {met['accuracy']:.3f} "
+                  f"({met['n_test']} examples from {met['n_test_structures']} test structures)")
     return 0
 
 

@@ -135,16 +135,16 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
 
     from .examples import check_examples
 
+    n_classes = int(params["n_classes"])
+    # bad input stops every rank before anything starts
+    check_examples(train_path, n_classes)
+    check_examples(val_path, n_classes)
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    n_classes = int(params["n_classes"])
-    # bad input stops every rank before training starts
-    check_examples(train_path, n_classes)
-    check_examples(val_path, n_classes)
 
     tf.keras.utils.set_random_seed(int(params["seed"]) + rank)
     batch = int(params["batch_size"])

@@ -1,0 +1,108 @@
+"""Crop, split and augment (simulation environment, no TensorFlow)."""
+
+import numpy as np
+import pytest
+import zarr
+
+from cbedflow.examples import (
+    ExampleError,
+    augment,
+    check_examples,
+    crop_pattern,
+    split_structures,
+)
+from cbedflow.learn import classification_metrics, lr_scale
+from cbedflow.storage import CorruptOutputError, atomic_group
+
+
+def test_crop_pattern_centre_and_binning():
+    c = np.zeros((2, 3, 9, 9), np.float32)
+    c[..., 4, 4] = 1.0  # zero beam at n // 2
+    c[..., 0, 0] = 5.0  # outside the crop
+    out = crop_pattern(c, 4, 2)
+    assert out.shape == (2, 3, 2, 2)
+    assert out.sum() == pytest.approx(2 * 3 * 1.0)  # binning sums, crop drops the corner
+    with pytest.raises(ExampleError, match="pattern_px=10.*9 x 9"):
+        crop_pattern(c, 10, 1)
+    with pytest.raises(ExampleError, match="multiple"):
+        crop_pattern(c, 5, 2)
+
+
+def test_split_by_structure_stratified_and_seeded():
+    labels = {i: i % 2 for i in range(40)}
+    fr = {"validation": 0.2, "test": 0.25}
+    a = split_structures(labels, fr, seed=1)
+    assert a == split_structures(labels, fr, seed=1)
+    assert a != split_structures(labels, fr, seed=2)
+    assert set(a) == set(labels)  # every structure in exactly one split
+    for lab in (0, 1):
+        members = [s for s in labels if labels[s] == lab]
+        counts = {sp: sum(a[s] == sp for s in members) for sp in ("train", "validation", "test")}
+        assert counts == {"train": 11, "validation": 4, "test": 5}
+
+
+def _examples(path, x, y):
+    with atomic_group(path) as g:
+        g.create_array("x", data=x, chunks=(1,) + x.shape[1:])
+        g.create_array("y", data=np.asarray(y, np.int32))
+        for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
+                      ("line", "int16"), ("step_k", "int8"), ("intermix_fraction", "float32")):
+            g.create_array(k, data=np.zeros(len(y), dt))
+        g.attrs.update(task="rough_vs_diffuse", complete=True, classes=["diffuse", "step"])
+
+
+def test_augment_is_seeded_and_poisson(tmp_path):
+    x = np.full((3, 5, 16, 16), 1.0 / 256, np.float32)  # total intensity 1 per pattern
+    _examples(tmp_path / "train.zarr", x, [0, 1, 0])
+    kw = dict(copies=3, dose_range=(1e3, 1e4), max_rotation_deg=0.0, seed=4)
+    augment(tmp_path / "train.zarr", tmp_path / "a.zarr", progress=lambda m: None, **kw)
+    augment(tmp_path / "train.zarr", tmp_path / "b.zarr", progress=lambda m: None, **kw)
+    a = zarr.open_group(str(tmp_path / "a.zarr"))
+    b = zarr.open_group(str(tmp_path / "b.zarr"))
+    np.testing.assert_array_equal(a["x"][...], b["x"][...])
+    assert a["x"].shape[0] == 9 and list(a["y"][...]) == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+    np.testing.assert_array_equal(a["x"][0], x[0])  # first copy is the original
+    dose = a["dose_e_per_pattern"][...]
+    assert np.isinf(dose[0]) and np.all((dose[1:3] >= 1e3) & (dose[1:3] <= 1e4))
+    noisy, d = a["x"][1], dose[1]
+    counts = noisy * d
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-2)  # whole electrons
+    # Poisson: variance of counts ~ mean counts per pixel
+    lam = d / 256
+    assert counts.mean() == pytest.approx(lam, rel=0.05)
+    assert counts.var() == pytest.approx(lam, rel=0.2)
+
+
+def test_check_examples_names_file_and_problem(tmp_path):
+    with pytest.raises(CorruptOutputError, match="missing.zarr: split is missing"):
+        check_examples(tmp_path / "missing.zarr")
+    x = np.ones((2, 3, 4, 4), np.float32)
+    x[1, 0, 0, 0] = np.nan
+    _examples(tmp_path / "nan.zarr", x, [0, 1])
+    with pytest.raises(CorruptOutputError, match="nan.zarr: example 1 holds non-finite"):
+        check_examples(tmp_path / "nan.zarr")
+    _examples(tmp_path / "shape.zarr", np.ones((2, 3, 4), np.float32), [0, 1])
+    with pytest.raises(CorruptOutputError, match="shape.zarr: x has shape"):
+        check_examples(tmp_path / "shape.zarr")
+    _examples(tmp_path / "labels.zarr", np.ones((2, 3, 4, 4), np.float32), [0, 5])
+    with pytest.raises(CorruptOutputError, match="labels span 0..5"):
+        check_examples(tmp_path / "labels.zarr", n_classes=2)
+
+
+def test_classification_metrics():
+    y = [0, 0, 1, 1, 1, 0]
+    p = [0, 1, 1, 1, 0, 0]
+    m = classification_metrics(y, p, ["diffuse", "step"], [39.05] * 4 + [78.1] * 2,
+                               [-1, -1, 3, 5, 5, -1])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert m["per_class"]["step"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["diffuse"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_thickness_accuracy"] == {"39.05": 0.75, "78.10": 0.5}
+    assert m["accuracy_by_step_k"]["5"] == 0.5
+
+
+def test_lr_scaling():
+    assert lr_scale("linear", 4) == 4 and lr_scale("sqrt", 4) == 2 and lr_scale("none", 4) == 1
+    with pytest.raises(ValueError, match="lr_scaling='cubic'"):
+        lr_scale("cubic", 2)

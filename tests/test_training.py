@@ -1,0 +1,109 @@
+"""Training environment (TF 2.15 + Horovod 0.28.1): bad input, Horovod on 2
+ranks, resume after an interruption, and zarr v3 hand-over from the simulation
+environment (these groups are written by zarr 3.1 and read by zarr 3.0)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbedflow.storage import atomic_group
+from conftest import ROOT, train_env
+
+PARAMS = {
+    "seed": 3,
+    "train": {"epochs": 8, "batch_size": 8, "learning_rate": 0.05, "momentum": 0.0,
+              "lr_scaling": "linear", "conv_filters": [2], "kernel_size": 3, "pool_size": 2,
+              "dense_units": 8, "dropout": 0.15, "cache": True, "ranks": 2,
+              "launcher": "horovodrun --gloo -np {ranks}"},
+}
+
+
+def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.random((n,) + shape).astype(np.float32) * 1e-3
+    x[y == 1, ..., 2:6] += 2e-3  # a learnable difference
+    if nan:
+        x[3, 0, 0, 0] = np.nan
+    with atomic_group(path) as g:
+        g.create_array("x", data=x, chunks=(1,) + shape)
+        g.create_array("y", data=y.astype(np.int32))
+        for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
+                      ("line", "int16"), ("step_k", "int8"), ("intermix_fraction", "float32")):
+            g.create_array(k, data=np.zeros(n, dt))
+        g.attrs.update(task="rough_vs_diffuse", classes=["diffuse", "step"], complete=True)
+    return path
+
+
+def run_train(tmp_path, train, val, launcher=True, **kw):
+    env = train_env()
+    cmd = [str(env / "bin" / "python"), "-m", "cbedflow", "train", "--params",
+           json.dumps(PARAMS), "--task", "rough_vs_diffuse", "--train", str(train),
+           "--validation", str(val), "--out-dir", str(tmp_path / "model")]
+    if launcher:
+        cmd = [str(env / "bin" / "horovodrun"), "--gloo", "-np", "2"] + cmd
+    penv = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"),
+                PATH=f"{env / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=penv, start_new_session=True, **kw)
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("problem", ["missing", "nan", "shape"])
+def test_bad_input_stops_before_training(tmp_path, problem):
+    train = write_split(tmp_path / "train.zarr")
+    val = tmp_path / "validation.zarr"
+    if problem == "nan":
+        write_split(val, nan=True)
+    elif problem == "shape":
+        write_split(val, shape=(5, 8))
+    p = run_train(tmp_path, train, val, launcher=False)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2, out[-2000:]
+    err = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and str(val) in err[0]
+    assert {"missing": "split is missing", "nan": "non-finite",
+            "shape": "x has shape"}[problem] in err[0]
+    assert "epoch=" not in out and not (tmp_path / "model").exists()
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_two_ranks_train_and_resume_after_interruption(tmp_path):
+    train = write_split(tmp_path / "train.zarr", n=64)
+    val = write_split(tmp_path / "validation.zarr", n=16, seed=1)
+    state = tmp_path / "model" / "checkpoints" / "state.json"
+    p = run_train(tmp_path, train, val)
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 3:
+            break
+        time.sleep(0.2)
+    assert p.poll() is None, "training ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks
+    p.wait()
+    interrupted_at = json.loads(state.read_text())["epoch"]
+    assert 3 <= interrupted_at < 8
+    assert not (tmp_path / "model" / "model.keras").exists()
+
+    p = run_train(tmp_path, train, val)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert f"resuming from" in out and f"at epoch {interrupted_at}" in out
+    for rank in (0, 1):
+        epochs = [int(e) for e in __import__("re").findall(
+            rf"hvd rank={rank} size=2 epoch=(\d+)/8 batches=4", out)]
+        assert epochs == list(range(interrupted_at + 1, 9)), (rank, epochs)
+    with open(tmp_path / "model" / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == list(range(8))  # count continues
+    assert (tmp_path / "model" / "model.keras").exists()
+    assert float(rows[-1]["accuracy"]) > 0.6
