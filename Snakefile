@@ -4,7 +4,7 @@
 #   snakemake -n --configfile config/paper.yaml             # paper-scale preview
 #
 # Stages, one file each under workflow/rules/:
-#   structures -> simulate -> collect -> crop -> augment -> train -> evaluate -> report
+#   simulate (packed jobs: structures + 4D-STEM) -> collect -> crop -> augment -> train -> evaluate -> report
 
 from snakemake.utils import min_version
 
@@ -18,7 +18,6 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/crop.smk"

@@ -18,10 +18,11 @@ from conftest import train_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"
-#: Held-out rough-vs-diffuse accuracy the tiny campaign must reach. 32 test
-#: line scans from 8 held-out structures: a coin flip reaches 0.75 with
-#: probability 0.0035 (binomial), a constant answer gets 0.5.
-ACCURACY_BAR = 0.75
+#: Held-out rough-vs-diffuse accuracy the tiny campaign must reach. 48 test
+#: line scans from 12 held-out structures: a coin flip reaches 0.70 with
+#: probability 0.0026 (binomial), a constant answer gets 0.5. Measured with the
+#: tiny config: 0.81 (its seed), 0.83, 0.85, 0.77 (seeds 1-3).
+ACCURACY_BAR = 0.70
 
 
 def snakemake(*args, cwd, env_extra=None):
@@ -63,9 +64,10 @@ def test_dataset_collected(campaign):
     assert np.all(np.isfinite(cbed))
     total = cbed.sum(axis=(-2, -1))
     assert total.max() <= 1.0 + 1e-3 and total.min() > 0.3
-    logs = list((res / "logs" / "simulate").rglob("*.log"))
-    assert len(logs) == 2 * n
-    assert all("done:" in p.read_text() for p in logs)  # progress was logged
+    logs = list((res / "logs" / "simulate").glob("j*.log"))
+    assert len(logs) == -(-2 * n // 8)  # packed: 8 units per job
+    assert all(p.read_text().count("simulated (") >= 1 for p in logs)  # progress logged
+    assert len(list((res / "structures").glob("*.extxyz"))) == 2 * n
 
 
 @pytest.mark.slow
@@ -88,7 +90,7 @@ def test_training_ran_on_two_horovod_ranks(campaign):
 def test_held_out_accuracy_clears_the_bar(campaign):
     m = json.loads((campaign["results"] / "evaluation" / "rough_vs_diffuse" /
                     "metrics.json").read_text())
-    assert m["n_test"] >= 32 and m["n_test_structures"] >= 8
+    assert m["n_test"] >= 48 and m["n_test_structures"] >= 12
     assert m["accuracy"] >= ACCURACY_BAR, m
     assert set(m) >= {"accuracy", "per_class", "per_thickness_accuracy", "confusion_matrix"}
     assert np.sum(m["confusion_matrix"]) == m["n_test"]
@@ -168,7 +170,7 @@ def test_paper_scale_dry_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    assert int(counts["build_structure"]) == 1200
-    assert int(counts["simulate"]) == 1200 * 5 * (64 // 8)
+    units = 1200 * 5 * (64 // 8)
+    assert int(counts["simulate_job"]) == units // 8  # default site: 8 units per job
     assert int(counts["collect"]) == 1
     assert int(counts["train"]) == 1 and int(counts["evaluate"]) == 1

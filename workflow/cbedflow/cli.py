@@ -29,22 +29,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_structure(args: argparse.Namespace) -> int:
     """Build one structure at every thickness, one extxyz frame each."""
-    import ase.io
-
     from .campaign import Campaign
-    from .structures import build_structure
 
-    params = json.loads(args.params)
-    camp = Campaign(params)
-    _, spec = camp.by_name[args.name]
-    decay = params["structures"]["intermix_decay"]
-    frames = [build_structure(spec, camp.geometry, t, decay) for t in camp.thicknesses.values()]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, out)
-    _log(f"{spec.name}: {len(frames)} thicknesses, {[len(f) for f in frames]} atoms -> {out}")
+    out = ensure_structure(Campaign(json.loads(args.params)), args.name, Path(args.out),
+                           force=True)
+    _log(f"{args.name} -> {out}")
     return 0
 
 
@@ -54,7 +43,7 @@ def read_frame(path: str | Path, thickness_label: str):
 
     from .campaign import thickness_label as label_of
 
-    frames = ase.io.read(path, index=":", format="extxyz")
+    frames = ase.io.read(path, index=":", format="extxyz", parallel=False)
     for atoms in frames:
         if label_of(atoms.info["nominal_thickness_A"]) == thickness_label:
             return atoms
@@ -62,21 +51,91 @@ def read_frame(path: str | Path, thickness_label: str):
     raise SystemExit(f"{path}: no frame for thickness {thickness_label!r}; has {have}")
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def _simulate_one(params: dict, structure: str | Path, thickness: str, batch: int,
+                  out: str | Path, progress=_log) -> None:
     from .config import config_hash
+    from .packing import unit_key
     from .simulate import SimulationSettings, simulate_unit, unit_seeds
 
-    params = json.loads(args.params)
     settings = SimulationSettings.from_config(params)
-    atoms = read_frame(args.structure, args.thickness)
+    atoms = read_frame(structure, thickness)
     bs = params["simulation"]["phonons"]["batch_size"]
     seeds = unit_seeds(params["seed"], atoms.info["structure"],
-                       int(atoms.info["thickness_cells"]), args.batch, bs)
-    _log(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å "
-         f"batch {args.batch} ({bs} configurations, grid {settings.gpts(atoms)})")
-    simulate_unit(atoms, settings, seeds, args.out, progress=_log, provenance={
-        "config_hash": config_hash(params), "seed": params["seed"], "batch": args.batch,
+                       int(atoms.info["thickness_cells"]), batch, bs)
+    progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å "
+             f"batch {batch} ({bs} configurations, grid {settings.gpts(atoms)})")
+    simulate_unit(atoms, settings, seeds, out, progress=progress, provenance={
+        "config_hash": config_hash(params), "unit_key": unit_key(params),
+        "seed": params["seed"], "batch": batch,
     })
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    _simulate_one(json.loads(args.params), args.structure, args.thickness, args.batch, args.out)
+    return 0
+
+
+def ensure_structure(camp, name: str, path: Path | None = None, force: bool = False) -> Path:
+    """The structure file of ``name`` (all thicknesses, labels in each frame's
+    info), built and saved atomically if missing (or if ``force``)."""
+    import ase.io
+
+    from .structures import build_structure
+
+    path = Path(camp.structure_path(name)) if path is None else path
+    if force or not path.exists():
+        _, spec = camp.by_name[name]
+        decay = camp.config["structures"]["intermix_decay"]
+        frames = [build_structure(spec, camp.geometry, t, decay)
+                  for t in camp.thicknesses.values()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        # parallel=False: under MPI, ASE would otherwise let only world rank 0 write
+        ase.io.write(tmp, frames, format="extxyz", parallel=False)
+        os.replace(tmp, path)
+    return path
+
+
+def cmd_simulate_job(args: argparse.Namespace) -> int:
+    """One packed batch job: its units spread over the MPI ranks."""
+    from .campaign import Campaign
+    from .packing import job_units, mpi_comm, run_job, unit_key, write_manifest
+
+    params = json.loads(args.params)
+    camp = Campaign(params)
+    units = job_units(camp, args.units_per_job, args.job)
+    comm = mpi_comm()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    if rank == 0:
+        _log(f"job {args.job}: {len(units)} units on {size} rank(s)")
+
+    def simulate_one(name, thickness, batch, out):
+        path = ensure_structure(camp, name)
+        _simulate_one(params, path, thickness, batch, out,
+                      progress=lambda m: _log(f"rank {rank}: {m}"))
+
+    try:
+        records = run_job(camp, units, simulate_one, rank, size, key=unit_key(params),
+                          progress=_log)
+    except BaseException:
+        if comm is not None and size > 1:  # a failed rank must not leave the others waiting
+            import traceback
+
+            traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
+    gathered = comm.gather(records, root=0) if comm else [records]
+    if rank == 0:
+        flat = [r for part in gathered for r in part]
+        write_manifest(args.manifest, args.job, flat, size)
+        by_rank = {}
+        for r in flat:
+            by_rank.setdefault(r["rank"], []).append(r["status"])
+        _log(f"job {args.job} done: " + ", ".join(
+            f"rank {k}: {v.count('simulated')} simulated, {len(v) - v.count('simulated')} "
+            "skipped" for k, v in sorted(by_rank.items())))
     return 0
 
 
@@ -208,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=int, required=True, help="phonon batch index")
     m.add_argument("--out", required=True, help="output zarr group")
     m.set_defaults(func=cmd_simulate)
+
+    j = sub.add_parser("simulate-job", help="a packed batch job of units (MPI ranks)")
+    j.add_argument("--params", required=True, help="JSON: the campaign config")
+    j.add_argument("--job", required=True, help="job id, e.g. j00003")
+    j.add_argument("--units-per-job", type=int, required=True)
+    j.add_argument("--manifest", required=True, help="output manifest JSON")
+    j.set_defaults(func=cmd_simulate_job)
 
     c = sub.add_parser("collect", help="average batches and stack units into a dataset")
     c.add_argument("--params", default="{}", help="JSON: config for provenance")

@@ -201,15 +201,30 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
                   f"val_accuracy={logs.get('val_accuracy', float('nan')):.4f} "
                   f"({time.perf_counter() - self.t0:.1f} s)", flush=True)
 
+    best_path = ckpt_dir / "best.weights.h5"
+    best = {"val_loss": float("inf"), "epoch": None}
+    if initial_epoch and state_path.exists():
+        best.update(json.loads(state_path.read_text()).get("best", {}))
+
     class Checkpoint(tf.keras.callbacks.Callback):
-        """Rank 0: weights + epoch, written atomically after every epoch."""
+        """Rank 0: weights + epoch (and the best weights by validation loss,
+        averaged over ranks), written atomically after every epoch."""
+
+        def _save(self, path):
+            tmp = path.with_name(f".tmp-{os.getpid()}.weights.h5")
+            self.model.save_weights(str(tmp))
+            os.replace(tmp, path)
 
         def on_epoch_end(self, epoch, logs=None):
-            tmp = weights_path.with_name(f".tmp-{os.getpid()}.weights.h5")
-            self.model.save_weights(str(tmp))
-            os.replace(tmp, weights_path)
-            _atomic_json(state_path, {"epoch": epoch + 1, "key": key, "logs": {
-                k: float(v) for k, v in (logs or {}).items()}})
+            logs = logs or {}
+            vl = float(logs.get("val_loss", float("inf")))
+            if vl < best["val_loss"]:
+                best.update(val_loss=vl, epoch=epoch + 1,
+                            val_accuracy=float(logs.get("val_accuracy", float("nan"))))
+                self._save(best_path)
+            self._save(weights_path)
+            _atomic_json(state_path, {"epoch": epoch + 1, "key": key, "best": best, "logs": {
+                k: float(v) for k, v in logs.items()}})
 
     callbacks = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
@@ -239,11 +254,16 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
                             params["kernel_size"], params["dense_units"], params["dropout"],
                             params["pool_size"])
         clean.set_weights(model.get_weights())
+        if params.get("keep_best", True) and best_path.exists():
+            clean.load_weights(str(best_path))
+            print(f"final model: best validation loss {best['val_loss']:.4f} at epoch "
+                  f"{best['epoch']}", flush=True)
         clean.save(str(tmp))
         os.replace(tmp, final)
         _atomic_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,
+            "best": best if params.get("keep_best", True) else None,
         })
         print(f"model written to {final}", flush=True)
     return 0

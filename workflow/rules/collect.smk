@@ -1,7 +1,7 @@
 rule collect:
     """Average phonon batches, validate every unit and stack the dataset (zarr v3)."""
     input:
-        all_units(),
+        sim_jobs(),
     output:
         directory(CAMPAIGN.dataset_path),
     log:

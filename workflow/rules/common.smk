@@ -31,15 +31,14 @@ SIM_ENV = "../../envs/simulate-gpu.yaml" if config["device"] == "gpu" else "../.
 
 
 wildcard_constraints:
-    structure=r"(step|diffuse)-\d+",
+    job=r"j\d+",
     task=r"[a-z_]+",
     split=r"train|validation|test",
-    thickness=r"[0-9p]+",
-    batch=r"\d+",
 
 
 # keys that change how a job is launched, not what it computes
-_LAUNCH_ONLY = {"train": ("launcher",)}
+_LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_node",
+                         "mpi_launcher", "train_launcher")}
 
 
 def stage_params(*sections):
@@ -53,8 +52,35 @@ def stage_params(*sections):
     return json.dumps(out, sort_keys=True)
 
 
-def all_units():
-    return CAMPAIGN.unit_paths()
+#: config sections that define what a simulation unit computes
+from cbedflow.packing import UNIT_SECTIONS
+
+
+def sim_jobs():
+    """Manifests of the packed simulation jobs."""
+    from cbedflow.packing import job_ids
+
+    return [f"{OUT}/simulations/jobs/{j}.json"
+            for j in job_ids(CAMPAIGN, config["site"]["units_per_job"])]
+
+
+def sim_launcher():
+    """MPI launcher prefix of a packed simulation job ('' for one rank)."""
+    ranks = config["site"]["ranks_per_job"]
+    if ranks == 1:
+        return ""
+    return config["site"]["mpi_launcher"].format(ranks=ranks) + " "
+
+
+def sim_gpus():
+    return config["site"]["ranks_per_job"] if config["device"] == "gpu" else 0
+
+
+def sim_nodes():
+    gpn = config["site"]["gpus_per_node"]
+    if config["device"] != "gpu" or gpn == 0:
+        return 1
+    return -(-config["site"]["ranks_per_job"] // gpn)
 
 
 TRAIN_ENV = "../../envs/train.yaml"
@@ -73,8 +99,8 @@ TRAIN_PATH = _train_path_prefix()
 
 
 def launcher():
-    """The command that starts the training ranks (from the config/profile)."""
-    return config["train"]["launcher"].format(ranks=config["train"]["ranks"])
+    """The command that starts the training ranks (from the site/profile)."""
+    return config["site"]["train_launcher"].format(ranks=config["site"]["train_ranks"])
 
 
 def task_dir(task):

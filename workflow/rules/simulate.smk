@@ -1,20 +1,25 @@
-rule simulate:
-    """Frozen-phonon multislice 4D-STEM of one (structure, thickness, phonon batch) unit."""
-    input:
-        structure=f"{OUT}/structures/{{structure}}.extxyz",
+rule simulate_job:
+    """A packed batch job: site.units_per_job simulation units (structure x thickness x
+    phonon batch), spread over site.ranks_per_job MPI ranks. Builds and saves the
+    structures it needs (ase), skips units already complete with the same settings."""
     output:
-        directory(f"{OUT}/simulations/{{structure}}/t{{thickness}}/b{{batch}}.zarr"),
+        f"{OUT}/simulations/jobs/{{job}}.json",
     log:
-        f"{OUT}/logs/simulate/{{structure}}/t{{thickness}}/b{{batch}}.log",
+        f"{OUT}/logs/simulate/{{job}}.log",
     params:
-        spec=lambda wc: stage_params("seed", "device", "microscope", "simulation"),
+        spec=lambda wc: stage_params(*UNIT_SECTIONS, "output_dir", "site"),
+        launcher=lambda wc: sim_launcher(),
+        units_per_job=config["site"]["units_per_job"],
     threads: config["simulation"]["fft_threads"]
     resources:
         mem_mb=config["resources"]["simulate_mem_mb"],
         runtime=config["resources"]["simulate_runtime_min"],
+        tasks=config["site"]["ranks_per_job"],
+        nodes=sim_nodes(),
+        gpus=sim_gpus(),
     conda:
         SIM_ENV
     shell:
-        "python -m cbedflow simulate --params {params.spec:q} "
-        "--structure {input.structure} --thickness {wildcards.thickness} "
-        "--batch {wildcards.batch} --out {output} > {log} 2>&1"
+        "{params.launcher}python -m cbedflow simulate-job --params {params.spec:q} "
+        "--job {wildcards.job} --units-per-job {params.units_per_job} "
+        "--manifest {output} > {log} 2>&1"

@@ -9,14 +9,14 @@ rule train:
     log:
         f"{OUT}/logs/train/{{task}}.log",
     params:
-        spec=lambda wc: stage_params("seed", "train"),
+        spec=lambda wc: stage_params("seed", "train", "site"),
         launcher=launcher(),
         out_dir=lambda wc: f"{OUT}/models/{wc.task}",
-    threads: config["train"]["ranks"]
+    threads: config["site"]["train_ranks"]
     resources:
         mem_mb=8000,
         runtime=240,
-        tasks=config["train"]["ranks"],
+        tasks=config["site"]["train_ranks"],
     conda:
         TRAIN_ENV
     shell:

@@ -1,0 +1,118 @@
+"""Packing units into batch jobs and spreading them over MPI ranks (real
+mpiexec from the mpich wheel, real abTEM)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cbedflow.campaign import Campaign
+from cbedflow.config import validate
+from cbedflow.packing import job_ids, job_units
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def tiny_params(out_dir, **sim):
+    cfg = validate({
+        "output_dir": str(out_dir),
+        "structures": {"per_class": 1, "n_substrate": 1, "n_film": 2},
+        "simulation": {"phonons": {"configs": 2, "batch_size": 1},
+                       "scan": {"extent_cells": 1.0, "positions_x": 3, "positions_y": 2},
+                       **sim},
+        "crop": {"pattern_px": 32, "binning": 2},
+    })
+    return cfg
+
+
+def run_job(params, job="j00000", units_per_job=4, ranks=1, wait=True):
+    cmd = [str(BIN / "python"), "-m", "cbedflow", "simulate-job", "--params",
+           json.dumps(params), "--job", job, "--units-per-job", str(units_per_job),
+           "--manifest", str(Path(params["output_dir"]) / "jobs" / f"{job}.json")]
+    if ranks > 1:
+        cmd = [str(BIN / "mpiexec"), "-n", str(ranks)] + cmd
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env, start_new_session=True)
+    if not wait:
+        return p
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+    manifest = json.loads((Path(params["output_dir"]) / "jobs" / f"{job}.json").read_text())
+    return manifest, out
+
+
+@pytest.mark.parametrize("n_units,per_job,max_jobs", [(10000, 100, 100), (48000, 480, 100),
+                                                      (48, 8, 6), (7, 3, 3)])
+def test_units_pack_into_few_jobs(n_units, per_job, max_jobs):
+    class C:  # a campaign with n_units units
+        def units(self):
+            return [(f"s{i}", "39", 0) for i in range(n_units)]
+
+    ids = job_ids(C(), per_job)
+    assert len(ids) <= max_jobs
+    packed = [u for j in ids for u in job_units(C(), per_job, j)]
+    assert packed == C().units()  # every unit exactly once, in order
+    with pytest.raises(ValueError, match="does not exist"):
+        job_units(C(), per_job, f"j{len(ids):05d}")
+
+
+def test_campaign_jobs_cover_all_units(tmp_path):
+    camp = Campaign(tiny_params(tmp_path))
+    assert len(camp.units()) == 4
+    assert [job_units(camp, 3, j) for j in job_ids(camp, 3)] == [camp.units()[:3],
+                                                                 camp.units()[3:]]
+
+
+@pytest.mark.slow
+def test_packed_job_on_two_mpi_ranks_and_rerun_skips(tmp_path):
+    params = tiny_params(tmp_path / "mpi")
+    manifest, out = run_job(params, ranks=2)
+    assert manifest["ranks"] == 2
+    by_rank = {r: [u for u in manifest["units"] if u["rank"] == r] for r in (0, 1)}
+    assert all(len(v) == 2 and all(u["status"] == "simulated" for u in v)
+               for v in by_rank.values()), manifest
+    assert "rank 0: 2 simulated" in out and "rank 1: 2 simulated" in out
+    assert len(list((tmp_path / "mpi" / "structures").glob("*.extxyz"))) == 2
+    # the rerun (a retry of the same job) simulates nothing again
+    again, _ = run_job(params, ranks=2)
+    assert all(u["status"].startswith("skipped") for u in again["units"])
+    assert [u["checksum"] for u in again["units"]] == [u["checksum"] for u in manifest["units"]]
+
+
+@pytest.mark.slow
+def test_killed_job_retries_only_its_unfinished_units(tmp_path):
+    ref, _ = run_job(tiny_params(tmp_path / "ref"))
+    params = tiny_params(tmp_path / "killed")
+    p = run_job(params, wait=False)
+    sims = tmp_path / "killed" / "simulations"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = [d for d in sims.rglob("b*.zarr") if (d / "zarr.json").exists()]
+        if done:
+            break
+        time.sleep(0.1)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    finished = {str(d) for d in sims.rglob("b*.zarr")}
+    assert 1 <= len(finished) < 4
+    manifest, _ = run_job(params)
+    status = {u["unit"]: u["status"] for u in manifest["units"]}
+    assert {u for u, s in status.items() if s.startswith("skipped")} == finished
+    assert sum(s == "simulated" for s in status.values()) == 4 - len(finished)
+    # same data as the uninterrupted run, bit for bit
+    assert [u["checksum"] for u in manifest["units"]] == [u["checksum"] for u in ref["units"]]
+    assert not list(sims.rglob(".*.tmp-*"))  # no temporary group left behind... after rerun
+
+
+@pytest.mark.slow
+def test_changed_settings_recompute_complete_units(tmp_path):
+    run_job(tiny_params(tmp_path / "a"))
+    manifest, _ = run_job(tiny_params(tmp_path / "a", detector_max_angle_mrad=35.0))
+    assert all(u["status"] == "simulated" for u in manifest["units"])

@@ -1,0 +1,121 @@
+"""Packing simulation units into batch jobs, spread over MPI ranks.
+
+A campaign has thousands of (structure, thickness, phonon batch) units; a site
+allows about a hundred queued jobs. One Snakemake job (``simulate_job``) packs
+``site.units_per_job`` consecutive units; inside it, mpi4py spreads them over
+the allocation's ranks (one rank per GPU, launched by jsrun/srun/mpirun),
+round-robin, and every rank writes its own unit groups atomically.
+
+A rerun of a job (Snakemake retry, requeue after preemption) skips every unit
+whose group is already complete, so a failed job retries only its own
+unfinished units and nothing finished is simulated twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .campaign import Campaign
+from .storage import CorruptOutputError, open_complete
+
+
+def job_ids(campaign: Campaign, units_per_job: int) -> list[str]:
+    """Ids of the packed jobs: ``j00000``, ``j00001``, ..."""
+    n = len(campaign.units())
+    return [f"j{i:05d}" for i in range(-(-n // units_per_job))]
+
+
+def job_units(campaign: Campaign, units_per_job: int, job: str) -> list[tuple[str, str, int]]:
+    """The units of packed job ``job`` (consecutive in campaign order)."""
+    i = int(job.lstrip("j"))
+    units = campaign.units()
+    if not 0 <= i * units_per_job < len(units):
+        raise ValueError(f"job {job!r} does not exist: the campaign has "
+                         f"{len(job_ids(campaign, units_per_job))} jobs")
+    return units[i * units_per_job:(i + 1) * units_per_job]
+
+
+def mpi_comm():
+    """MPI.COMM_WORLD when started under an MPI launcher, else None."""
+    launched = any(k in os.environ for k in (
+        "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID",
+        "SLURM_STEP_ID", "JSM_NAMESPACE_RANK"))
+    if not launched:
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def unit_checksum(path: str | Path) -> str:
+    """sha256 (16 hex digits) of a complete unit's CBED array."""
+    g = open_complete(path)
+    return hashlib.sha256(np.ascontiguousarray(g["cbed"][...]).tobytes()).hexdigest()[:16]
+
+
+#: config sections that define what a unit computes (its identity)
+UNIT_SECTIONS = ("seed", "device", "structures", "microscope", "simulation")
+
+
+def unit_key(config: dict) -> str:
+    """Hash of the settings a unit was computed with."""
+    from .config import config_hash
+
+    return config_hash(config, UNIT_SECTIONS)
+
+
+def is_complete(path: str | Path, key: str | None = None) -> bool:
+    """True if ``path`` is a complete unit computed with settings ``key``."""
+    try:
+        g = open_complete(path)
+    except CorruptOutputError:
+        return False
+    return key is None or g.attrs.get("provenance", {}).get("unit_key") == key
+
+
+def run_job(
+    campaign: Campaign,
+    units: list[tuple[str, str, int]],
+    simulate_one: Callable[[str, str, int, str], None],
+    rank: int = 0,
+    size: int = 1,
+    key: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[dict]:
+    """Simulate this rank's share of ``units``; returns one record per unit.
+
+    ``simulate_one(structure, thickness, batch, out_path)`` does the work; a
+    unit already complete with settings ``key`` is skipped.
+    """
+    records = []
+    mine = units[rank::size]
+    t0 = time.perf_counter()
+    for k, (name, thickness, batch) in enumerate(mine):
+        out = campaign.unit_path(name, thickness, batch)
+        status = "skipped (complete)"
+        if not is_complete(out, key):
+            simulate_one(name, thickness, batch, out)
+            status = "simulated"
+        records.append({"unit": out, "rank": rank, "host": socket.gethostname(),
+                        "status": status, "checksum": unit_checksum(out)})
+        progress(f"rank {rank}/{size}: unit {k + 1}/{len(mine)} {out} {status} "
+                 f"({time.perf_counter() - t0:.1f} s)")
+    return records
+
+
+def write_manifest(path: str | Path, job: str, records: list[dict], size: int) -> None:
+    """Atomically write the job manifest (rank 0)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"job": job, "ranks": size,
+                               "units": sorted(records, key=lambda r: r["unit"])}, indent=1))
+    os.replace(tmp, path)
