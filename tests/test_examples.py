@@ -106,3 +106,13 @@ def test_lr_scaling():
     assert lr_scale("linear", 4) == 4 and lr_scale("sqrt", 4) == 2 and lr_scale("none", 4) == 1
     with pytest.raises(ValueError, match="lr_scaling='cubic'"):
         lr_scale("cubic", 2)
+
+
+def test_truncate_history(tmp_path):
+    from cbedflow.learn import truncate_history
+
+    h = tmp_path / "history.csv"
+    h.write_text("epoch,accuracy,loss\n0,0.5,1\n1,0.6,0.9\n2,0.7,0.8\n3,0.7,0.8\n")
+    truncate_history(h, 3)
+    assert h.read_text().splitlines() == ["epoch,accuracy,loss", "0,0.5,1", "1,0.6,0.9",
+                                          "2,0.7,0.8"]

@@ -173,4 +173,5 @@ def test_paper_scale_dry_run(tmp_path):
     units = 1200 * 5 * (64 // 8)
     assert int(counts["simulate_job"]) == units // 8  # default site: 8 units per job
     assert int(counts["collect"]) == 1
-    assert int(counts["train"]) == 1 and int(counts["evaluate"]) == 1
+    tasks = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["tasks"]
+    assert int(counts["train"]) == len(tasks) and int(counts["evaluate"]) == len(tasks)

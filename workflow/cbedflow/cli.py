@@ -329,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("lsf-submit", "lsf-status"):  # cluster-generic hooks, raw argv
+        from . import lsf
+
+        return (lsf.submit if argv[0] == "lsf-submit" else lsf.status)(argv[1:])
     from .config import ConfigError
     from .examples import ExampleError
     from .storage import CorruptOutputError

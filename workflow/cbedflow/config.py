@@ -78,6 +78,28 @@ def _error_message(error) -> str:
     return f"config key {path!r}: value {error.instance!r} is invalid; valid: {hint}{desc}"
 
 
+#: Profiles directory: ``site: <name>`` loads ``profiles/<name>/site.yaml``.
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+def resolve_site(config: dict) -> dict:
+    """Replace ``site: <name>`` by the mapping in ``profiles/<name>/site.yaml``.
+
+    Profiles name their site (``config: ["site=summit"]``) so a user's own
+    ``--configfile`` never has to repeat the site's settings.
+    """
+    site = config.get("site")
+    if isinstance(site, str):
+        path = PROFILES_DIR / site / "site.yaml"
+        if not path.exists():
+            names = sorted(p.parent.name for p in PROFILES_DIR.glob("*/site.yaml"))
+            raise ConfigError(f"config key 'site': value {site!r} is invalid; valid: a mapping "
+                              f"or a profile with a site.yaml: {', '.join(names)}")
+        with open(path) as fh:
+            config = dict(config, site=yaml.safe_load(fh))
+    return config
+
+
 def validate(config: dict | None) -> dict:
     """Validate ``config`` against the schema and fill in defaults.
 
@@ -87,6 +109,7 @@ def validate(config: dict | None) -> dict:
         config = {}
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of keys, got {type(config).__name__}")
+    config = resolve_site(config)
     instance = _fill_defaults(copy.deepcopy(config), load_schema())
     import jsonschema  # only the simulation environment validates configs
 

@@ -126,6 +126,22 @@ def resume_key(params: dict, train_path: str, val_path: str, size: int) -> str:
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
 
 
+def truncate_history(path: Path, epochs: int) -> None:
+    """Keep the rows of epochs < ``epochs`` in a CSV history (atomically): a run
+    killed after logging an epoch but before checkpointing it repeats that epoch."""
+    if not path.exists():
+        return
+    with open(path) as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(keep)
+    os.replace(tmp, path)
+
+
 def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
     """Train under Horovod; returns 0. ``params``: the config's train section
     plus ``task``, ``n_classes`` and ``seed``."""
@@ -232,6 +248,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
         RankLog(),
     ]
     if rank == 0:
+        if initial_epoch > 0:
+            truncate_history(out / "history.csv", initial_epoch)
         callbacks += [
             tf.keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
             tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"),
@@ -264,6 +282,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,
             "best": best if params.get("keep_best", True) else None,
+            "scheduler_job": next((f"{v}={os.environ[v]}" for v in ("SLURM_JOB_ID", "LSB_JOBID")
+                                   if os.environ.get(v)), None),
         })
         print(f"model written to {final}", flush=True)
     return 0

@@ -105,10 +105,19 @@ def run_job(
             simulate_one(name, thickness, batch, out)
             status = "simulated"
         records.append({"unit": out, "rank": rank, "host": socket.gethostname(),
+                        "scheduler_job": scheduler_job_id(),
                         "status": status, "checksum": unit_checksum(out)})
         progress(f"rank {rank}/{size}: unit {k + 1}/{len(mine)} {out} {status} "
                  f"({time.perf_counter() - t0:.1f} s)")
     return records
+
+
+def scheduler_job_id() -> str | None:
+    """The batch system's id of the job this process runs in (Slurm, LSF)."""
+    for var in ("SLURM_JOB_ID", "LSB_JOBID"):
+        if os.environ.get(var):
+            return f"{var}={os.environ[var]}"
+    return None
 
 
 def write_manifest(path: str | Path, job: str, records: list[dict], size: int) -> None:

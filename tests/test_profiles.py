@@ -1,0 +1,136 @@
+"""Every profile parses, previews the tiny and the paper campaign, and makes
+the submissions its site expects (summit: exact bsub lines, captured from the
+cluster-generic submit command with a stand-in bsub; jsrun/srun lines from the
+printed shell commands)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cbedflow.config import validate
+from cbedflow.lsf import bsub_command, walltime
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROFILES = ["local", "summit", "frontier", "perlmutter", "slurm-ci"]
+CLUSTER = {"summit": ("jsrun -n 24 -a1 -g1 -c7 -b packed:7", "jsrun -n 12 -a1 -g1 -c7 -b packed:7"),
+           "frontier": ("srun -n 32 --gpus-per-task=1 --gpu-bind=closest",
+                        "srun -n 16 --gpus-per-task=1 --gpu-bind=closest"),
+           "perlmutter": ("srun -n 16 --gpus-per-task=1", "srun -n 8 --gpus-per-task=1")}
+
+
+def snakemake(*args, cwd, env_extra=None, wait=True):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               SBATCH_ACCOUNT="TEST123", CBEDFLOW_LSF_PROJECT="TEST123")
+    env.update(env_extra or {})
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_and_site_parse(name):
+    prof = yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+    assert isinstance(prof, dict) and f"site={name}" in prof["config"]
+    cfg = validate({"site": name})
+    assert cfg["site"]["name"] == name
+    assert "{ranks}" in cfg["site"]["train_launcher"]
+
+
+def test_unknown_site_is_refused():
+    with pytest.raises(Exception, match="'nowhere'.*local"):
+        validate({"site": "nowhere"})
+
+
+def _counts(out):
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("config", ["config.yaml", "paper.yaml"])
+def test_dry_run_through_profile(tmp_path, name, config):
+    # conda is not on this machine: the cluster profiles deploy with it, a dry run
+    # previews with no software deployment
+    r = snakemake("-n", "-p", "--profile", str(ROOT / "profiles" / name), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / config), cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = _counts(out)
+    site = validate({"site": name})["site"]
+    units = 48 if config == "config.yaml" else 1200 * 5 * 8
+    assert counts["simulate_job"] == -(-units // site["units_per_job"])
+    if name in CLUSTER:
+        assert counts["simulate_job"] <= 100  # the sites' queued-jobs limit
+        sim, train = CLUSTER[name]
+        assert f"{sim} python -m cbedflow simulate-job" in out
+        assert f"{train} python -m cbedflow train" in out
+
+
+def test_bsub_line():
+    props = {"rule": "simulate_job", "jobid": 7,
+             "resources": {"runtime": 125, "nodes": 4, "tasks": 24}}
+    cmd = bsub_command(props, "/tmp/job.sh", env={"CBEDFLOW_LSF_PROJECT": "MAT123"})
+    assert cmd == ["bsub", "-P", "MAT123", "-W", "02:05", "-nnodes", "4", "-alloc_flags",
+                   "gpumps", "-J", "cbedflow-simulate_job-7",
+                   "-o", "logs/lsf/simulate_job-7.%J.out", "-e", "logs/lsf/simulate_job-7.%J.err",
+                   "/tmp/job.sh"]
+    assert "-R" not in cmd  # Summit refuses -R
+    assert walltime(59) == "00:59" and walltime(600) == "10:00"
+    with pytest.raises(SystemExit, match="CBEDFLOW_LSF_PROJECT"):
+        bsub_command(props, "/tmp/job.sh", env={})
+
+
+FAKE_BSUB = """#!/usr/bin/env python3
+import json, os, sys
+rec = os.environ["FAKE_LSF_RECORD"]
+script = open(sys.argv[-1]).read()
+with open(rec, "a") as fh:
+    fh.write(json.dumps({"argv": sys.argv[1:], "jobscript": script}) + "\\n")
+n = sum(1 for _ in open(rec))
+print(f"Job <{1000 + n}> is submitted to queue <batch>.")
+"""
+FAKE_BJOBS = "#!/bin/sh\necho PEND\n"
+
+
+@pytest.mark.slow
+def test_summit_submissions_captured(tmp_path):
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "bsub").write_text(FAKE_BSUB)
+    (fake / "bjobs").write_text(FAKE_BJOBS)
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    record = tmp_path / "bsub.jsonl"
+    env = {"PATH": f"{fake}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_LSF_RECORD": str(record)}
+    p = snakemake("--profile", str(ROOT / "profiles" / "summit"), "--sdm", "env-modules",
+                  "--configfile", str(ROOT / "config" / "paper.yaml"), "--jobs", "3",
+                  "--max-jobs-per-second", "50", cwd=tmp_path, env_extra=env, wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if record.exists() and len(record.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)  # stop before the (stand-in) jobs would be polled
+    out, _ = p.communicate(timeout=60)
+    subs = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(subs) == 3, out[-3000:]
+    for s in subs:
+        argv = s["argv"]
+        jid = re.search(r"cbedflow-simulate_job-(\d+)", " ".join(argv)).group(1)
+        assert argv == ["-P", "TEST123", "-W", "02:00", "-nnodes", "4", "-alloc_flags",
+                        "gpumps", "-J", f"cbedflow-simulate_job-{jid}",
+                        "-o", f"logs/lsf/simulate_job-{jid}.%J.out",
+                        "-e", f"logs/lsf/simulate_job-{jid}.%J.err", argv[-1]]
+        assert "simulate_job" in s["jobscript"]
