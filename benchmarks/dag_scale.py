@@ -35,7 +35,7 @@ def dry_run(profile: str, configfile: Path, cwd: Path) -> tuple[float, dict]:
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
                SBATCH_ACCOUNT="X", CBEDFLOW_LSF_PROJECT="X")
     t0 = time.perf_counter()
-    r = subprocess.run([str(bindir / "snakemake"), "-n", "-q", "-s", str(ROOT / "Snakefile"),
+    r = subprocess.run([str(bindir / "snakemake"), "-n", "-s", str(ROOT / "Snakefile"),
                         "--profile", str(ROOT / "profiles" / profile), "--sdm", "env-modules",
                         "--configfile", str(configfile)],
                        cwd=cwd, env=env, capture_output=True, text=True)
