@@ -9,6 +9,7 @@ Snakemake builds the DAG, so no job starts on a bad config.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -24,9 +25,14 @@ class ConfigError(ValueError):
     """An invalid campaign configuration (one-line message)."""
 
 
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 def load_schema() -> dict:
-    with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+    """The config schema (a fresh copy)."""
+    return copy.deepcopy(_schema())
 
 
 def _fill_defaults(instance: Any, schema: dict) -> Any:
@@ -114,7 +120,12 @@ def validate(config: dict | None) -> dict:
     import jsonschema  # only the simulation environment validates configs
 
     schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    # strict integers: JSON Schema accepts 2.0 as an integer, numpy seeds and
+    # array sizes do not
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_error_message(errors[0]))
