@@ -108,7 +108,7 @@ def test_killed_job_retries_only_its_unfinished_units(tmp_path):
     assert sum(s == "simulated" for s in status.values()) == 4 - len(finished)
     # same data as the uninterrupted run, bit for bit
     assert [u["checksum"] for u in manifest["units"]] == [u["checksum"] for u in ref["units"]]
-    assert not list(sims.rglob(".*.tmp-*"))  # no temporary group left behind... after rerun
+    assert not list(sims.rglob(".*.tmp-*"))  # the retry removed the killed write's leftovers
 
 
 @pytest.mark.slow

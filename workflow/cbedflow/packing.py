@@ -102,6 +102,7 @@ def run_job(
         out = campaign.unit_path(name, thickness, batch)
         status = "skipped (complete)"
         if not is_complete(out, key):
+            remove_stale_temporaries(out)
             simulate_one(name, thickness, batch, out)
             status = "simulated"
         records.append({"unit": out, "rank": rank, "host": socket.gethostname(),
@@ -110,6 +111,21 @@ def run_job(
         progress(f"rank {rank}/{size}: unit {k + 1}/{len(mine)} {out} {status} "
                  f"({time.perf_counter() - t0:.1f} s)")
     return records
+
+
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Remove temporary groups a killed writer of ``path`` left behind.
+
+    A unit is written by one process at a time (one rank of one job), so any
+    ``.<name>.tmp-*`` sibling is garbage from an interrupted attempt.
+    """
+    import shutil
+
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.tmp-*")) if path.parent.exists() else []
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
 
 
 def scheduler_job_id() -> str | None:
