@@ -116,3 +116,21 @@ def test_truncate_history(tmp_path):
     truncate_history(h, 3)
     assert h.read_text().splitlines() == ["epoch,accuracy,loss", "0,0.5,1", "1,0.6,0.9",
                                           "2,0.7,0.8"]
+
+
+def test_model_geometry_check():
+    from cbedflow.learn import check_model_geometry
+
+    manifest = {"task": "rough_vs_diffuse",
+                "geometry": {"input_shape": [13, 16, 16], "angular_sampling_mrad": [5.1, 5.1],
+                             "scan_step_A": [0.98, 0.98]}}
+    ok = {"angular_sampling_mrad": [5.1, 5.1], "scan_step_A": [0.98, 0.98],
+          "task": "rough_vs_diffuse"}
+    check_model_geometry(manifest, ok, (13, 16, 16), "t.zarr")
+    with pytest.raises(ValueError, match="t.zarr.*angular sampling"):
+        check_model_geometry(manifest, dict(ok, angular_sampling_mrad=[2.5, 2.5]),
+                             (13, 16, 16), "t.zarr")
+    with pytest.raises(ValueError, match="example shape"):
+        check_model_geometry(manifest, ok, (13, 8, 8), "t.zarr")
+    with pytest.raises(ValueError, match="task 'step_position'"):
+        check_model_geometry(manifest, dict(ok, task="step_position"), (13, 16, 16), "t.zarr")

@@ -116,3 +116,35 @@ def test_changed_settings_recompute_complete_units(tmp_path):
     run_job(tiny_params(tmp_path / "a"))
     manifest, _ = run_job(tiny_params(tmp_path / "a", detector_max_angle_mrad=35.0))
     assert all(u["status"] == "simulated" for u in manifest["units"])
+
+
+@pytest.mark.slow
+def test_growing_the_campaign_recomputes_no_unit(tmp_path):
+    """per_class 1 -> 2: the two old units are kept, only the new ones run."""
+    small = tiny_params(tmp_path / "g")
+    first, _ = run_job(small, units_per_job=4)
+    big = validate(dict(small, structures=dict(small["structures"], per_class=2)))
+    camp = Campaign(big)
+    assert len(camp.units()) == 8
+    records = []
+    for j in job_ids(camp, 4):
+        m, _ = run_job(big, job=j, units_per_job=4)
+        records += m["units"]
+    status = {u["unit"]: u["status"] for u in records}
+    old = {u["unit"] for u in first["units"]}
+    assert all(status[u].startswith("skipped") for u in old)
+    assert sum(s == "simulated" for s in status.values()) == 4
+
+
+def test_structure_files_rebuilt_when_their_settings_change(tmp_path):
+    from cbedflow.cli import ensure_structure, read_frame
+
+    params = tiny_params(tmp_path)
+    camp = Campaign(params)
+    path = ensure_structure(camp, "step-0000")
+    n_atoms = len(read_frame(path, "39"))
+    mtime = path.stat().st_mtime_ns
+    assert ensure_structure(camp, "step-0000").stat().st_mtime_ns == mtime  # reused
+    wider = Campaign(validate(dict(params, structures=dict(params["structures"], n_film=3))))
+    ensure_structure(wider, "step-0000")
+    assert len(read_frame(path, "39")) > n_atoms  # rebuilt with the new geometry

@@ -65,7 +65,8 @@ def _simulate_one(params: dict, structure: str | Path, thickness: str, batch: in
     progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å "
              f"batch {batch} ({bs} configurations, grid {settings.gpts(atoms)})")
     simulate_unit(atoms, settings, seeds, out, progress=progress, provenance={
-        "config_hash": config_hash(params), "unit_key": unit_key(params),
+        "config_hash": config_hash(params),
+        "unit_key": unit_key(params, atoms.info["structure"], thickness),
         "seed": params["seed"], "batch": batch,
     })
 
@@ -75,19 +76,42 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def structure_key(camp, name: str) -> str:
+    """Hash of everything a structure file holds: its spec, the geometry and
+    the thicknesses."""
+    from dataclasses import asdict
+
+    from .config import config_hash
+
+    _, spec = camp.by_name[name]
+    s = camp.config["structures"]
+    return config_hash({"spec": asdict(spec), "geometry": asdict(camp.geometry),
+                        "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses)})
+
+
 def ensure_structure(camp, name: str, path: Path | None = None, force: bool = False) -> Path:
     """The structure file of ``name`` (all thicknesses, labels in each frame's
-    info), built and saved atomically if missing (or if ``force``)."""
+    info), built and saved atomically if missing, if built from other settings
+    (its ``structure_key`` differs) or if ``force``."""
     import ase.io
 
     from .structures import build_structure
 
     path = Path(camp.structure_path(name)) if path is None else path
+    key = structure_key(camp, name)
+    if not force and path.exists():
+        try:
+            first = ase.io.read(path, index=0, format="extxyz", parallel=False)
+            force = first.info.get("structure_key") != key
+        except Exception:  # unreadable: rebuild
+            force = True
     if force or not path.exists():
         _, spec = camp.by_name[name]
         decay = camp.config["structures"]["intermix_decay"]
         frames = [build_structure(spec, camp.geometry, t, decay)
                   for t in camp.thicknesses.values()]
+        for f in frames:
+            f.info["structure_key"] = key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         # parallel=False: under MPI, ASE would otherwise let only world rank 0 write
@@ -115,8 +139,8 @@ def cmd_simulate_job(args: argparse.Namespace) -> int:
                       progress=lambda m: _log(f"rank {rank}: {m}"))
 
     try:
-        records = run_job(camp, units, simulate_one, rank, size, key=unit_key(params),
-                          progress=_log)
+        records = run_job(camp, units, simulate_one, rank, size,
+                          key=lambda name, t: unit_key(params, name, t), progress=_log)
     except BaseException:
         if comm is not None and size > 1:  # a failed rank must not leave the others waiting
             import traceback
@@ -341,6 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CorruptOutputError, ExampleError) as exc:
+    except (ConfigError, CorruptOutputError, ExampleError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

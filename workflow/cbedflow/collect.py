@@ -52,6 +52,18 @@ def _checksum(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
 
 
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("abtem", "ase", "zarr", "numpy", "cbedflow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
 def collect(
     units: Sequence[str | Path],
     out: str | Path,
@@ -118,6 +130,7 @@ def collect(
             "cbedflow_version": __version__,
             "unit_checksums": {Path(p).as_posix(): c for p, c in sorted(checksums.items())},
             "provenance": provenance or {},
+            "versions": _versions(),
             "complete": True,
         })
     progress(f"dataset: {out} ({n} samples, shape {shape})")

@@ -160,6 +160,8 @@ def crop_and_split(
                 "task": task.name, "split": split, "classes": list(task.classes),
                 "dims": ["example", "scan_x", "kx", "ky"],
                 "angular_sampling_mrad": ang,
+                "scan_step_A": ds.attrs["scan_step_A"],
+                "crop": {"pattern_px": pattern_px, "binning": binning},
                 "structure_names": ds.attrs["structure_names"],
                 "source": str(dataset),
             })

@@ -278,6 +278,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
                   f"{best['epoch']}", flush=True)
         clean.save(str(tmp))
         os.replace(tmp, final)
+        write_model_manifest(out / "manifest.json", params, train_path, shape, size)
         _atomic_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,
@@ -287,6 +288,60 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
         })
         print(f"model written to {final}", flush=True)
     return 0
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("tensorflow-cpu", "tensorflow", "horovod", "zarr", "numpy", "cbedflow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_model_manifest(path: Path, params: dict, train_path: str, shape, size: int) -> None:
+    """Provenance of a trained model, and the data geometry it accepts."""
+    import hashlib
+
+    import zarr
+
+    g = zarr.open_group(str(train_path), mode="r")
+    _atomic_json(path, {
+        "task": params["task"],
+        "classes": list(g.attrs["classes"]),
+        "geometry": {"input_shape": list(shape),
+                     "angular_sampling_mrad": list(g.attrs.get("angular_sampling_mrad", [])),
+                     "scan_step_A": list(g.attrs.get("scan_step_A", [])),
+                     "crop": g.attrs.get("crop")},
+        "train_params_hash": hashlib.sha256(
+            json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
+        "seed": params["seed"], "ranks": size, "versions": _versions(),
+        "training_data": str(train_path),
+    })
+
+
+def check_model_geometry(manifest: dict, data_attrs: dict, shape, where: str) -> None:
+    """Refuse data whose geometry differs from what the model was trained on."""
+    geo = manifest["geometry"]
+    problems = []
+    if list(shape) != list(geo["input_shape"]):
+        problems.append(f"example shape {list(shape)} != model input {geo['input_shape']}")
+    a = np.asarray(data_attrs.get("angular_sampling_mrad", [np.nan, np.nan]), float)
+    if geo["angular_sampling_mrad"] and not np.allclose(a, geo["angular_sampling_mrad"],
+                                                        rtol=1e-3):
+        problems.append(f"angular sampling {a.tolist()} mrad/pixel != model's "
+                        f"{geo['angular_sampling_mrad']}")
+    step = data_attrs.get("scan_step_A")
+    if geo.get("scan_step_A") and step is not None and not np.allclose(
+            step, geo["scan_step_A"], rtol=1e-3):
+        problems.append(f"scan step {list(step)} Å != model's {geo['scan_step_A']}")
+    if data_attrs.get("task") and data_attrs["task"] != manifest["task"]:
+        problems.append(f"task {data_attrs['task']!r} != model's {manifest['task']!r}")
+    if problems:
+        raise ValueError(f"{where}: does not match the model ({'; '.join(problems)})")
 
 
 def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
@@ -299,12 +354,14 @@ def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
     from .examples import check_examples
 
     check_examples(test_path, len(classes))
-    model = tf.keras.models.load_model(model_path, compile=False)
+    manifest_path = Path(model_path).parent / "manifest.json"
+    if not manifest_path.exists():
+        raise ValueError(f"{model_path}: no manifest.json beside it (provenance unknown)")
+    manifest = json.loads(manifest_path.read_text())
     ds, n, shape = zarr_dataset(test_path, cache=False)
-    want = tuple(model.input_shape[1:4])
-    if tuple(shape) != want:
-        raise ValueError(f"{test_path}: example shape {tuple(shape)} does not match the "
-                         f"model's input {want}")
+    check_model_geometry(manifest, dict(zarr.open_group(str(test_path), mode="r").attrs),
+                         shape, str(test_path))
+    model = tf.keras.models.load_model(model_path, compile=False)
     probs = model.predict(ds.batch(64), verbose=0)
     g = zarr.open_group(str(test_path), mode="r")
     y = g["y"][...].astype(int)

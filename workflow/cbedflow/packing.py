@@ -61,15 +61,24 @@ def unit_checksum(path: str | Path) -> str:
     return hashlib.sha256(np.ascontiguousarray(g["cbed"][...]).tobytes()).hexdigest()[:16]
 
 
-#: config sections that define what a unit computes (its identity)
-UNIT_SECTIONS = ("seed", "device", "structures", "microscope", "simulation")
+#: config sections whose every key shapes every unit
+UNIT_SECTIONS = ("seed", "device", "microscope", "simulation")
+#: keys of ``structures`` that shape every structure (the rest choose which
+#: structures exist: per_class, step_classes, thicknesses_A)
+_GEOMETRY_KEYS = ("n_substrate", "n_film", "y_repeats", "intermix_fraction", "intermix_decay")
 
 
-def unit_key(config: dict) -> str:
-    """Hash of the settings a unit was computed with."""
+def unit_key(config: dict, structure: str | None = None, thickness: str | None = None) -> str:
+    """Hash of the settings a unit is computed with: the sections that shape
+    every unit, the structure geometry, and the unit's own structure and
+    thickness. Adding structures or thicknesses leaves the other units' keys
+    unchanged, so they are not recomputed."""
     from .config import config_hash
 
-    return config_hash(config, UNIT_SECTIONS)
+    part = {k: config[k] for k in UNIT_SECTIONS if k in config}
+    part["geometry"] = {k: config["structures"][k] for k in _GEOMETRY_KEYS}
+    part["unit"] = [structure, thickness]
+    return config_hash(part)
 
 
 def is_complete(path: str | Path, key: str | None = None) -> bool:
@@ -87,13 +96,14 @@ def run_job(
     simulate_one: Callable[[str, str, int, str], None],
     rank: int = 0,
     size: int = 1,
-    key: str | None = None,
+    key: Callable[[str, str], str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> list[dict]:
     """Simulate this rank's share of ``units``; returns one record per unit.
 
     ``simulate_one(structure, thickness, batch, out_path)`` does the work; a
-    unit already complete with settings ``key`` is skipped.
+    unit already complete with the settings ``key(structure, thickness)`` is
+    skipped.
     """
     records = []
     mine = units[rank::size]
@@ -101,7 +111,7 @@ def run_job(
     for k, (name, thickness, batch) in enumerate(mine):
         out = campaign.unit_path(name, thickness, batch)
         status = "skipped (complete)"
-        if not is_complete(out, key):
+        if not is_complete(out, None if key is None else key(name, thickness)):
             remove_stale_temporaries(out)
             simulate_one(name, thickness, batch, out)
             status = "simulated"

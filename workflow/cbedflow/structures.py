@@ -282,19 +282,20 @@ def campaign_structures(
     """The campaign's structures: ``per_class`` of each class.
 
     Step structures cycle through ``step_classes`` (default k = 0..10) so
-    that they are balanced; the
-    intermixing fraction of each diffuse structure is drawn uniformly from
-    ``fraction_range`` with a generator seeded by ``seed``.
+    that they are balanced; the intermixing fraction of each diffuse structure
+    is drawn uniformly from ``fraction_range``. Every structure's seed and
+    fraction derive from (``seed``, class, index) alone, so a structure stays
+    the same when ``per_class`` grows: a bigger campaign adds structures and
+    recomputes none.
     """
-    ss = np.random.SeedSequence(seed)
-    seeds = ss.generate_state(2 * per_class)
-    rng = np.random.default_rng(ss.spawn(1)[0])
-    fractions = rng.uniform(fraction_range[0], fraction_range[1], size=per_class)
     specs = []
     for i in range(per_class):
-        specs.append(StructureSpec(f"step-{i:04d}", "step", step_classes[i % len(step_classes)], 0.0,
-                                   int(seeds[i])))
+        seed_i = int(np.random.SeedSequence([seed, 1, i]).generate_state(1)[0])
+        specs.append(StructureSpec(f"step-{i:04d}", "step",
+                                   step_classes[i % len(step_classes)], 0.0, seed_i))
     for i in range(per_class):
+        ss = np.random.SeedSequence([seed, 0, i])
+        fraction = np.random.default_rng(ss.spawn(1)[0]).uniform(*fraction_range)
         specs.append(StructureSpec(f"diffuse-{i:04d}", "diffuse", -1,
-                                   round(float(fractions[i]), 4), int(seeds[per_class + i])))
+                                   round(float(fraction), 4), int(ss.generate_state(1)[0])))
     return specs

@@ -53,7 +53,7 @@ def stage_params(*sections):
 
 
 #: config sections that define what a simulation unit computes
-from cbedflow.packing import UNIT_SECTIONS
+from cbedflow.packing import UNIT_SECTIONS  # noqa: E402
 
 
 def sim_jobs():

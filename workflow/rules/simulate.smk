@@ -7,7 +7,7 @@ rule simulate_job:
     log:
         f"{OUT}/logs/simulate/{{job}}.log",
     params:
-        spec=lambda wc: stage_params(*UNIT_SECTIONS, "output_dir"),
+        spec=lambda wc: stage_params(*UNIT_SECTIONS, "structures", "output_dir"),
         launcher=lambda wc: sim_launcher(),
         units_per_job=config["site"]["units_per_job"],
     threads: config["simulation"]["fft_threads"]
