@@ -42,11 +42,11 @@ def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0):
     return path
 
 
-def run_train(tmp_path, train, val, launcher=True, **kw):
+def run_train(tmp_path, train, val, launcher=True, extra=(), **kw):
     env = train_env()
     cmd = [str(env / "bin" / "python"), "-m", "cbedflow", "train", "--params",
            json.dumps(PARAMS), "--task", "rough_vs_diffuse", "--train", str(train),
-           "--validation", str(val), "--out-dir", str(tmp_path / "model")]
+           "--validation", str(val), "--out-dir", str(tmp_path / "model"), *extra]
     if launcher:
         cmd = [str(env / "bin" / "horovodrun"), "--gloo", "-np", "2"] + cmd
     penv = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"),
@@ -107,3 +107,24 @@ def test_two_ranks_train_and_resume_after_interruption(tmp_path):
     assert [int(r["epoch"]) for r in rows] == list(range(8))  # count continues
     assert (tmp_path / "model" / "model.keras").exists()
     assert float(rows[-1]["accuracy"]) > 0.6
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_walltime_stops_cleanly_and_rerun_resumes(tmp_path):
+    train = write_split(tmp_path / "train.zarr", n=64)
+    val = write_split(tmp_path / "validation.zarr", n=16, seed=1)
+    # 1 min walltime minus the 60 s margin: the deadline has passed by the
+    # end of the first epoch, so training stops there
+    p = run_train(tmp_path, train, val, extra=["--walltime-min", "1"])
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode != 0 and "walltime: stopped cleanly after epoch" in out, out[-3000:]
+    state = json.loads((tmp_path / "model" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1  # (exit 75 from the ranks; horovodrun reports 1)
+    assert not (tmp_path / "model" / "model.keras").exists()
+    p = run_train(tmp_path, train, val)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert f"at epoch {state['epoch']}" in out
+    with open(tmp_path / "model" / "history.csv") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(8))

@@ -239,7 +239,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = json.loads(args.params)
     task = get_task(args.task)
     p = dict(params["train"], task=task.name, n_classes=task.n_classes, seed=params["seed"])
-    return train(p, args.train, args.validation, args.out_dir)
+    return train(p, args.train, args.validation, args.out_dir,
+                 walltime_s=args.walltime_min * 60 if args.walltime_min else None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -325,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train", required=True, help="(augmented) training examples")
     t.add_argument("--validation", required=True)
     t.add_argument("--out-dir", required=True)
+    t.add_argument("--walltime-min", type=float, default=None,
+                   help="job walltime [min]: checkpoint and exit 75 before it "
+                        "(default: CBEDFLOW_WALLTIME_S, else none)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="held-out metrics of a trained model")

@@ -142,9 +142,29 @@ def truncate_history(path: Path, epochs: int) -> None:
     os.replace(tmp, path)
 
 
-def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
-    """Train under Horovod; returns 0. ``params``: the config's train section
-    plus ``task``, ``n_classes`` and ``seed``."""
+#: exit status of a run that stopped early for its walltime (checkpoint saved);
+#: EX_TEMPFAIL, so the scheduler or Snakemake retries and the rerun resumes
+WALLTIME_EXIT = 75
+
+
+def walltime_deadline(walltime_s: float | None, margin_s: float, start: float) -> float | None:
+    """Epoch-end deadline [s since the epoch]: stop when the next epoch might not
+    fit. ``walltime_s`` comes from ``--walltime-s`` (the rule's runtime
+    resource) or ``CBEDFLOW_WALLTIME_S``."""
+    if walltime_s is None:
+        env = os.environ.get("CBEDFLOW_WALLTIME_S")
+        walltime_s = float(env) if env else None
+    if not walltime_s:
+        return None
+    return start + float(walltime_s) - float(margin_s)
+
+
+def train(params: dict, train_path: str, val_path: str, out_dir: str,
+          walltime_s: float | None = None, margin_s: float = 60.0) -> int:
+    """Train under Horovod; returns 0, or :data:`WALLTIME_EXIT` after a clean
+    stop before the walltime. ``params``: the config's train section plus
+    ``task``, ``n_classes`` and ``seed``."""
+    t_start = time.time()
     import horovod.tensorflow as hvt
     import horovod.tensorflow.keras as hvd
     import tensorflow as tf
@@ -242,6 +262,25 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
             _atomic_json(state_path, {"epoch": epoch + 1, "key": key, "best": best, "logs": {
                 k: float(v) for k, v in logs.items()}})
 
+    deadline = walltime_deadline(walltime_s, margin_s, t_start)
+    stopped = {"early": False}
+
+    class Walltime(tf.keras.callbacks.Callback):
+        """Stop after an epoch (its checkpoint written) when the next epoch,
+        as long as the slowest so far, would pass the deadline. Rank 0
+        decides and broadcasts, so every rank stops at the same epoch."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.longest = max(getattr(self, "longest", 0.0), time.time() - self.t0)
+            late = float(time.time() + self.longest > deadline) if rank == 0 else 0.0
+            late = float(hvt.broadcast(tf.constant(late), 0).numpy())
+            if late and epoch + 1 < epochs:
+                stopped["early"] = True
+                self.model.stop_training = True
+
     callbacks = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
         hvd.callbacks.MetricAverageCallback(),
@@ -256,6 +295,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
                                            write_graph=False, profile_batch=0),
             Checkpoint(),
         ]
+    if deadline is not None:
+        callbacks.append(Walltime())  # after Checkpoint: the epoch is saved first
     if rank == 0:
         print(f"training {params['task']}: {size} ranks, {n_tr} examples/rank, "
               f"{steps} steps/epoch, batch {batch}/rank, lr {lr:g} "
@@ -264,6 +305,12 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str) -> int:
         model.fit(tr, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch,
                   validation_data=va, validation_steps=val_steps, callbacks=callbacks,
                   verbose=0)
+    if stopped["early"]:
+        if rank == 0:
+            state = json.loads(state_path.read_text())
+            print(f"walltime: stopped cleanly after epoch {state['epoch']}/{epochs} "
+                  f"(checkpoint {weights_path}); rerun to resume", flush=True)
+        return WALLTIME_EXIT
     if rank == 0:
         final = out / "model.keras"
         tmp = out / f".tmp-{os.getpid()}.keras"

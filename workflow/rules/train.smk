@@ -22,4 +22,4 @@ rule train:
     shell:
         TRAIN_PATH + "{params.launcher} python -m cbedflow train --params {params.spec:q} "
         "--task {wildcards.task} --train {input.train} --validation {input.validation} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "--out-dir {params.out_dir} --walltime-min {resources.runtime} > {log} 2>&1"
