@@ -1,7 +1,6 @@
 """collect averages batches, stacks samples and refuses bad units by name."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

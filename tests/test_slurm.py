@@ -47,10 +47,6 @@ def slurm_campaign(slurm, tmp_path_factory):
 
 def _submitted(out):
     """{snakemake rule: [slurm job ids]} from Snakemake's log."""
-    jobs = {}
-    for rule, jid in re.findall(
-            r"submitted with SLURM jobid (\d+) \(log: .*?/rule_(\w+)/", out):
-        jobs.setdefault(jid, []).append(rule)
     got = {}
     for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: .*?slurm_logs/rule_(\w+)/",
                          out):

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,7 +96,7 @@ def test_two_ranks_train_and_resume_after_interruption(tmp_path):
     p = run_train(tmp_path, train, val)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
-    assert f"resuming from" in out and f"at epoch {interrupted_at}" in out
+    assert "resuming from" in out and f"at epoch {interrupted_at}" in out
     for rank in (0, 1):
         epochs = [int(e) for e in __import__("re").findall(
             rf"hvd rank={rank} size=2 epoch=(\d+)/8 batches=4", out)]

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import __version__
+from .provenance import package_versions
 from .storage import CorruptOutputError, atomic_group, open_complete, write_attrs
 
 #: Labels stored per sample: name -> dtype.
@@ -50,18 +51,6 @@ def check_unit(path: str | Path, data: np.ndarray, shape: tuple | None) -> None:
 
 def _checksum(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("abtem", "ase", "zarr", "numpy", "cbedflow"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def collect(
@@ -130,7 +119,7 @@ def collect(
             "cbedflow_version": __version__,
             "unit_checksums": {Path(p).as_posix(): c for p, c in sorted(checksums.items())},
             "provenance": provenance or {},
-            "versions": _versions(),
+            "versions": package_versions(("abtem", "ase", "zarr", "numpy", "cbedflow")),
             "complete": True,
         })
     progress(f"dataset: {out} ({n} samples, shape {shape})")

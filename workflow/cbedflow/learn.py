@@ -337,23 +337,13 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     return 0
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("tensorflow-cpu", "tensorflow", "horovod", "zarr", "numpy", "cbedflow"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def write_model_manifest(path: Path, params: dict, train_path: str, shape, size: int) -> None:
     """Provenance of a trained model, and the data geometry it accepts."""
     import hashlib
 
     import zarr
+
+    from .provenance import package_versions
 
     g = zarr.open_group(str(train_path), mode="r")
     _atomic_json(path, {
@@ -365,7 +355,9 @@ def write_model_manifest(path: Path, params: dict, train_path: str, shape, size:
                      "crop": g.attrs.get("crop")},
         "train_params_hash": hashlib.sha256(
             json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
-        "seed": params["seed"], "ranks": size, "versions": _versions(),
+        "seed": params["seed"], "ranks": size,
+        "versions": package_versions(("tensorflow-cpu", "tensorflow", "horovod", "zarr",
+                                      "numpy", "cbedflow")),
         "training_data": str(train_path),
     })
 

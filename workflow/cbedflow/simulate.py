@@ -15,7 +15,6 @@ that scan extents are given in).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import zlib
@@ -335,7 +334,3 @@ def unit_seeds(seed: int, structure: str, thickness_cells: int, batch: int,
         ss = np.random.SeedSequence([seed, key, thickness_cells, j])
         out.append(int(ss.generate_state(1)[0]))
     return out
-
-
-def describe(settings: SimulationSettings) -> str:
-    return json.dumps(settings.to_dict(), sort_keys=True)
