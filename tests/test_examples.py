@@ -134,3 +134,20 @@ def test_model_geometry_check():
         check_model_geometry(manifest, ok, (13, 8, 8), "t.zarr")
     with pytest.raises(ValueError, match="task 'step_position'"):
         check_model_geometry(manifest, dict(ok, task="step_position"), (13, 16, 16), "t.zarr")
+
+
+def test_atomic_file(tmp_path):
+    from cbedflow.storage import atomic_file
+
+    target = tmp_path / "sub" / "model.weights.h5"
+    with atomic_file(target) as tmp:
+        assert tmp.name.endswith("model.weights.h5") and tmp != target
+        tmp.write_text("ok")
+        assert not target.exists()
+    assert target.read_text() == "ok"
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "ok"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.weights.h5"]

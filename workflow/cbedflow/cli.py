@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -95,6 +94,7 @@ def ensure_structure(camp, name: str, path: Path | None = None, force: bool = Fa
     (its ``structure_key`` differs) or if ``force``."""
     import ase.io
 
+    from .storage import atomic_file
     from .structures import build_structure
 
     path = Path(camp.structure_path(name)) if path is None else path
@@ -112,11 +112,9 @@ def ensure_structure(camp, name: str, path: Path | None = None, force: bool = Fa
                   for t in camp.thicknesses.values()]
         for f in frames:
             f.info["structure_key"] = key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        # parallel=False: under MPI, ASE would otherwise let only world rank 0 write
-        ase.io.write(tmp, frames, format="extxyz", parallel=False)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            # parallel=False: under MPI, ASE would otherwise let only world rank 0 write
+            ase.io.write(tmp, frames, format="extxyz", parallel=False)
     return path
 
 

@@ -109,9 +109,10 @@ def lr_scale(rule: str, size: int) -> float:
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    from .storage import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
 
 
 def resume_key(params: dict, train_path: str, val_path: str, size: int) -> str:
@@ -135,11 +136,11 @@ def truncate_history(path: Path, epochs: int) -> None:
         rows = list(csv.reader(fh))
     if not rows:
         return
+    from .storage import atomic_file
+
     keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
         csv.writer(fh).writerows(keep)
-    os.replace(tmp, path)
 
 
 #: exit status of a run that stopped early for its walltime (checkpoint saved);
@@ -170,6 +171,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     import tensorflow as tf
 
     from .examples import check_examples
+    from .storage import atomic_file
 
     n_classes = int(params["n_classes"])
     # bad input stops every rank before anything starts
@@ -247,9 +249,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         averaged over ranks), written atomically after every epoch."""
 
         def _save(self, path):
-            tmp = path.with_name(f".tmp-{os.getpid()}.weights.h5")
-            self.model.save_weights(str(tmp))
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                self.model.save_weights(str(tmp))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -313,7 +314,6 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         return WALLTIME_EXIT
     if rank == 0:
         final = out / "model.keras"
-        tmp = out / f".tmp-{os.getpid()}.keras"
         # a fresh, uncompiled copy: the Horovod optimizer is not serialisable
         clean = build_model(shape, n_classes, tuple(params["conv_filters"]),
                             params["kernel_size"], params["dense_units"], params["dropout"],
@@ -323,8 +323,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
             clean.load_weights(str(best_path))
             print(f"final model: best validation loss {best['val_loss']:.4f} at epoch "
                   f"{best['epoch']}", flush=True)
-        clean.save(str(tmp))
-        os.replace(tmp, final)
+        with atomic_file(final) as tmp:
+            clean.save(str(tmp))
         write_model_manifest(out / "manifest.json", params, train_path, shape, size)
         _atomic_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
@@ -410,9 +410,10 @@ def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
     metrics["n_test"] = int(n)
     metrics["n_test_structures"] = int(len(set(g["structure_index"][...].tolist())))
     metrics["task"] = g.attrs["task"]
-    tmp = Path(out_predictions).with_name(f".tmp-{os.getpid()}.npz")
-    np.savez(tmp, probabilities=probs, y=y, predicted=pred)
-    os.replace(tmp, out_predictions)
+    from .storage import atomic_file
+
+    with atomic_file(out_predictions) as tmp:
+        np.savez(tmp, probabilities=probs, y=y, predicted=pred)
     _atomic_json(Path(out_json), metrics)
     return metrics
 

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .campaign import Campaign
-from .storage import CorruptOutputError, open_complete
+from .storage import CorruptOutputError, atomic_file, open_complete
 
 
 def job_ids(campaign: Campaign, units_per_job: int) -> list[str]:
@@ -148,9 +148,6 @@ def scheduler_job_id() -> str | None:
 
 def write_manifest(path: str | Path, job: str, records: list[dict], size: int) -> None:
     """Atomically write the job manifest (rank 0)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"job": job, "ranks": size,
-                               "units": sorted(records, key=lambda r: r["unit"])}, indent=1))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps({"job": job, "ranks": size,
+                                   "units": sorted(records, key=lambda r: r["unit"])}, indent=1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -15,15 +14,13 @@ import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 
 from .analysis import dark_field  # noqa: E402
+from .storage import atomic_file  # noqa: E402
 
 
 def _save(fig, out: str | Path) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}{out.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 def dataset_overview(dataset: str | Path, out: str | Path, semiangle_mrad: float,

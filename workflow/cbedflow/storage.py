@@ -42,6 +42,23 @@ def atomic_group(path: str | Path) -> Iterator[zarr.Group]:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write ``path`` to; rename it to ``path``
+    on success, remove it on an exception. The temporary name ends with
+    ``path``'s name, so writers that check suffixes (Keras, numpy) accept it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.{path.name}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def write_attrs(group: zarr.Group, attrs: dict) -> None:
     """Write JSON attributes to ``group``."""
     group.attrs.update(attrs)
