@@ -14,7 +14,7 @@ export CBEDFLOW_TRAIN_ENV := $(abspath $(TRAIN))
 HOROVOD_FLAGS := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j2
 
-.PHONY: run test test-fast envs clean dry-run-paper report
+.PHONY: run test test-fast envs clean dry-run-paper report reproduce
 
 envs: $(SIM)/.done $(TRAIN)/.done
 
@@ -39,6 +39,15 @@ run: envs
 	$(SIM)/bin/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 	$(SIM)/bin/snakemake --profile $(PROFILE) --configfile $(CONFIG) --report $(OUT_DIR)/report.html
 	@$(SIM_PY) -m cbedflow summary --configfile $(CONFIG)
+
+# The paper's two results on this machine (< 2 h on 2 cores), published to docs/results/
+reproduce: envs
+	$(SIM_PY) benchmarks/run_measured.py --out results-reproduce/measured.json -- \
+		$(SIM)/bin/snakemake --profile $(PROFILE) --configfile config/reproduce.yaml
+	$(SIM)/bin/snakemake --profile $(PROFILE) --configfile config/reproduce.yaml \
+		--report results-reproduce/report.html
+	$(SIM_PY) -m cbedflow publish --results results-reproduce \
+		--measured results-reproduce/measured.json --out docs/results
 
 dry-run-paper: $(SIM)/.done
 	$(SIM)/bin/snakemake -n --configfile config/paper.yaml

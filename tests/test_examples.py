@@ -11,7 +11,8 @@ from cbedflow.examples import (
     crop_pattern,
     split_structures,
 )
-from cbedflow.learn import classification_metrics, lr_scale
+from cbedflow.learn import lr_scale
+from cbedflow.metrics import calibration, classification_metrics
 from cbedflow.storage import CorruptOutputError, atomic_group
 
 

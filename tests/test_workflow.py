@@ -72,13 +72,13 @@ def test_dataset_collected(campaign):
 
 @pytest.mark.slow
 def test_training_ran_on_two_horovod_ranks(campaign):
-    log = (campaign["results"] / "logs" / "train" / "rough_vs_diffuse.log").read_text()
+    log = (campaign["results"] / "logs" / "train" / "rough_vs_diffuse" / "all.log").read_text()
     epochs = campaign["config"]["train"]["epochs"]
     for rank in (0, 1):
         lines = re.findall(rf"hvd rank={rank} size=(\d+) epoch=(\d+)/\d+ batches=(\d+)", log)
         assert len(lines) == epochs, f"rank {rank} logged {len(lines)} of {epochs} epochs"
         assert all(size == "2" and int(b) > 0 for size, _, b in lines)
-    model_dir = campaign["results"] / "models" / "rough_vs_diffuse"
+    model_dir = campaign["results"] / "models" / "rough_vs_diffuse" / "all"
     assert (model_dir / "model.keras").exists()
     assert len((model_dir / "history.csv").read_text().strip().splitlines()) == epochs + 1
     assert any((model_dir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -88,7 +88,7 @@ def test_training_ran_on_two_horovod_ranks(campaign):
 
 @pytest.mark.slow
 def test_held_out_accuracy_clears_the_bar(campaign):
-    m = json.loads((campaign["results"] / "evaluation" / "rough_vs_diffuse" /
+    m = json.loads((campaign["results"] / "evaluation" / "rough_vs_diffuse" / "all" /
                     "metrics.json").read_text())
     assert m["n_test"] >= 48 and m["n_test_structures"] >= 12
     assert m["accuracy"] >= ACCURACY_BAR, m
@@ -134,7 +134,9 @@ def test_report_images_load_in_chromium(campaign, tmp_path):
         }""")
         names = {Path(path).name for path, _, _ in embedded}
         assert {"dataset_overview.png", "confusion_matrix.png", "training_curves.png",
-                "example_predictions.png"} <= names
+                "example_predictions.png", "reliability.png", "accuracy_overview.png",
+                "summary.json"} <= names | {Path(p).name for p in page.evaluate(
+                    "() => Object.keys(window.results)")}
         assert all(ok and w > 0 for _, ok, w in embedded), embedded
         # and the one a user opens from the Simulation category renders on the page
         page.get_by_text("Simulation", exact=True).click()
@@ -173,5 +175,167 @@ def test_paper_scale_dry_run(tmp_path):
     units = 1200 * 5 * (64 // 8)
     assert int(counts["simulate_job"]) == units // 8  # default site: 8 units per job
     assert int(counts["collect"]) == 1
-    tasks = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["tasks"]
-    assert int(counts["train"]) == len(tasks) and int(counts["evaluate"]) == len(tasks)
+    from cbedflow.config import load
+    from cbedflow.tasks import model_specs
+
+    cfg = load(ROOT / "config" / "paper.yaml")
+    thick = {str(t): t for t in cfg["structures"]["thicknesses_A"]}
+    n_models = sum(len(model_specs(cfg["train"]["variants"].get(t, ["all"]), thick))
+                   for t in cfg["tasks"])
+    assert n_models == 1 + 5 + 2  # rough vs diffuse; step: 5 per thickness, all, thickness input
+    for rule in ("train", "evaluate", "baseline"):
+        assert int(counts[rule]) == n_models
+
+
+@pytest.mark.slow
+def test_every_model_is_evaluated_with_calibration_and_baseline(campaign):
+    """Both tasks, every model variant of the config: metrics with MC-dropout
+    calibration, a baseline, and a summary that the schema accepts."""
+    from cbedflow.summary import check_summary
+
+    res = campaign["results"]
+    doc = json.loads((res / "summary.json").read_text())
+    check_summary(doc)
+    assert set(doc["tasks"]) == {"rough_vs_diffuse", "step_position"}
+    assert set(doc["tasks"]["step_position"]["models"]) == {"all", "t39"}
+    step = json.loads((res / "evaluation" / "step_position" / "t39" / "metrics.json").read_text())
+    assert step["model"] == {"id": "t39", "thickness_A": 39.0, "thickness_input": False}
+    assert 0 <= step["within_one_class"] <= 1 and step["within_one_class"] >= step["accuracy"]
+    assert len(step["confusion_matrix"]) == 11
+    cal = step["mc_dropout"]["calibration"]
+    assert sum(b["count"] for b in cal["bins"]) == step["n_test"]
+    assert step["mc_dropout"]["samples"] == campaign["config"]["evaluate"]["mc_dropout_samples"]
+    p = np.load(res / "evaluation" / "step_position" / "t39" / "predictions.npz")
+    assert p["mc_mean"].shape == p["probabilities"].shape
+    np.testing.assert_allclose(p["mc_mean"].sum(axis=1), 1, rtol=1e-5)
+    assert (p["mc_std"] > 0).any()  # dropout really on at test time
+    for task in ("rough_vs_diffuse", "step_position"):
+        assert (res / "plots" / task / "accuracy_overview.png").stat().st_size > 10000
+
+
+# --- predict: new data through the CLI and through Snakemake -------------------------
+
+def _held_out_scan(campaign, tmp_path):
+    """One held-out (test-split) simulation of the tiny campaign, as a user would
+    hand it over: (scan_x, scan_y, kx, ky) with its sampling."""
+    res = campaign["results"]
+    test = zarr.open_group(str(res / "tasks" / "rough_vs_diffuse" / "test.zarr"), mode="r")
+    ds = zarr.open_group(str(res / "dataset.zarr"), mode="r")
+    s = int(test["structure_index"][0])
+    sample = int(np.flatnonzero(ds["structure_index"][...] == s)[0])
+    return (ds["cbed"][sample], list(ds.attrs["scan_step_A"]),
+            list(ds.attrs["angular_sampling_mrad"]), s, test)
+
+
+def _predict(campaign, *args):
+    py = train_env() / "bin" / "python"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
+    return subprocess.run([str(py), "-m", "cbedflow", "predict", *args], capture_output=True,
+                          text=True, env=env, cwd=campaign["dir"])
+
+
+@pytest.mark.slow
+def test_predict_held_out_simulation_matches_evaluation(campaign, tmp_path):
+    """Data in the training geometry: predict's softmax equals what evaluate
+    computed for the same test lines (so cropping/resampling is exact)."""
+    cbed, step, ang, s, test = _held_out_scan(campaign, tmp_path)
+    np.save(tmp_path / "scan.npy", cbed)
+    model = campaign["results"] / "models" / "rough_vs_diffuse" / "all" / "model.keras"
+    out = tmp_path / "pred"
+    r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
+                 str(tmp_path / "scan.npy"), "--scan-step-A", str(step[0]),
+                 "--angular-sampling-mrad", str(ang[0]), "--out-dir", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads((out / "predictions.json").read_text())
+    assert len(got["probabilities"]) == cbed.shape[1]  # one row per scan line
+    assert (out / "map.png").stat().st_size > 10000
+    assert len((out / "predictions.csv").read_text().splitlines()) == cbed.shape[1] + 1
+    ev = np.load(campaign["results"] / "evaluation" / "rough_vs_diffuse" / "all" /
+                 "predictions.npz")
+    lines = np.flatnonzero(test["structure_index"][...] == s)
+    pos = [int(np.flatnonzero(ev["index"] == i)[0]) for i in lines]
+    np.testing.assert_allclose(np.array(got["softmax"]), ev["probabilities"][pos], atol=2e-4)
+
+
+@pytest.mark.slow
+def test_predict_h5_with_attributes_and_step_model(campaign, tmp_path):
+    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    py = train_env() / "bin" / "python"
+    h5 = tmp_path / "scan.h5"
+    np.save(tmp_path / "c.npy", cbed)
+    subprocess.run([str(py), "-c", (
+        "import h5py, numpy as np, sys; f = h5py.File(sys.argv[1], 'w'); "
+        "d = f.create_dataset('cbed', data=np.load(sys.argv[2])); "
+        f"d.attrs['scan_step_A'] = {step}; d.attrs['angular_sampling_mrad'] = {ang}"),
+        str(h5), str(tmp_path / "c.npy")], check=True)
+    model = campaign["results"] / "models" / "step_position" / "t39" / "model.keras"
+    r = _predict(campaign, "--model", str(model), "--task", "step_position", "--input",
+                 str(h5), "--out-dir", str(tmp_path / "pred"), "--mc-samples", "5")
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(got["probabilities"]) == 1 and len(got["probabilities"][0]) == 11  # y-averaged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, message", [
+    ("rank", "expected 4 dims (scan_x, scan_y, kx, ky)"),
+    ("nonfinite", "non-finite values"),
+    ("missing", "sampling scan_step_A is missing"),
+    ("mismatch", "does not match the data's angular_sampling_mrad"),
+    ("other_task", "was trained for task 'step_position', not 'rough_vs_diffuse'"),
+    ("small_detector", "the model needs +-"),
+    ("short_scan", "the model needs"),
+])
+def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, message):
+    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    model = campaign["results"] / "models" / "rough_vs_diffuse" / "all" / "model.keras"
+    flags = ["--scan-step-A", str(step[0]), "--angular-sampling-mrad", str(ang[0])]
+    data = tmp_path / "scan.npy"
+    if case == "rank":
+        cbed = cbed[:, 0]
+    elif case == "nonfinite":
+        cbed = cbed.copy()
+        cbed[3, 1, 10, 10] = np.nan
+    elif case == "missing":
+        flags = flags[2:]
+    elif case == "mismatch":
+        data = tmp_path / "scan.zarr"
+        g = zarr.open_group(str(data), mode="w")
+        g.create_array("cbed", data=cbed)
+        g.attrs.update(scan_step_A=step, angular_sampling_mrad=ang)
+        flags = ["--angular-sampling-mrad", str(2 * ang[0])]
+    elif case == "other_task":
+        model = campaign["results"] / "models" / "step_position" / "all" / "model.keras"
+    elif case == "small_detector":
+        cbed = cbed[..., 10:-10, 10:-10]
+    elif case == "short_scan":
+        cbed = cbed[:6]
+    if data.suffix == ".npy":
+        np.save(data, cbed)
+    out = tmp_path / "pred"
+    r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
+                 str(data), *flags, "--out-dir", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".pred*"))
+
+
+@pytest.mark.slow
+def test_snakemake_predict_rule(campaign, tmp_path):
+    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    data = tmp_path / "new_scan.zarr"
+    g = zarr.open_group(str(data), mode="w")
+    g.create_array("cbed", data=cbed)
+    g.attrs.update(scan_step_A=step, angular_sampling_mrad=ang)
+    env = {"CBEDFLOW_TRAIN_ENV": str(train_env())}
+    r = snakemake("predict", "--profile", str(ROOT / "profiles" / "local"), "--configfile",
+                  str(CONFIG), "--config", f"predict_input={data}", cwd=campaign["dir"],
+                  env_extra=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    out = campaign["results"] / "predictions" / "new_scan-rough_vs_diffuse-all"
+    assert len(json.loads((out / "predictions.json").read_text())["probabilities"]) == 4
+    # without data the rule says what it needs
+    r = snakemake("predict", "--cores", "1", "--configfile", str(CONFIG), cwd=tmp_path)
+    assert r.returncode != 0 and "needs --config predict_input=" in r.stderr

@@ -237,6 +237,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = json.loads(args.params)
     task = get_task(args.task)
     p = dict(params["train"], task=task.name, n_classes=task.n_classes, seed=params["seed"])
+    p.pop("variants", None)  # which models exist is the workflow's business
+    if "model" in params:
+        p.update(model=params["model"],
+                 nominal_thicknesses_A=params.get("nominal_thicknesses_A", []))
     return train(p, args.train, args.validation, args.out_dir,
                  walltime_s=args.walltime_min * 60 if args.walltime_min else None)
 
@@ -246,9 +250,93 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .tasks import get_task
 
     task = get_task(args.task)
-    m = evaluate(args.model, args.test, list(task.classes), args.out_json, args.out_predictions)
-    _log(f"{task.name}: test accuracy {m['accuracy']:.3f} on {m['n_test']} examples "
+    ev = json.loads(args.params)["evaluate"] if args.params else {}
+    m = evaluate(args.model, args.test, list(task.classes), args.out_json, args.out_predictions,
+                 mc_samples=ev.get("mc_dropout_samples", 30),
+                 bins=ev.get("calibration_bins", 10), ordinal=task.ordinal)
+    _log(f"{task.name}/{m['model']['id']}: test accuracy {m['accuracy']:.3f} "
+         f"(MC dropout {m['mc_dropout']['accuracy']:.3f}, ECE "
+         f"{m['mc_dropout']['calibration']['ece']:.3f}) on {m['n_test']} examples "
          f"({m['n_test_structures']} structures)")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baseline import fit_and_test
+    from .tasks import ModelSpec, get_task
+
+    params = json.loads(args.params)
+    task = get_task(args.task)
+    spec = ModelSpec(**params["model"])
+    m = fit_and_test(task, spec, params["nominal_thicknesses_A"], args.train, args.validation,
+                     args.test, params["evaluate"]["baseline_rings"], params["seed"],
+                     args.out_json)
+    _log(f"{task.name}/{spec.id}: ring-feature logistic regression test accuracy "
+         f"{m['accuracy']:.3f} (C={m['C']:g}) on {m['n_test']} examples")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    r = predict(args.model, args.task, args.input, args.out_dir, args.scan_step_A,
+                args.angular_sampling_mrad, args.thickness_A, args.mc_samples)
+    for i, (p, c) in enumerate(zip(r["probabilities"], r["predicted"])):
+        _log(f"line {i}: {c} ({100 * max(p):.1f}%)")
+    _log(f"predictions written to {args.out_dir}")
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from .summary import build_summary, write_summary
+
+    params = json.loads(args.params)
+    models = [json.loads(m) for m in args.model]
+    doc = build_summary(params, models)
+    write_summary(doc, args.out)
+    for task, t in doc["tasks"].items():
+        for mid, m in t["models"].items():
+            _log(f"{task}/{mid}: CNN {m['cnn']['accuracy']:.3f} (MC dropout "
+                 f"{m['cnn']['mc_dropout_accuracy']:.3f}, ECE {m['cnn']['mc_dropout_ece']:.3f}), "
+                 f"baseline {m['baseline']['accuracy']:.3f}, per thickness "
+                 f"{m['cnn']['per_thickness_accuracy']}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Copy a finished campaign's summary and plots to a results folder with
+    the run record (command, commit, wall time, peak memory)."""
+    import shutil
+    import subprocess
+
+    from .storage import atomic_file
+    from .summary import check_summary
+
+    res, out = Path(args.results), Path(args.out)
+    summary = json.loads((res / "summary.json").read_text())
+    check_summary(summary)
+    runs = [json.loads(Path(m).read_text()) for m in args.measured]
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for png in sorted((res / "plots").rglob("*.png")):
+        name = "_".join(png.relative_to(res / "plots").parts)
+        shutil.copyfile(png, out / name)
+        plots.append(name)
+    shutil.copyfile(res / "summary.json", out / "summary.json")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    record = {
+        "command": runs[-1]["command"],
+        "commit": args.commit or commit,
+        "wall_s": round(sum(r["wall_s"] for r in runs), 1),
+        "peak_rss_GiB": max(r["peak_rss_GiB"] for r in runs),
+        "steps": runs,
+        "machine": args.machine,
+        "plots": plots,
+    }
+    with atomic_file(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    _log(f"published {len(plots)} plots and summary.json to {out}")
     return 0
 
 
@@ -263,6 +351,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plots.confusion(args.metrics, args.out)
     elif args.what == "examples":
         plots.example_predictions(args.test, args.predictions, args.out)
+    elif args.what == "reliability":
+        plots.reliability(args.metrics, args.out)
+    elif args.what == "overview":
+        plots.accuracy_overview(args.summary, args.task, args.out)
     _log(f"plot written to {args.out}")
     return 0
 
@@ -335,10 +427,56 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test", required=True)
     e.add_argument("--out-json", required=True)
     e.add_argument("--out-predictions", required=True)
+    e.add_argument("--params", default=None, help="JSON: the evaluate section")
     e.set_defaults(func=cmd_evaluate)
 
+    b = sub.add_parser("baseline", help="ring-feature logistic-regression baseline of a model")
+    b.add_argument("--params", required=True,
+                   help="JSON: seed, evaluate, model spec, nominal_thicknesses_A")
+    b.add_argument("--task", required=True)
+    b.add_argument("--train", required=True)
+    b.add_argument("--validation", required=True)
+    b.add_argument("--test", required=True)
+    b.add_argument("--out-json", required=True)
+    b.set_defaults(func=cmd_baseline)
+
+    r = sub.add_parser("predict", help="apply a trained model to new 4D-STEM data",
+                       description="Apply a trained model to new 4D-STEM data (scan_x, scan_y, "
+                                   "kx, ky): zarr group (array cbed), .npy or .h5 (dataset cbed).")
+    r.add_argument("--model", required=True, help="models/<task>/<model>/model.keras")
+    r.add_argument("--task", required=True, help="task the model was trained for")
+    r.add_argument("--input", required=True, help="the data (.npy, .h5 or zarr group)")
+    r.add_argument("--out-dir", required=True, help="predictions.json/.csv and map.png")
+    r.add_argument("--scan-step-A", type=float, default=None,
+                   help="probe step along the scan line [Å] (if the data lacks scan_step_A)")
+    r.add_argument("--angular-sampling-mrad", type=float, default=None,
+                   help="detector pixel size [mrad] (if the data lacks angular_sampling_mrad)")
+    r.add_argument("--thickness-A", type=float, default=None,
+                   help="sample thickness [Å] (models with a thickness input need it)")
+    r.add_argument("--mc-samples", type=int, default=30, help="MC-dropout passes")
+    r.set_defaults(func=cmd_predict)
+
+    u = sub.add_parser("summarize", help="all models' metrics and baselines in one JSON")
+    u.add_argument("--params", required=True, help="JSON: the campaign config")
+    u.add_argument("--model", action="append", default=[],
+                   help="JSON {task, model, metrics, predictions, baseline}; repeat")
+    u.add_argument("--out", required=True)
+    u.set_defaults(func=cmd_summarize)
+
+    q = sub.add_parser("publish", help="copy summary + plots + run record to docs/results")
+    q.add_argument("--results", required=True, help="the campaign's output_dir")
+    q.add_argument("--measured", action="append", required=True,
+                   help="run_measured.py JSON (repeat for runs in several steps)")
+    q.add_argument("--commit", default=None, help="commit the run used (default: HEAD)")
+    q.add_argument("--machine", default="2 cores, 24 GiB, no GPU")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_publish)
+
     pl = sub.add_parser("plot", help="figures of the report")
-    pl.add_argument("what", choices=["dataset", "curves", "confusion", "examples"])
+    pl.add_argument("what", choices=["dataset", "curves", "confusion", "examples",
+                                     "reliability", "overview"])
+    pl.add_argument("--summary")
+    pl.add_argument("--task")
     pl.add_argument("--out", required=True)
     pl.add_argument("--dataset")
     pl.add_argument("--semiangle-mrad", type=float, default=20.0)

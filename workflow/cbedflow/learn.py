@@ -39,12 +39,14 @@ def preprocess(x):
 
 def build_model(input_shape: tuple[int, int, int], n_classes: int, conv_filters=(8, 16, 16),
                 kernel_size: int = 3, dense_units: int = 64, dropout: float = 0.15,
-                pool_size: int = 2):
+                pool_size: int = 2, thickness_input: bool = False):
     """The paper's network (Oxley et al., Fig. 3a).
 
     Conv3D layers without max pooling, one average pooling, two dense layers
     (the second is the softmax output), dropout after every layer.
-    Input: (scan positions, kx, ky, 1).
+    Input: (scan positions, kx, ky, 1); with ``thickness_input`` a second
+    input, thickness / 100 Å, joins the flattened features before the dense
+    layer.
     """
     import tensorflow as tf
     from tensorflow.keras import layers
@@ -57,36 +59,60 @@ def build_model(input_shape: tuple[int, int, int], n_classes: int, conv_filters=
     pool = tuple(min(pool_size, s) for s in input_shape)
     h = layers.AveragePooling3D(pool_size=pool, name="average_pool")(h)
     h = layers.Flatten(name="flatten")(h)
+    inputs = [inp]
+    if thickness_input:
+        t = layers.Input(shape=(1,), name="thickness")
+        inputs.append(t)
+        h = layers.Concatenate(name="with_thickness")([h, t])
     h = layers.Dense(dense_units, activation="relu", name="dense")(h)
     h = layers.Dropout(dropout, name="dropout_dense")(h)
     out = layers.Dense(n_classes, activation="softmax", name="softmax")(h)
-    return tf.keras.Model(inp, out, name="cbed3dcnn")
+    return tf.keras.Model(inputs if thickness_input else inp, out, name="cbed3dcnn")
+
+
+def model_from_params(params: dict, shape):
+    """:func:`build_model` with the config's train section (+ model spec)."""
+    return build_model(shape, int(params["n_classes"]), tuple(params["conv_filters"]),
+                       params["kernel_size"], params["dense_units"], params["dropout"],
+                       params["pool_size"],
+                       bool(params.get("model", {}).get("thickness_input", False)))
 
 
 def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool = False,
-                 seed: int = 0, cache: bool = True):
+                 seed: int = 0, cache: bool = True, indices=None,
+                 thickness_input: bool = False):
     """tf.data pipeline over one rank's shard of an example group.
 
-    Examples ``rank, rank + size, ...`` are read from zarr (chunk = one
-    example) in a ``tf.py_function`` and cached in memory after the first pass
-    when ``cache``.
+    Examples ``indices[rank], indices[rank + size], ...`` (all examples when
+    ``indices`` is None) are read from zarr (chunk = one example) in a
+    ``tf.py_function`` and cached in memory after the first pass when
+    ``cache``. With ``thickness_input`` an element is ``((x, t), y)`` with
+    t = thickness / 100 Å.
     """
     import tensorflow as tf
     import zarr
 
+    from .tasks import THICKNESS_SCALE_A
+
     g = zarr.open_group(str(path), mode="r")
     x_arr, y_all = g["x"], g["y"][...].astype(np.int32)
+    t_all = (g["thickness_A"][...] / THICKNESS_SCALE_A).astype(np.float32)
     shape = tuple(x_arr.shape[1:])
-    idx = np.arange(rank, x_arr.shape[0], size, dtype=np.int64)
+    if indices is None:
+        indices = np.arange(x_arr.shape[0])
+    idx = np.asarray(indices, dtype=np.int64)[rank::size]
 
     def read(i):
         i = int(i.numpy())
-        return x_arr[i].astype(np.float32), y_all[i]
+        return x_arr[i].astype(np.float32), t_all[i:i + 1], y_all[i]
 
     def tf_read(i):
-        x, y = tf.py_function(read, [i], (tf.float32, tf.int32))
+        x, t, y = tf.py_function(read, [i], (tf.float32, tf.float32, tf.int32))
         x.set_shape(shape)
+        t.set_shape((1,))
         y.set_shape(())
+        if thickness_input:
+            return (preprocess(x), t), y
         return preprocess(x), y
 
     ds = tf.data.Dataset.from_tensor_slices(idx).map(tf_read, num_parallel_calls=1)
@@ -186,9 +212,14 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
 
     tf.keras.utils.set_random_seed(int(params["seed"]) + rank)
     batch = int(params["batch_size"])
+    tin = bool(params.get("model", {}).get("thickness_input", False))
     tr, n_tr, shape = zarr_dataset(train_path, rank, size, shuffle=True,
-                                   seed=int(params["seed"]) + rank, cache=params["cache"])
-    va, n_va, vshape = zarr_dataset(val_path, rank, size, cache=params["cache"])
+                                   seed=int(params["seed"]) + rank, cache=params["cache"],
+                                   indices=model_indices(train_path, params),
+                                   thickness_input=tin)
+    va, n_va, vshape = zarr_dataset(val_path, rank, size, cache=params["cache"],
+                                    indices=model_indices(val_path, params),
+                                    thickness_input=tin)
     if vshape != shape:
         raise ValueError(f"{val_path}: example shape {vshape} differs from training {shape}")
     # every rank must take the same number of steps or the allreduce hangs
@@ -199,8 +230,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     tr = tr.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
     va = va.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
 
-    model = build_model(shape, n_classes, tuple(params["conv_filters"]), params["kernel_size"],
-                        params["dense_units"], params["dropout"], params["pool_size"])
+    model = model_from_params(params, shape)
     lr = params["learning_rate"] * lr_scale(params["lr_scaling"], size)
     opt = hvd.DistributedOptimizer(
         tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=params["momentum"]))
@@ -299,7 +329,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     if deadline is not None:
         callbacks.append(Walltime())  # after Checkpoint: the epoch is saved first
     if rank == 0:
-        print(f"training {params['task']}: {size} ranks, {n_tr} examples/rank, "
+        print(f"training {params['task']}/{params.get('model', {}).get('id', 'all')}: {size} ranks, {n_tr} examples/rank, "
               f"{steps} steps/epoch, batch {batch}/rank, lr {lr:g} "
               f"({params['lr_scaling']} scaling), epochs {initial_epoch}->{epochs}", flush=True)
     if initial_epoch < epochs:
@@ -315,9 +345,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     if rank == 0:
         final = out / "model.keras"
         # a fresh, uncompiled copy: the Horovod optimizer is not serialisable
-        clean = build_model(shape, n_classes, tuple(params["conv_filters"]),
-                            params["kernel_size"], params["dense_units"], params["dropout"],
-                            params["pool_size"])
+        clean = model_from_params(params, shape)
         clean.set_weights(model.get_weights())
         if params.get("keep_best", True) and best_path.exists():
             clean.load_weights(str(best_path))
@@ -335,6 +363,23 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         })
         print(f"model written to {final}", flush=True)
     return 0
+
+
+def model_indices(path: str | Path, params: dict) -> np.ndarray:
+    """Examples of ``path`` that the model of ``params`` (``model`` spec,
+    ``nominal_thicknesses_A``) trains or is tested on."""
+    import zarr
+
+    from .tasks import ModelSpec, select_examples
+
+    spec = ModelSpec(**params.get("model", {"id": "all"}))
+    g = zarr.open_group(str(path), mode="r")
+    idx = select_examples(g["thickness_A"][...], spec,
+                          list(params.get("nominal_thicknesses_A") or []))
+    if len(idx) == 0:
+        raise ValueError(f"{path}: no examples at thickness {spec.thickness_A} Å for model "
+                         f"{spec.id!r}")
+    return idx
 
 
 def write_model_manifest(path: Path, params: dict, train_path: str, shape, size: int) -> None:
@@ -355,6 +400,9 @@ def write_model_manifest(path: Path, params: dict, train_path: str, shape, size:
                      "crop": g.attrs.get("crop")},
         "train_params_hash": hashlib.sha256(
             json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
+        "model": params.get("model", {"id": "all", "thickness_A": None,
+                                      "thickness_input": False}),
+        "nominal_thicknesses_A": list(params.get("nominal_thicknesses_A") or []),
         "seed": params["seed"], "ranks": size,
         "versions": package_versions(("tensorflow-cpu", "tensorflow", "horovod", "zarr",
                                       "numpy", "cbedflow")),
@@ -383,69 +431,67 @@ def check_model_geometry(manifest: dict, data_attrs: dict, shape, where: str) ->
         raise ValueError(f"{where}: does not match the model ({'; '.join(problems)})")
 
 
+def mc_dropout_probabilities(model, ds, samples: int, seed: int = 0) -> np.ndarray:
+    """Mean softmax over ``samples`` forward passes with dropout on (MC
+    dropout). Returns (samples, examples, classes)."""
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    out = []
+    for _ in range(samples):
+        out.append(np.concatenate([model(x, training=True).numpy() for x, _ in ds]))
+    return np.stack(out)
+
+
 def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
-             out_predictions: str) -> dict:
-    """Held-out metrics: accuracy, per-class precision/recall, per-thickness
-    accuracy, confusion matrix (and accuracy by step class, for the record)."""
+             out_predictions: str, mc_samples: int = 30, bins: int = 10,
+             ordinal: bool = False) -> dict:
+    """Held-out metrics of one model on its test examples (its thickness
+    subset): accuracy, per-class precision/recall, per-thickness accuracy,
+    confusion matrix, accuracy by step class, within +-1 class (``ordinal``),
+    and calibration (ECE, reliability bins) of the plain softmax and of the
+    MC-dropout mean over ``mc_samples`` passes."""
     import tensorflow as tf
     import zarr
 
     from .examples import check_examples
+    from .metrics import calibration, classification_metrics
 
     check_examples(test_path, len(classes))
     manifest_path = Path(model_path).parent / "manifest.json"
     if not manifest_path.exists():
         raise ValueError(f"{model_path}: no manifest.json beside it (provenance unknown)")
     manifest = json.loads(manifest_path.read_text())
-    ds, n, shape = zarr_dataset(test_path, cache=False)
-    check_model_geometry(manifest, dict(zarr.open_group(str(test_path), mode="r").attrs),
-                         shape, str(test_path))
-    model = tf.keras.models.load_model(model_path, compile=False)
-    probs = model.predict(ds.batch(64), verbose=0)
+    params = {"model": manifest.get("model", {"id": "all"}),
+              "nominal_thicknesses_A": manifest.get("nominal_thicknesses_A", [])}
+    idx = model_indices(test_path, params)
+    tin = bool(params["model"].get("thickness_input", False))
+    ds, n, shape = zarr_dataset(test_path, cache=False, indices=idx, thickness_input=tin)
     g = zarr.open_group(str(test_path), mode="r")
-    y = g["y"][...].astype(int)
+    check_model_geometry(manifest, dict(g.attrs), shape, str(test_path))
+    model = tf.keras.models.load_model(model_path, compile=False)
+    batched = ds.batch(64)
+    probs = model.predict(batched, verbose=0)
+    mc = mc_dropout_probabilities(model, batched, mc_samples) if mc_samples > 1 else probs[None]
+    mc_mean = mc.mean(axis=0)
+    y = g["y"][...].astype(int)[idx]
     pred = probs.argmax(axis=1)
-    metrics = classification_metrics(y, pred, classes, g["thickness_A"][...],
-                                     g["step_k"][...])
+    metrics = classification_metrics(y, pred, classes, g["thickness_A"][...][idx],
+                                     g["step_k"][...][idx], ordinal=ordinal)
+    metrics["model"] = params["model"]
     metrics["n_test"] = int(n)
-    metrics["n_test_structures"] = int(len(set(g["structure_index"][...].tolist())))
+    metrics["n_test_structures"] = int(len(set(g["structure_index"][...][idx].tolist())))
     metrics["task"] = g.attrs["task"]
+    metrics["mc_dropout"] = {
+        "samples": int(mc_samples),
+        "accuracy": float(np.mean(mc_mean.argmax(axis=1) == y)),
+        "calibration": calibration(mc_mean, y, bins),
+    }
+    metrics["softmax_calibration"] = calibration(probs, y, bins)
     from .storage import atomic_file
 
     with atomic_file(out_predictions) as tmp:
-        np.savez(tmp, probabilities=probs, y=y, predicted=pred)
+        np.savez(tmp, probabilities=probs, mc_mean=mc_mean, mc_std=mc.std(axis=0), y=y,
+                 predicted=pred, index=idx, thickness_A=g["thickness_A"][...][idx])
     _atomic_json(Path(out_json), metrics)
     return metrics
-
-
-def classification_metrics(y, pred, classes, thickness_A, step_k) -> dict:
-    """Metrics dict (pure numpy, shared by evaluation and tests)."""
-    y, pred = np.asarray(y), np.asarray(pred)
-    k = len(classes)
-    cm = np.zeros((k, k), dtype=int)
-    for t, p in zip(y, pred):
-        cm[t, p] += 1
-    per_class = {}
-    for i, name in enumerate(classes):
-        tp = cm[i, i]
-        per_class[name] = {
-            "precision": float(tp / cm[:, i].sum()) if cm[:, i].sum() else None,
-            "recall": float(tp / cm[i].sum()) if cm[i].sum() else None,
-            "support": int(cm[i].sum()),
-        }
-    by_t = {}
-    for t in sorted(set(np.round(np.asarray(thickness_A, float), 2).tolist())):
-        m = np.isclose(thickness_A, t, atol=0.01)
-        by_t[f"{t:.2f}"] = float(np.mean(y[m] == pred[m]))
-    by_k = {}
-    for kk in sorted(set(np.asarray(step_k).tolist())):
-        m = np.asarray(step_k) == kk
-        by_k[str(kk)] = float(np.mean(y[m] == pred[m]))
-    return {
-        "accuracy": float(np.mean(y == pred)),
-        "classes": list(classes),
-        "per_class": per_class,
-        "per_thickness_accuracy": by_t,
-        "accuracy_by_step_k": by_k,
-        "confusion_matrix": cm.tolist(),
-    }

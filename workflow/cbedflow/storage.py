@@ -90,3 +90,21 @@ def open_complete(path: str | Path, array: str = "cbed") -> zarr.Group:
             f"{path}: array {array!r} has {stored} of {expected} chunks on disk (truncated)"
         )
     return group
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; it replaces ``path`` on
+    success and is removed on an exception (``path`` untouched)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from shlex import quote as shlex_quote
 
 _PKG_DIR = str(Path(workflow.basedir) / "workflow")
 if _PKG_DIR not in sys.path:
@@ -33,6 +34,7 @@ SIM_ENV = "../../envs/simulate-gpu.yaml" if config["device"] == "gpu" else "../.
 wildcard_constraints:
     job=r"j\d+",
     task=r"[a-z_]+",
+    model=r"all|all-thickness-input|t[0-9p]+",
     split=r"train|validation|test",
 
 
@@ -41,15 +43,40 @@ _LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_nod
                          "mpi_launcher", "train_launcher")}
 
 
-def stage_params(*sections):
-    """JSON of the config sections a stage depends on (rerun when they change)."""
+# keys that say which models exist, not how one is trained
+_NOT_PER_MODEL = {"train": ("variants",)}
+
+
+def stage_params(*sections, **extra):
+    """JSON of the config sections a stage depends on (rerun when they
+    change), plus ``extra`` entries."""
     out = {}
     for k in sections:
         v = config[k]
-        if isinstance(v, dict) and k in _LAUNCH_ONLY:
-            v = {kk: vv for kk, vv in v.items() if kk not in _LAUNCH_ONLY[k]}
+        drop = _LAUNCH_ONLY.get(k, ()) + _NOT_PER_MODEL.get(k, ())
+        if isinstance(v, dict) and drop:
+            v = {kk: vv for kk, vv in v.items() if kk not in drop}
         out[k] = v
+    out.update(extra)
     return json.dumps(out, sort_keys=True)
+
+
+from cbedflow.tasks import model_specs  # noqa: E402
+
+
+def task_models(task):
+    """Model specs of ``task`` (config train.variants)."""
+    return model_specs(config["train"]["variants"].get(task, ["all"]), CAMPAIGN.thicknesses)
+
+
+def model_params(wc, *sections):
+    """stage_params(sections) + the model spec of wildcards (task, model)."""
+    spec = {m.id: m for m in task_models(wc.task)}.get(wc.model)
+    if spec is None:
+        raise ValueError(f"model {wc.model!r} is not a model of task {wc.task} "
+                         f"(have {', '.join(m.id for m in task_models(wc.task))})")
+    return stage_params(*sections, model=spec.to_dict(),
+                        nominal_thicknesses_A=list(CAMPAIGN.thicknesses.values()))
 
 
 #: config sections that define what a simulation unit computes
@@ -107,13 +134,19 @@ def task_dir(task):
     return f"{OUT}/tasks/{task}"
 
 
+def all_models():
+    """(task, model id) of every model of the campaign."""
+    return [(task, m.id) for task in config["tasks"] for m in task_models(task)]
+
+
 def final_targets():
-    targets = [f"{OUT}/plots/dataset_overview.png"]
+    targets = [f"{OUT}/plots/dataset_overview.png", f"{OUT}/summary.json"]
     for task in config["tasks"]:
+        targets.append(f"{OUT}/plots/{task}/accuracy_overview.png")
+    for task, model in all_models():
         targets += [
-            f"{OUT}/evaluation/{task}/metrics.json",
-            f"{OUT}/plots/{task}/confusion_matrix.png",
-            f"{OUT}/plots/{task}/training_curves.png",
-            f"{OUT}/plots/{task}/example_predictions.png",
+            f"{OUT}/plots/{task}/{model}/{name}.png"
+            for name in ("confusion_matrix", "training_curves", "example_predictions",
+                         "reliability")
         ]
     return targets

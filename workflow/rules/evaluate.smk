@@ -1,18 +1,22 @@
 rule evaluate:
-    """Held-out test metrics of a trained model."""
+    """Held-out test metrics of one model, with MC-dropout probabilities and
+    their calibration."""
     input:
-        model=f"{OUT}/models/{{task}}/model.keras",
+        model=f"{OUT}/models/{{task}}/{{model}}/model.keras",
         test=f"{OUT}/tasks/{{task}}/test.zarr",
     output:
         metrics=report(
-            f"{OUT}/evaluation/{{task}}/metrics.json",
+            f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
             caption="../report/metrics.rst",
             category="Evaluation",
             subcategory="{task}",
+            labels={"model": "{model}", "figure": "metrics"},
         ),
-        predictions=f"{OUT}/evaluation/{{task}}/predictions.npz",
+        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
     log:
-        f"{OUT}/logs/evaluate/{{task}}.log",
+        f"{OUT}/logs/evaluate/{{task}}/{{model}}.log",
+    params:
+        spec=lambda wc: stage_params("evaluate"),
     resources:
         mem_mb=4000,
         runtime=30,
@@ -20,5 +24,64 @@ rule evaluate:
         TRAIN_ENV
     shell:
         TRAIN_PATH + "python -m cbedflow evaluate --task {wildcards.task} --model {input.model} "
-        "--test {input.test} --out-json {output.metrics} "
+        "--test {input.test} --params {params.spec:q} --out-json {output.metrics} "
         "--out-predictions {output.predictions} > {log} 2>&1"
+
+
+rule baseline:
+    """Ring-feature logistic regression on the same examples as the model
+    (C chosen on the validation split)."""
+    input:
+        train=f"{OUT}/tasks/{{task}}/train.zarr",
+        validation=f"{OUT}/tasks/{{task}}/validation.zarr",
+        test=f"{OUT}/tasks/{{task}}/test.zarr",
+    output:
+        f"{OUT}/evaluation/{{task}}/{{model}}/baseline.json",
+    log:
+        f"{OUT}/logs/baseline/{{task}}/{{model}}.log",
+    params:
+        spec=lambda wc: model_params(wc, "seed", "evaluate"),
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow baseline --params {params.spec:q} --task {wildcards.task} "
+        "--train {input.train} --validation {input.validation} --test {input.test} "
+        "--out-json {output} > {log} 2>&1"
+
+
+def _summary_models():
+    out = []
+    for task, model in all_models():
+        base = f"{OUT}/evaluation/{task}/{model}"
+        out.append(json.dumps({"task": task, "model": model, "metrics": f"{base}/metrics.json",
+                               "predictions": f"{base}/predictions.npz",
+                               "baseline": f"{base}/baseline.json"}))
+    return out
+
+
+rule summarize:
+    """Every model's metrics and baseline in one JSON (schema:
+    workflow/schemas/summary.schema.yaml)."""
+    input:
+        [f"{OUT}/evaluation/{t}/{m}/{f}" for t, m in all_models()
+         for f in ("metrics.json", "predictions.npz", "baseline.json")],
+    output:
+        report(f"{OUT}/summary.json", caption="../report/summary.rst", category="Evaluation",
+               labels={"figure": "summary"}),
+    log:
+        f"{OUT}/logs/summarize.log",
+    params:
+        spec=lambda wc: stage_params("seed", "tasks", "structures", "microscope", "simulation",
+                                     "crop", "split", "augment", "train", "evaluate"),
+        models=" ".join(f"--model {shlex_quote(m)}" for m in _summary_models()),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow summarize --params {params.spec:q} {params.models} "
+        "--out {output} > {log} 2>&1"

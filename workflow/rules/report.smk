@@ -4,7 +4,7 @@ rule plot_dataset:
         CAMPAIGN.dataset_path,
     output:
         report(f"{OUT}/plots/dataset_overview.png", caption="../report/dataset_overview.rst",
-               category="Simulation"),
+               category="Simulation", labels={"figure": "dataset overview"}),
     log:
         f"{OUT}/logs/plots/dataset_overview.log",
     params:
@@ -22,13 +22,13 @@ rule plot_dataset:
 rule plot_curves:
     """Training and validation curves."""
     input:
-        f"{OUT}/models/{{task}}/history.csv",
+        f"{OUT}/models/{{task}}/{{model}}/history.csv",
     output:
-        report(f"{OUT}/plots/{{task}}/training_curves.png",
+        report(f"{OUT}/plots/{{task}}/{{model}}/training_curves.png",
                caption="../report/training_curves.rst", category="Training",
-               subcategory="{task}"),
+               subcategory="{task}", labels={"model": "{model}", "figure": "training curves"}),
     log:
-        f"{OUT}/logs/plots/{{task}}_curves.log",
+        f"{OUT}/logs/plots/{{task}}/{{model}}_curves.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -41,13 +41,13 @@ rule plot_curves:
 rule plot_confusion:
     """Confusion matrix of the test split."""
     input:
-        f"{OUT}/evaluation/{{task}}/metrics.json",
+        f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
     output:
-        report(f"{OUT}/plots/{{task}}/confusion_matrix.png",
+        report(f"{OUT}/plots/{{task}}/{{model}}/confusion_matrix.png",
                caption="../report/confusion_matrix.rst", category="Evaluation",
-               subcategory="{task}"),
+               subcategory="{task}", labels={"model": "{model}", "figure": "confusion matrix"}),
     log:
-        f"{OUT}/logs/plots/{{task}}_confusion.log",
+        f"{OUT}/logs/plots/{{task}}/{{model}}_confusion.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -57,17 +57,36 @@ rule plot_confusion:
         "python -m cbedflow plot confusion --metrics {input} --out {output} > {log} 2>&1"
 
 
+rule plot_reliability:
+    """Reliability diagram and ECE of the softmax and of MC dropout."""
+    input:
+        f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
+    output:
+        report(f"{OUT}/plots/{{task}}/{{model}}/reliability.png",
+               caption="../report/reliability.rst", category="Evaluation",
+               subcategory="{task}", labels={"model": "{model}", "figure": "reliability"}),
+    log:
+        f"{OUT}/logs/plots/{{task}}/{{model}}_reliability.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow plot reliability --metrics {input} --out {output} > {log} 2>&1"
+
+
 rule plot_examples:
-    """Example test predictions with their softmax probability."""
+    """Example test predictions with their MC-dropout probabilities."""
     input:
         test=f"{OUT}/tasks/{{task}}/test.zarr",
-        predictions=f"{OUT}/evaluation/{{task}}/predictions.npz",
+        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
     output:
-        report(f"{OUT}/plots/{{task}}/example_predictions.png",
+        report(f"{OUT}/plots/{{task}}/{{model}}/example_predictions.png",
                caption="../report/example_predictions.rst", category="Evaluation",
-               subcategory="{task}"),
+               subcategory="{task}", labels={"model": "{model}", "figure": "examples"}),
     log:
-        f"{OUT}/logs/plots/{{task}}_examples.log",
+        f"{OUT}/logs/plots/{{task}}/{{model}}_examples.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -76,3 +95,24 @@ rule plot_examples:
     shell:
         "python -m cbedflow plot examples --test {input.test} "
         "--predictions {input.predictions} --out {output} > {log} 2>&1"
+
+
+rule plot_overview:
+    """Per-thickness accuracy of every model of a task against the baseline,
+    and accuracy by step class."""
+    input:
+        f"{OUT}/summary.json",
+    output:
+        report(f"{OUT}/plots/{{task}}/accuracy_overview.png",
+               caption="../report/accuracy_overview.rst", category="Evaluation",
+               subcategory="{task}", labels={"model": "all models", "figure": "accuracy"}),
+    log:
+        f"{OUT}/logs/plots/{{task}}/overview.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow plot overview --summary {input} --task {wildcards.task} "
+        "--out {output} > {log} 2>&1"

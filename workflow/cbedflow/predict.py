@@ -1,0 +1,241 @@
+"""Apply a trained model to new 4D-STEM data: ``python -m cbedflow predict``.
+
+Input: a 4D array (scan_x, scan_y, kx, ky) with scan_x across the interface,
+as a zarr group (array ``cbed``), a ``.npy`` file, or an HDF5 file (dataset
+``cbed``). Its sampling (probe step along x [Å] and detector pixel size
+[mrad]) comes from the file's attributes ``scan_step_A`` /
+``angular_sampling_mrad`` or from the command line; both given and different
+is an error. Patterns follow abTEM's convention: zero angle at pixel n // 2.
+
+Everything is checked before the model is loaded, and the outputs are
+written into a temporary directory that replaces ``--out-dir`` only on
+success: on bad input nothing is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .storage import atomic_dir
+
+
+class PredictError(ValueError):
+    """Bad predict input (one line naming the problem and what is expected)."""
+
+
+def _pair(value, name: str) -> np.ndarray:
+    a = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+    if a.size == 1:
+        a = np.repeat(a, 2)
+    if a.size != 2 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise PredictError(f"{name}={value!r} is not a positive number (or pair [x, y])")
+    return a
+
+
+def load_scan(path: str | Path, scan_step_A: float | None = None,
+              angular_sampling_mrad: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check new data. Returns (cbed (sx, sy, kx, ky) float64,
+    scan step [Å] (x, y), angular sampling [mrad] (kx, ky))."""
+    path = Path(path)
+    if not path.exists():
+        raise PredictError(f"{path}: no such file or directory")
+    attrs: dict = {}
+    if path.suffix == ".npy":
+        data = np.load(path, mmap_mode="r")
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "cbed" not in f:
+                raise PredictError(f"{path}: has no dataset 'cbed' (has {sorted(f)}); "
+                                   "expected cbed with shape (scan_x, scan_y, kx, ky)")
+            data = f["cbed"][...]
+            attrs = {k: f["cbed"].attrs[k] for k in f["cbed"].attrs}
+            attrs.update({k: f.attrs[k] for k in f.attrs if k not in attrs})
+    elif path.is_dir():
+        import zarr
+
+        try:
+            g = zarr.open_group(str(path), mode="r")
+        except Exception as exc:  # noqa: BLE001 - any zarr failure means "not a group"
+            raise PredictError(f"{path}: not a zarr group ({exc})") from None
+        if "cbed" not in g:
+            raise PredictError(f"{path}: zarr group has no array 'cbed'; expected cbed with "
+                               "shape (scan_x, scan_y, kx, ky)")
+        data = g["cbed"]
+        attrs = dict(g.attrs)
+        attrs.update(dict(data.attrs))
+    else:
+        raise PredictError(f"{path}: unknown format; expected a .npy file, a .h5 file or a "
+                           "zarr group directory")
+    if data.ndim != 4:
+        raise PredictError(f"{path}: cbed has shape {tuple(data.shape)} ({data.ndim} dims); "
+                           "expected 4 dims (scan_x, scan_y, kx, ky)")
+    if min(data.shape) < 1 or data.shape[0] < 2 or min(data.shape[2:]) < 4:
+        raise PredictError(f"{path}: cbed shape {tuple(data.shape)} is too small; expected >= 2 "
+                           "probe positions along x and patterns of >= 4 x 4 pixels")
+    steps = {}
+    for key, flag, value in (("scan_step_A", "--scan-step-A", scan_step_A),
+                             ("angular_sampling_mrad", "--angular-sampling-mrad",
+                              angular_sampling_mrad)):
+        have = attrs.get(key)
+        if have is None and value is None:
+            raise PredictError(f"{path}: sampling {key} is missing; give it as the attribute "
+                               f"{key!r} of the data or with {flag}")
+        if have is not None and value is not None and not np.allclose(
+                _pair(have, key), _pair(value, flag), rtol=1e-3):
+            raise PredictError(f"{path}: {flag}={value} does not match the data's {key}={have}")
+        steps[key] = _pair(value if have is None else have, key)
+    cbed = np.asarray(data, dtype=np.float64)
+    bad = ~np.isfinite(cbed)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PredictError(f"{path}: cbed holds {int(bad.sum())} non-finite values (first at "
+                           f"index {first}); expected finite intensities")
+    return cbed, steps["scan_step_A"], steps["angular_sampling_mrad"]
+
+
+def _rebin_axis(a: np.ndarray, axis: int, in_edges: np.ndarray, out_edges: np.ndarray
+                ) -> np.ndarray:
+    """Area-weighted rebinning along ``axis``: the integral of the
+    piecewise-constant intensity between ``out_edges``. Hand-written (a
+    cumulative sum and ``np.interp``) because scipy's zoom interpolates values
+    instead of conserving the counts that the training crop summed."""
+    a = np.moveaxis(a, axis, -1)
+    cum = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+    flat = cum.reshape(-1, cum.shape[-1])
+    out = np.stack([np.interp(out_edges, in_edges, row) for row in flat])
+    out = np.diff(out, axis=-1).reshape(a.shape[:-1] + (len(out_edges) - 1,))
+    return np.moveaxis(out, -1, axis)
+
+
+def model_pixel_edges(n: int, pattern_px: int, binning: int, sim_sampling: float) -> np.ndarray:
+    """Angles [mrad] of the pixel edges of a model input axis: the central
+    ``pattern_px`` simulated pixels (zero at n_sim // 2) summed ``binning`` at a time."""
+    first = -(pattern_px // 2) - 0.5  # edge of the first cropped pixel, simulated pixels
+    return (first + binning * np.arange(n + 1)) * sim_sampling
+
+
+def resample_patterns(cbed: np.ndarray, angular_sampling_mrad, geometry: dict) -> np.ndarray:
+    """Patterns (..., kx, ky) onto the model's detector pixels (summed counts)."""
+    n_out = geometry["input_shape"][1:]
+    crop = geometry["crop"]
+    out = cbed
+    for axis, (n_in, s_in, n, s_model) in enumerate(zip(
+            cbed.shape[-2:], angular_sampling_mrad, n_out, geometry["angular_sampling_mrad"])):
+        in_edges = (np.arange(n_in + 1) - n_in // 2 - 0.5) * s_in
+        out_edges = model_pixel_edges(n, crop["pattern_px"], crop["binning"],
+                                      s_model / crop["binning"])
+        if out_edges[0] < in_edges[0] - 1e-9 or out_edges[-1] > in_edges[-1] + 1e-9:
+            need = max(-out_edges[0], out_edges[-1])
+            have = min(-in_edges[0], in_edges[-1])
+            raise PredictError(
+                f"patterns reach +-{have:.1f} mrad along k{'xy'[axis]} ({n_in} pixels of "
+                f"{s_in:g} mrad); the model needs +-{need:.1f} mrad")
+        out = _rebin_axis(out, out.ndim - 2 + axis, in_edges, out_edges)
+    return out
+
+
+def resample_scan(cbed: np.ndarray, step_A: float, n: int, model_step_A: float) -> np.ndarray:
+    """Linear interpolation along scan x (axis 0) onto ``n`` positions
+    ``model_step_A`` apart, starting at the first probe position."""
+    need = (n - 1) * model_step_A
+    have = (cbed.shape[0] - 1) * step_A
+    if need > have * (1 + 1e-3):
+        raise PredictError(f"the scan line spans {have:.2f} Å ({cbed.shape[0]} positions "
+                           f"{step_A:g} Å apart); the model needs {need:.2f} Å "
+                           f"({n} positions {model_step_A:g} Å apart)")
+    x_in = np.arange(cbed.shape[0]) * step_A
+    x_out = np.minimum(np.arange(n) * model_step_A, x_in[-1])
+    i = np.clip(np.searchsorted(x_in, x_out, side="right") - 1, 0, cbed.shape[0] - 2)
+    w = ((x_out - x_in[i]) / step_A).reshape((-1,) + (1,) * (cbed.ndim - 1))
+    return cbed[i] * (1 - w) + cbed[i + 1] * w
+
+
+def load_model_manifest(model_path: str | Path, task: str) -> dict:
+    """The manifest beside ``model_path``; refuses a model of another task."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise PredictError(f"{model_path}: no such model file")
+    mpath = model_path.parent / "manifest.json"
+    if not mpath.exists():
+        raise PredictError(f"{model_path}: no manifest.json beside it; expected a model "
+                           "trained by cbedflow (models/<task>/<model>/)")
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("task") != task:
+        raise PredictError(f"{model_path}: the model was trained for task "
+                           f"{manifest.get('task')!r}, not {task!r}")
+    return manifest
+
+
+def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool) -> np.ndarray:
+    """Examples (lines, positions, kx, ky) in the model's geometry."""
+    geo = manifest["geometry"]
+    n_pos = geo["input_shape"][0]
+    x = resample_scan(cbed, float(step_A[0]), n_pos, float(geo["scan_step_A"][0]))
+    x = resample_patterns(x, ang_mrad, geo)  # (n_pos, sy, n, n)
+    x = np.moveaxis(x, 1, 0)  # (sy, n_pos, n, n)
+    return x.mean(axis=0, keepdims=True) if average_y else x
+
+
+def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_dir: str | Path,
+            scan_step_A: float | None = None, angular_sampling_mrad: float | None = None,
+            thickness_A: float | None = None, mc_samples: int = 30) -> dict:
+    """Check everything, then write ``predictions.json``, ``predictions.csv``
+    and ``map.png`` (per scan line class probabilities) to ``out_dir``."""
+    from .tasks import THICKNESS_SCALE_A, get_task
+
+    task = get_task(task_name)
+    manifest = load_model_manifest(model_path, task.name)
+    spec = manifest.get("model") or {"id": "all", "thickness_A": None, "thickness_input": False}
+    if spec.get("thickness_input") and thickness_A is None:
+        raise PredictError(f"model {spec['id']!r} takes the sample thickness as an input; "
+                           "give --thickness-A")
+    if spec.get("thickness_A") and thickness_A is not None and abs(
+            thickness_A - spec["thickness_A"]) > 0.1 * spec["thickness_A"]:
+        raise PredictError(f"--thickness-A={thickness_A} but model {spec['id']!r} was trained "
+                           f"at {spec['thickness_A']} Å only")
+    cbed, step, ang = load_scan(data_path, scan_step_A, angular_sampling_mrad)
+    x = prepare(cbed, step, ang, manifest, task.average_y).astype(np.float32)
+
+    import tensorflow as tf
+
+    from .learn import mc_dropout_probabilities, preprocess
+
+    model = tf.keras.models.load_model(str(model_path), compile=False)
+    xs = tf.stack([preprocess(v) for v in x])
+    inputs = xs
+    if spec.get("thickness_input"):
+        inputs = (xs, tf.fill((len(x), 1), float(thickness_A) / THICKNESS_SCALE_A))
+    ds = tf.data.Dataset.from_tensors((inputs, tf.zeros(len(x), tf.int32)))
+    probs = model.predict(inputs, verbose=0)
+    mc = mc_dropout_probabilities(model, ds, mc_samples) if mc_samples > 1 else probs[None]
+    mean, std = mc.mean(axis=0), mc.std(axis=0)
+    classes = list(manifest["classes"])
+    result = {
+        "task": task.name, "model": str(model_path), "model_spec": spec, "input": str(data_path),
+        "input_shape": list(cbed.shape), "scan_step_A": step.tolist(),
+        "angular_sampling_mrad": ang.tolist(), "thickness_A": thickness_A,
+        "classes": classes, "mc_dropout_samples": int(mc_samples),
+        "lines": "one per scan_y line" if not task.average_y else
+                 "one: the patterns averaged over scan_y (as in training)",
+        "probabilities": mean.tolist(), "probability_std": std.tolist(),
+        "softmax": probs.tolist(),
+        "predicted": [classes[i] for i in mean.argmax(axis=1)],
+    }
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "predictions.json").write_text(json.dumps(result, indent=2))
+        with open(tmp / "predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["line", "predicted"] + [f"p_{c}" for c in classes])
+            for i, row in enumerate(mean):
+                w.writerow([i, classes[int(row.argmax())]] + [f"{v:.6f}" for v in row])
+        from .plots import prediction_map
+
+        prediction_map(cbed, ang, mean, std, classes, step, tmp / "map.png")
+    return result

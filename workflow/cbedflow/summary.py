@@ -1,0 +1,106 @@
+"""The campaign's results in one JSON document (``{output_dir}/summary.json``).
+
+Gathers every model's held-out metrics and its ring-feature baseline per task,
+validates the document against ``workflow/schemas/summary.schema.yaml`` and
+writes it atomically. ``docs/results/`` holds a committed copy of the
+reproduction run's summary; a test checks it against the same schema.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .storage import atomic_file
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "summary.schema.yaml"
+
+#: Accuracy bars of the reproduction (issue: rough vs diffuse >= 95 %, step
+#: position >= 85 % per thickness), shown as a line in the accuracy plots.
+TARGETS = {"rough_vs_diffuse": 0.95, "step_position": 0.85}
+
+
+def _mc_per_thickness(predictions: str | Path) -> dict:
+    """Per-thickness accuracy of the MC-dropout mean prediction."""
+    import numpy as np
+
+    p = np.load(predictions)
+    t = np.round(p["thickness_A"].astype(float), 2)
+    ok = p["mc_mean"].argmax(axis=1) == p["y"]
+    return {f"{v:.2f}": float(ok[t == v].mean()) for v in sorted(set(t.tolist()))}
+
+
+def _cnn(metrics: dict, predictions: str | Path) -> dict:
+    keep = ("accuracy", "per_thickness_accuracy", "accuracy_by_step_k", "confusion_matrix",
+            "classes", "n_test", "n_test_structures", "within_one_class",
+            "per_thickness_within_one_class", "per_class")
+    out = {k: metrics[k] for k in keep if k in metrics}
+    out["mc_dropout_accuracy"] = metrics["mc_dropout"]["accuracy"]
+    out["mc_dropout_samples"] = metrics["mc_dropout"]["samples"]
+    out["mc_dropout_ece"] = metrics["mc_dropout"]["calibration"]["ece"]
+    out["softmax_ece"] = metrics["softmax_calibration"]["ece"]
+    out["mc_dropout_per_thickness_accuracy"] = _mc_per_thickness(predictions)
+    return out
+
+
+def _baseline(b: dict) -> dict:
+    keep = ("accuracy", "per_thickness_accuracy", "accuracy_by_step_k", "within_one_class",
+            "per_thickness_within_one_class", "method", "C", "n_train", "n_test")
+    return {k: b[k] for k in keep if k in b}
+
+
+def build_summary(config: dict, models: list[dict]) -> dict:
+    """``models``: dicts with ``task``, ``model`` (id), ``metrics``,
+    ``predictions`` and ``baseline`` paths."""
+    from .config import config_hash
+    from .provenance import package_versions
+
+    tasks: dict[str, dict] = {}
+    for m in models:
+        metrics = json.loads(Path(m["metrics"]).read_text())
+        base = json.loads(Path(m["baseline"]).read_text())
+        t = tasks.setdefault(m["task"], {"target_accuracy": TARGETS.get(m["task"]),
+                                         "models": {}})
+        t["models"][m["model"]] = {"spec": metrics["model"],
+                                   "cnn": _cnn(metrics, m["predictions"]),
+                                   "baseline": _baseline(base)}
+    return {
+        "schema_version": 1,
+        "config_hash": config_hash(config),
+        "seed": config["seed"],
+        "campaign": {
+            "structures_per_class": config["structures"]["per_class"],
+            "thicknesses_A": config["structures"]["thicknesses_A"],
+            "phonon_configurations": config["simulation"]["phonons"]["configs"],
+            "sampling_A": config["simulation"]["sampling_A"],
+            "detector_max_angle_mrad": config["simulation"]["detector_max_angle_mrad"],
+            "scan_positions": [config["simulation"]["scan"]["positions_x"],
+                               config["simulation"]["scan"]["positions_y"]],
+        },
+        "versions": package_versions(("abtem", "numpy", "zarr", "scikit-learn", "cbedflow")),
+        "tasks": tasks,
+    }
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def check_summary(doc: dict) -> None:
+    """Raise ValueError naming the first place ``doc`` breaks the schema."""
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(doc),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise ValueError(f"summary {where}: {e.message}")
+
+
+def write_summary(doc: dict, out: str | Path) -> None:
+    check_summary(doc)
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
