@@ -77,11 +77,77 @@ def test_simulations_ran_as_slurm_jobs_on_two_ranks(slurm_campaign):
 @pytest.mark.slow
 def test_training_ran_as_slurm_job(slurm_campaign):
     jobs = _submitted(slurm_campaign["out"])
-    (train_id,) = jobs["train"]
+    train_ids = jobs["train"]
+    assert len(train_ids) == 3  # rough vs diffuse; step position: all, t39
     res = slurm_campaign["dir"] / "results"
-    info = json.loads((res / "models" / "rough_vs_diffuse" / "train_info.json").read_text())
-    assert info["ranks"] == 2 and info["scheduler_job"] == f"SLURM_JOB_ID={train_id}"
-    log = (res / "logs" / "train" / "rough_vs_diffuse.log").read_text()
+    model = res / "models" / "rough_vs_diffuse" / "all"
+    info = json.loads((model / "train_info.json").read_text())
+    assert info["ranks"] == 2 and info["scheduler_job"].split("=")[1] in train_ids
+    log = (res / "logs" / "train" / "rough_vs_diffuse" / "all.log").read_text()
     assert "hvd rank=1 size=2" in log and "hvd rank=0 size=2" in log
-    m = json.loads((res / "evaluation" / "rough_vs_diffuse" / "metrics.json").read_text())
+    m = json.loads((res / "evaluation" / "rough_vs_diffuse" / "all" / "metrics.json").read_text())
     assert m["accuracy"] >= 0.70
+
+
+# --- faults under Slurm: scancel of a running simulation job, node DRAIN/RESUME ----------
+
+from test_faults import dataset_digest, reference, stamps, units, write_config  # noqa: E402,F401
+
+
+def _squeue(env):
+    r = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], env=env, capture_output=True,
+                       text=True)
+    return [line.split("|") for line in r.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_scancel_and_drain_mid_campaign_lose_nothing(slurm, reference, tmp_path):
+    """A running simulation job is cancelled (scancel) and the node is drained
+    and resumed while the campaign runs: Snakemake's retries finish it and the
+    dataset is bit-identical to an uninterrupted run."""
+    import time
+
+    config = write_config(tmp_path)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **slurm)
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=env, capture_output=True,
+                          text=True).stdout.split()[0]
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--executor", "slurm",
+           "--jobs", "4", "--slurm-status-command", "squeue",
+           "--slurm-init-seconds-before-status-checks", "2", "--slurm-no-account",
+           "--max-status-checks-per-second", "2", "--retries", "2", "--latency-wait", "10",
+           "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=2000",
+           "cpus_per_task=1", "--configfile", str(config), "results/dataset.zarr"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    cancelled, drained = None, False
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and driver.poll() is None:
+            running = [j for j, state, comment in _squeue(env)
+                       if state == "RUNNING" and comment.startswith("rule_simulate_job")]
+            if cancelled is None and running:
+                time.sleep(1.0)  # let it start simulating
+                cancelled = running[0]
+                subprocess.run(["scancel", cancelled], env=env, check=True)
+                subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain",
+                                "reason=cbedflow-fault-test"], env=env, check=True)
+                drained = True
+                time.sleep(8)  # jobs pend while the node drains
+                pending = [j for j, state, _ in _squeue(env) if state == "PENDING"]
+                subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"],
+                               env=env, check=True)
+                drained = False
+                assert pending, "no job was held back by the drained node"
+            time.sleep(0.5)
+        out, _ = driver.communicate(timeout=600)
+    finally:
+        if drained:
+            subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], env=env)
+        if driver.poll() is None:
+            driver.kill()
+    assert cancelled is not None, out[-3000:]
+    assert driver.returncode == 0, out[-5000:]
+    assert re.search(rf"{cancelled}.*(CANCELLED|failed)|Error in rule simulate_job", out), \
+        out[-3000:]
+    assert len(stamps(units(tmp_path, config))) == 16
+    assert dataset_digest(tmp_path) == reference["digest"]

@@ -1,0 +1,261 @@
+"""Simulation and input-pipeline performance, printed as ratios.
+
+    python benchmarks/simulation.py --quick          # < 2 minutes on 2 cores
+    python benchmarks/simulation.py                  # the figures in docs/performance.md
+
+Measures, in one run on one machine:
+
+1. a simulation unit's wall time (``cbedflow.simulate.simulate_unit``) against
+   the bare-FFT floor of the same multislice: one forward and one inverse 2D
+   FFT per slice per probe per frozen-phonon configuration, on the same grid,
+   with the same library (pyfftw, FFTW_ESTIMATE, as abTEM) and threads, batched
+   as abTEM batches probes (one scan row);
+2. a thickness series from one propagation with abTEM exit planes against the
+   thickest thickness alone and against one run per thickness;
+3. a unit's peak resident memory (a fresh process) against the size of the
+   array it writes, also net of the interpreter + abTEM baseline;
+4. samples per second of the training input pipeline (zarr through tf.data,
+   ``cbedflow.learn.zarr_dataset`` without cache) against the same tensors held
+   in memory (training environment, ``CBEDFLOW_TRAIN_ENV`` or .venv/train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from cbedflow.campaign import Campaign  # noqa: E402
+from cbedflow.config import validate  # noqa: E402
+from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
+from cbedflow.structures import build_structure  # noqa: E402
+
+
+def config(quick: bool, thickness_A: float, configs: int) -> dict:
+    return validate({
+        "structures": {"per_class": 1, "n_substrate": 2, "n_film": 2,
+                       "thicknesses_A": [thickness_A]},
+        "simulation": {"phonons": {"configs": configs, "batch_size": configs},
+                       "scan": {"extent_cells": 3.0, "positions_x": 13,
+                                "positions_y": 1 if quick else 4}},
+    })
+
+
+def structure(cfg: dict, thickness_A: float):
+    camp = Campaign(cfg)
+    spec = [s for s in camp.structures if s.kind == "step"][0]
+    return build_structure(spec, camp.geometry, thickness_A)
+
+
+def fft_floor_s(gpts, batch: int, ffts: int, threads: int) -> float:
+    """Seconds for ``ffts`` forward+inverse pairs of a (batch, *gpts) complex64 stack."""
+    import pyfftw
+
+    a = pyfftw.empty_aligned((batch,) + tuple(gpts), dtype="complex64")
+    a[...] = np.random.default_rng(0).random(a.shape)
+    fwd = pyfftw.FFTW(a, a, axes=(-2, -1), direction="FFTW_FORWARD",
+                      flags=("FFTW_ESTIMATE",), threads=threads)
+    bwd = pyfftw.FFTW(a, a, axes=(-2, -1), direction="FFTW_BACKWARD",
+                      flags=("FFTW_ESTIMATE",), threads=threads)
+    reps = max(5, min(ffts, 200))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fwd()
+        bwd()
+    return (time.perf_counter() - t0) / reps * ffts
+
+
+def bench_job(quick: bool, thickness_A: float, configs: int) -> dict:
+    cfg = config(quick, thickness_A, configs)
+    atoms = structure(cfg, thickness_A)
+    settings = SimulationSettings.from_config(cfg)
+    gpts = settings.gpts(atoms)
+    n_slices = int(np.ceil(atoms.cell[2, 2] / settings.slice_thickness_A - 1e-9))
+    scan = cfg["simulation"]["scan"]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        simulate_unit(atoms, settings, unit_seeds(1, "bench", 1, 0, configs),
+                      Path(tmp) / "u.zarr", progress=lambda m: None)
+        wall = time.perf_counter() - t0
+    floor = fft_floor_s(gpts, scan["positions_y"],
+                        n_slices * scan["positions_x"] * configs, settings.fft_threads)
+    return {"thickness_A": thickness_A, "configs": configs, "gpts": list(gpts),
+            "slices": n_slices, "probes": scan["positions_x"] * scan["positions_y"],
+            "wall_s": round(wall, 2), "fft_floor_s": round(floor, 2),
+            "ratio": round(wall / floor, 2)}
+
+
+def bench_thickness_series(quick: bool, thicknesses_A: list[float]) -> dict:
+    """One propagation through the thickest sample with exit planes at every
+    thickness, against the thickest alone and one run per thickness (abTEM
+    directly, 1 configuration)."""
+    import abtem
+
+    from cbedflow.simulate import configure_abtem
+
+    cfg = config(quick, max(thicknesses_A), 1)
+    settings = SimulationSettings.from_config(cfg)
+    configure_abtem(settings)
+    thick = structure(cfg, max(thicknesses_A))
+    probe = abtem.Probe(energy=settings.energy_kV * 1e3,
+                        semiangle_cutoff=settings.semiangle_mrad)
+    det = abtem.PixelatedDetector(max_angle=settings.detector_max_angle_mrad)
+    dz = settings.slice_thickness_A
+    positions = settings.scan.positions(thick).reshape(-1, 2)
+
+    def run(atoms, exit_planes=None):
+        pot = abtem.Potential(atoms, gpts=settings.gpts(atoms), slice_thickness=dz,
+                              parametrization=settings.parametrization,
+                              exit_planes=exit_planes)
+        t0 = time.perf_counter()
+        pot = pot.build(lazy=False)
+        probe.grid.match(pot)
+        m = probe.scan(pot, scan=abtem.CustomScan(positions), detectors=det, lazy=True)
+        arr = m.compute(scheduler="synchronous").array
+        return time.perf_counter() - t0, arr
+
+    run(structure(cfg, min(thicknesses_A)))  # warm-up: imports, FFTW plans
+    t_thick, _ = run(thick)
+    planes = tuple(int(round(t / dz)) - 1 for t in sorted(thicknesses_A))
+    t_series, arr = run(thick, exit_planes=planes)
+    t_separate = 0.0
+    for t in thicknesses_A:
+        dt, _ = run(structure(cfg, t))
+        t_separate += dt
+    return {"thicknesses_A": sorted(thicknesses_A), "exit_plane_slices": list(planes),
+            "series_shape": list(np.shape(arr)), "thickest_alone_s": round(t_thick, 2),
+            "series_one_propagation_s": round(t_series, 2),
+            "separate_runs_s": round(t_separate, 2),
+            "series_vs_thickest": round(t_series / t_thick, 2),
+            "series_vs_separate": round(t_series / t_separate, 2)}
+
+
+def bench_memory(quick: bool, thickness_A: float, configs: int) -> dict:
+    """Peak RSS of a fresh process that simulates one unit, and of one that
+    only imports and builds the structure (the baseline)."""
+    code = f"""
+import json, resource, sys, tempfile
+sys.path.insert(0, {str(ROOT / 'workflow')!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from simulation import config, structure
+from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds
+import abtem
+cfg = config({quick}, {thickness_A}, {configs})
+atoms = structure(cfg, {thickness_A})
+s = SimulationSettings.from_config(cfg)
+out = {{}}
+if sys.argv[1] == "run":
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate_unit(atoms, s, unit_seeds(1, "bench", 1, 0, {configs}), tmp + "/u.zarr",
+                      progress=lambda m: None)
+        import zarr
+        a = zarr.open_group(tmp + "/u.zarr", mode="r")["cbed"]
+        out["output_bytes"] = int(a.nbytes)
+out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+"""
+    res = {}
+    for mode in ("baseline", "run"):
+        r = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                           check=True)
+        res[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    out_b = res["run"]["output_bytes"]
+    peak, base = res["run"]["peak_rss_bytes"], res["baseline"]["peak_rss_bytes"]
+    return {"thickness_A": thickness_A, "configs": configs,
+            "output_MiB": round(out_b / 2**20, 2), "peak_rss_MiB": round(peak / 2**20, 1),
+            "baseline_rss_MiB": round(base / 2**20, 1),
+            "peak_over_output": round(peak / out_b, 1),
+            "net_peak_over_output": round((peak - base) / out_b, 2)}
+
+
+_PIPELINE = r"""
+import json, sys, tempfile, time
+import numpy as np, zarr, tensorflow as tf
+sys.path.insert(0, sys.argv[1])
+from cbedflow.learn import preprocess, zarr_dataset
+n, shape, batch = int(sys.argv[2]), (13, 16, 16), 16
+x = np.random.default_rng(0).random((n,) + shape).astype(np.float32)
+with tempfile.TemporaryDirectory() as tmp:
+    g = zarr.open_group(tmp + "/e.zarr", mode="w", zarr_format=3)
+    g.create_array("x", shape=x.shape, dtype="float32", chunks=(1,) + shape)[...] = x
+    g.create_array("y", shape=(n,), dtype="int32")[...] = np.zeros(n, np.int32)
+    g.create_array("thickness_A", shape=(n,), dtype="float32")[...] = np.full(n, 39.0)
+    def rate(ds):
+        t0 = time.perf_counter(); k = 0
+        for xb, _ in ds.batch(batch).prefetch(tf.data.AUTOTUNE):
+            k += int(xb.shape[0])
+        return k / (time.perf_counter() - t0)
+    mem = tf.data.Dataset.from_tensor_slices((x, np.zeros(n, np.int32))).map(
+        lambda a, b: (preprocess(a), b))
+    rate(mem)  # warm-up (graph tracing)
+    zds, _, _ = zarr_dataset(tmp + "/e.zarr", cache=False)
+    rate(zds)
+    r_mem = max(rate(mem) for _ in range(3))
+    r_zarr = max(rate(zarr_dataset(tmp + "/e.zarr", cache=False)[0]) for _ in range(3))
+print(json.dumps({"examples": n, "example_shape": list(shape), "in_memory_per_s": round(r_mem),
+                  "zarr_per_s": round(r_zarr), "ratio": round(r_zarr / r_mem, 2)}))
+"""
+
+
+def bench_pipeline(quick: bool) -> dict:
+    env_dir = Path(os.environ.get("CBEDFLOW_TRAIN_ENV", ROOT / ".venv" / "train"))
+    py = env_dir / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"training environment not found at {env_dir} (make envs)")
+    r = subprocess.run([str(py), "-c", _PIPELINE, str(ROOT / "workflow"),
+                        "512" if quick else "4096"], capture_output=True, text=True,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small cases, < 2 minutes")
+    ap.add_argument("--out", help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    q = args.quick
+    res = {"machine": {"cpus": os.cpu_count()}, "quick": q}
+    jobs = [(39.0, 1)] if q else [(39.0, 2), (98.0, 4)]
+    res["job_vs_fft_floor"] = [bench_job(q, t, c) for t, c in jobs]
+    for r in res["job_vs_fft_floor"]:
+        print(f"[1] unit {r['thickness_A']:g} Å, {r['configs']} configs, grid {r['gpts']}, "
+              f"{r['slices']} slices, {r['probes']} probes: {r['wall_s']} s = "
+              f"{r['ratio']}x the bare-FFT floor ({r['fft_floor_s']} s)", flush=True)
+    series = [39.0, 59.0, 78.0] if q else [98.0, 148.0, 199.0, 250.0, 300.0]
+    s = bench_thickness_series(q, series)
+    res["thickness_series"] = s
+    print(f"[2] thickness series {s['thicknesses_A']} Å in one propagation: "
+          f"{s['series_vs_thickest']}x the thickest alone, {s['series_vs_separate']}x separate "
+          f"runs ({s['series_one_propagation_s']} s / {s['thickest_alone_s']} s / "
+          f"{s['separate_runs_s']} s)", flush=True)
+    res["memory"] = [bench_memory(q, t, c) for t, c in jobs]
+    for m in res["memory"]:
+        print(f"[3] unit {m['thickness_A']:g} Å: peak {m['peak_rss_MiB']} MiB = "
+              f"{m['peak_over_output']}x its output ({m['output_MiB']} MiB); net of the "
+              f"{m['baseline_rss_MiB']} MiB interpreter + abTEM baseline: "
+              f"{m['net_peak_over_output']}x", flush=True)
+    p = bench_pipeline(q)
+    res["input_pipeline"] = p
+    print(f"[4] input pipeline: zarr {p['zarr_per_s']}/s vs in memory {p['in_memory_per_s']}/s "
+          f"= {p['ratio']}x ({p['examples']} examples of {p['example_shape']})", flush=True)
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(f"benchmark wall time {res['wall_s']} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
