@@ -64,19 +64,30 @@ def unit_checksum(path: str | Path) -> str:
 #: config sections whose every key shapes every unit
 UNIT_SECTIONS = ("seed", "device", "microscope", "simulation")
 #: keys of ``structures`` that shape every structure (the rest choose which
-#: structures exist: per_class, step_classes, thicknesses_A)
-_GEOMETRY_KEYS = ("n_substrate", "n_film", "y_repeats", "intermix_fraction", "intermix_decay")
+#: structures exist and with which parameters: per_class, step_classes,
+#: thicknesses_A, intermix_fraction; a structure's own spec enters its key)
+_GEOMETRY_KEYS = ("n_substrate", "n_film", "y_repeats")
 
 
 def unit_key(config: dict, structure: str | None = None, thickness: str | None = None) -> str:
     """Hash of the settings a unit is computed with: the sections that shape
-    every unit, the structure geometry, and the unit's own structure and
-    thickness. Adding structures or thicknesses leaves the other units' keys
-    unchanged, so they are not recomputed."""
+    every unit, the structure geometry, the unit's own structure spec (kind,
+    step class or intermixing fraction, seed; the intermixing decay for
+    diffuse ones) and thickness. Adding structures or thicknesses, or changing
+    a parameter that only other structures use, leaves a unit's key unchanged,
+    so it is not recomputed."""
+    from dataclasses import asdict
+
+    from .campaign import Campaign
     from .config import config_hash
 
     part = {k: config[k] for k in UNIT_SECTIONS if k in config}
     part["geometry"] = {k: config["structures"][k] for k in _GEOMETRY_KEYS}
+    if structure is not None:
+        _, spec = Campaign(config).by_name[structure]
+        part["structure"] = asdict(spec)
+        if spec.kind == "diffuse":
+            part["geometry"]["intermix_decay"] = config["structures"]["intermix_decay"]
     part["unit"] = [structure, thickness]
     return config_hash(part)
 

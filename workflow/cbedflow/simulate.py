@@ -2,9 +2,10 @@
 
 A work unit is (structure, thickness, phonon-configuration batch). For every
 configuration of the batch the potential is built once and reused for every
-probe position; probe positions are scanned one scan row at a time and the
-row's CBED patterns are accumulated into a zarr v3 array on disk, so memory
-stays bounded by one potential plus one row (abTEM's own ``to_zarr`` holds
+probe position; probe positions are propagated together in blocks of scan rows (one
+batched FFT per slice, the rows that fit :data:`WAVE_BUDGET_BYTES`) and each
+block's CBED patterns are accumulated into a zarr v3 array on disk, so memory
+stays bounded by one potential plus one block (abTEM's own ``to_zarr`` holds
 the whole array in memory since 1.0.10). The group is written under a
 temporary name and renamed when complete.
 
@@ -204,6 +205,21 @@ def _to_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
+#: Memory for the probe waves of one abTEM scan call [bytes]. Probes are
+#: propagated together (one batched FFT per slice) in blocks of whole scan
+#: rows that fit; one call per row cost 6-16x the bare FFTs on small grids
+#: (per-call overhead), see docs/performance.md.
+WAVE_BUDGET_BYTES = 256 * 2**20
+
+
+def rows_per_call(nx: int, ny: int, gpts: tuple[int, int],
+                  budget: int = WAVE_BUDGET_BYTES) -> int:
+    """Scan rows per abTEM call: as many as keep ~4 complex64 copies of their
+    probe waves (wave, FFT work, propagator product, detector) within ``budget``."""
+    per_row = 4 * ny * gpts[0] * gpts[1] * 8
+    return max(1, min(nx, budget // per_row))
+
+
 def simulate_unit(
     atoms: Atoms,
     settings: SimulationSettings,
@@ -252,6 +268,7 @@ def simulate_unit(
         resample=False if square else "uniform",
     )
     n_cfg = len(config_seeds)
+    rows = rows_per_call(nx, ny, gpts)
     t0 = time.perf_counter()
     with atomic_group(out) as group:
         cbed = None
@@ -265,25 +282,27 @@ def simulate_unit(
                 device=settings.device,
             ).build(lazy=False)
             probe.grid.match(potential)
-            for ix in range(nx):
-                meas = probe.scan(potential, scan=positions[ix], detectors=detector,
-                                  lazy=True)
-                row = _to_numpy(meas.compute(scheduler="synchronous").array)
-                row = row.reshape((ny,) + row.shape[-2:]).astype(np.float32)
+            for ix0 in range(0, nx, rows):
+                ix1 = min(nx, ix0 + rows)
+                pos = positions[ix0:ix1].reshape(-1, 2)
+                meas = probe.scan(potential, scan=abtem.CustomScan(pos), detectors=detector,
+                                  max_batch=len(pos), lazy=True)
+                block = _to_numpy(meas.compute(scheduler="synchronous").array)
+                block = block.reshape((ix1 - ix0, ny) + block.shape[-2:]).astype(np.float32)
                 if cbed is None:
                     cbed = group.create_array(
-                        "cbed", shape=(nx, ny) + row.shape[-2:], dtype="float32",
-                        chunks=(1, ny) + row.shape[-2:], fill_value=0.0,
+                        "cbed", shape=(nx, ny) + block.shape[-2:], dtype="float32",
+                        chunks=(1, ny) + block.shape[-2:], fill_value=0.0,
                     )
                     kx, ky = meas.sampling[-2:]
                     angular = meas.angular_sampling[-2:]
                 if ic == 0:
-                    cbed[ix] = row / n_cfg
+                    cbed[ix0:ix1] = block / n_cfg
                 else:
-                    cbed[ix] = cbed[ix] + row / n_cfg
+                    cbed[ix0:ix1] = cbed[ix0:ix1] + block / n_cfg
                 elapsed = time.perf_counter() - t0
-                done = ic * nx + ix + 1
-                progress(f"config {ic + 1}/{n_cfg} row {ix + 1}/{nx} "
+                done = ic * nx + ix1
+                progress(f"config {ic + 1}/{n_cfg} rows {ix0 + 1}-{ix1}/{nx} "
                          f"({done}/{n_cfg * nx}, {elapsed:.1f} s)")
         labels = {k: _jsonable(v) for k, v in atoms.info.items()}
         write_attrs(group, {
