@@ -140,7 +140,7 @@ def test_report_images_load_in_chromium(campaign, tmp_path):
         assert all(ok and w > 0 for _, ok, w in embedded), embedded
         # and the one a user opens from the Simulation category renders on the page
         page.get_by_text("Simulation", exact=True).click()
-        page.locator("tr", has_text="dataset_overview.png").first.locator(
+        page.locator("tr", has_text="dataset overview").first.locator(
             "a[iconname=eye]").click()
         page.wait_for_function("""() => Array.from(document.images).some(
             i => i.src.startsWith('data:image/png') && i.complete && i.naturalWidth > 0)""",
