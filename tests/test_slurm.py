@@ -111,12 +111,13 @@ def test_scancel_and_drain_mid_campaign_lose_nothing(slurm, reference, tmp_path)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **slurm)
     node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=env, capture_output=True,
                           text=True).stdout.split()[0]
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--executor", "slurm",
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "results/dataset.zarr",
+           "--executor", "slurm",
            "--jobs", "4", "--slurm-status-command", "squeue",
            "--slurm-init-seconds-before-status-checks", "2", "--slurm-no-account",
            "--max-status-checks-per-second", "2", "--retries", "2", "--latency-wait", "10",
            "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=2000",
-           "cpus_per_task=1", "--configfile", str(config), "results/dataset.zarr"]
+           "cpus_per_task=1", "--configfile", str(config)]
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     cancelled, drained = None, False

@@ -32,7 +32,7 @@ if config["predict_input"]:
         shell:
             TRAIN_PATH + "python -m cbedflow predict --model {input.model} --task "
             f"{_PRED_TASK} --input {{input.data:q}} {{params.flags}} --mc-samples {{params.mc}} "
-            "--out-dir {output} > {log} 2>&1 || { cat {log} >&2; exit 2; }"
+            "--out-dir {output} > {log} 2>&1 || {{ cat {log} >&2; exit 2; }}"
 
 else:
 
