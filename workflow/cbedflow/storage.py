@@ -26,20 +26,10 @@ def atomic_group(path: str | Path) -> Iterator[zarr.Group]:
     """Create a zarr v3 group at a temporary sibling path, rename it on success.
 
     On an exception the temporary group is removed and ``path`` is untouched,
-    so a later stage never sees a partial group.
+    so a later stage never sees a partial group (see :func:`atomic_dir`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    try:
-        yield group
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        yield zarr.open_group(str(tmp), mode="w", zarr_format=3)
 
 
 @contextlib.contextmanager
