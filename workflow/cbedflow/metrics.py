@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def fraction_by_thickness(hits, thickness_A) -> dict:
+    """Mean of ``hits`` (bool per example) per thickness, keyed by the
+    thickness [Å] with two decimals."""
+    hits, t_all = np.asarray(hits), np.asarray(thickness_A, float)
+    return {f"{t:.2f}": float(np.mean(hits[np.isclose(t_all, t, atol=0.01)]))
+            for t in sorted(set(np.round(t_all, 2).tolist()))}
+
+
 def classification_metrics(y, pred, classes, thickness_A, step_k, ordinal: bool = False
                            ) -> dict:
     """Metrics dict (pure numpy, shared by evaluation and tests)."""
@@ -21,10 +29,6 @@ def classification_metrics(y, pred, classes, thickness_A, step_k, ordinal: bool 
             "recall": float(tp / cm[i].sum()) if cm[i].sum() else None,
             "support": int(cm[i].sum()),
         }
-    by_t = {}
-    for t in sorted(set(np.round(np.asarray(thickness_A, float), 2).tolist())):
-        m = np.isclose(thickness_A, t, atol=0.01)
-        by_t[f"{t:.2f}"] = float(np.mean(y[m] == pred[m]))
     by_k = {}
     for kk in sorted(set(np.asarray(step_k).tolist())):
         m = np.asarray(step_k) == kk
@@ -33,16 +37,14 @@ def classification_metrics(y, pred, classes, thickness_A, step_k, ordinal: bool 
         "accuracy": float(np.mean(y == pred)),
         "classes": list(classes),
         "per_class": per_class,
-        "per_thickness_accuracy": by_t,
+        "per_thickness_accuracy": fraction_by_thickness(y == pred, thickness_A),
         "accuracy_by_step_k": by_k,
         "confusion_matrix": cm.tolist(),
     }
     if ordinal:
         near = np.abs(y - pred) <= 1
         out["within_one_class"] = float(np.mean(near))
-        out["per_thickness_within_one_class"] = {
-            f"{t:.2f}": float(np.mean(near[np.isclose(thickness_A, t, atol=0.01)]))
-            for t in sorted(set(np.round(np.asarray(thickness_A, float), 2).tolist()))}
+        out["per_thickness_within_one_class"] = fraction_by_thickness(near, thickness_A)
     return out
 
 

@@ -26,10 +26,10 @@ def _mc_per_thickness(predictions: str | Path) -> dict:
     """Per-thickness accuracy of the MC-dropout mean prediction."""
     import numpy as np
 
+    from .metrics import fraction_by_thickness
+
     p = np.load(predictions)
-    t = np.round(p["thickness_A"].astype(float), 2)
-    ok = p["mc_mean"].argmax(axis=1) == p["y"]
-    return {f"{v:.2f}": float(ok[t == v].mean()) for v in sorted(set(t.tolist()))}
+    return fraction_by_thickness(p["mc_mean"].argmax(axis=1) == p["y"], p["thickness_A"])
 
 
 def _cnn(metrics: dict, predictions: str | Path) -> dict:
