@@ -425,6 +425,23 @@ def write_model_manifest(path: Path, params: dict, train_path: str, shape, size:
     })
 
 
+def load_model_manifest(model_path: str | Path, task: str | None = None) -> dict:
+    """The manifest beside ``model_path`` (written by :func:`train`); refuses a
+    missing model or manifest, and a model of another task than ``task``."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ValueError(f"{model_path}: no such model file")
+    mpath = model_path.parent / "manifest.json"
+    if not mpath.exists():
+        raise ValueError(f"{model_path}: no manifest.json beside it; expected a model "
+                         "trained by cbedflow (models/<task>/<model>/)")
+    manifest = json.loads(mpath.read_text())
+    if task is not None and manifest.get("task") != task:
+        raise ValueError(f"{model_path}: the model was trained for task "
+                         f"{manifest.get('task')!r}, not {task!r}")
+    return manifest
+
+
 def check_model_geometry(manifest: dict, data_attrs: dict, shape, where: str) -> None:
     """Refuse data whose geometry differs from what the model was trained on."""
     geo = manifest["geometry"]
@@ -473,10 +490,7 @@ def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
     from .metrics import calibration, classification_metrics
 
     check_examples(test_path, len(classes))
-    manifest_path = Path(model_path).parent / "manifest.json"
-    if not manifest_path.exists():
-        raise ValueError(f"{model_path}: no manifest.json beside it (provenance unknown)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = load_model_manifest(model_path)
     params = {"model": manifest.get("model", {"id": "all"}),
               "nominal_thicknesses_A": manifest.get("nominal_thicknesses_A", [])}
     idx = model_indices(test_path, params)

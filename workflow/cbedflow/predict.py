@@ -157,22 +157,6 @@ def resample_scan(cbed: np.ndarray, step_A: float, n: int, model_step_A: float) 
     return cbed[i] * (1 - w) + cbed[i + 1] * w
 
 
-def load_model_manifest(model_path: str | Path, task: str) -> dict:
-    """The manifest beside ``model_path``; refuses a model of another task."""
-    model_path = Path(model_path)
-    if not model_path.exists():
-        raise PredictError(f"{model_path}: no such model file")
-    mpath = model_path.parent / "manifest.json"
-    if not mpath.exists():
-        raise PredictError(f"{model_path}: no manifest.json beside it; expected a model "
-                           "trained by cbedflow (models/<task>/<model>/)")
-    manifest = json.loads(mpath.read_text())
-    if manifest.get("task") != task:
-        raise PredictError(f"{model_path}: the model was trained for task "
-                           f"{manifest.get('task')!r}, not {task!r}")
-    return manifest
-
-
 def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool) -> np.ndarray:
     """Examples (lines, positions, kx, ky) in the model's geometry."""
     geo = manifest["geometry"]
@@ -188,6 +172,7 @@ def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_d
             thickness_A: float | None = None, mc_samples: int = 30) -> dict:
     """Check everything, then write ``predictions.json``, ``predictions.csv``
     and ``map.png`` (per scan line class probabilities) to ``out_dir``."""
+    from .learn import load_model_manifest
     from .tasks import THICKNESS_SCALE_A, get_task
 
     task = get_task(task_name)
