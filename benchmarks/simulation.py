@@ -41,14 +41,28 @@ from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds  # n
 from cbedflow.structures import build_structure  # noqa: E402
 
 
-def config(quick: bool, thickness_A: float, configs: int, positions_y: int = 4) -> dict:
+def config(quick: bool, thickness_A: float, configs: int, positions_y: int = 4,
+           device: str = "cpu") -> dict:
     return validate({
+        "device": device,
         "structures": {"per_class": 1, "n_substrate": 2, "n_film": 2,
                        "thicknesses_A": [thickness_A]},
         "simulation": {"phonons": {"configs": configs, "batch_size": configs},
                        "scan": {"extent_cells": 3.0, "positions_x": 13,
                                 "positions_y": positions_y}},
     })
+
+
+def paper_unit_config(thickness_A: float, device: str) -> dict:
+    """config/paper.yaml reduced to one structure per class at one thickness:
+    a paper-scale unit (525 x 525 grid, 13 x 123 probes, 8 configurations,
+    341 x 341 detector pixels)."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    raw["device"] = device
+    raw["structures"].update(per_class=1, thicknesses_A=[thickness_A])
+    return validate(raw)
 
 
 def structure(cfg: dict, thickness_A: float):
@@ -67,16 +81,44 @@ def fft_floor_s(gpts, batch: int, ffts: int, threads: int) -> float:
                       flags=("FFTW_ESTIMATE",), threads=threads)
     bwd = pyfftw.FFTW(a, a, axes=(-2, -1), direction="FFTW_BACKWARD",
                       flags=("FFTW_ESTIMATE",), threads=threads)
-    reps = max(5, min(ffts, 200))
+    fwd()
+    bwd()
     t0 = time.perf_counter()
-    for _ in range(reps):
+    reps = 0
+    while reps < min(ffts, 200) and (reps < 3 or time.perf_counter() - t0 < 10.0):
         fwd()
         bwd()
+        reps += 1
     return (time.perf_counter() - t0) / reps * ffts
 
 
-def bench_job(quick: bool, thickness_A: float, configs: int) -> dict:
-    cfg = config(quick, thickness_A, configs)
+def gpu_fft_floor_s(gpts, batch: int, ffts: int) -> float:
+    """As :func:`fft_floor_s` with cupy's cuFFT (what abTEM uses on ``gpu``)."""
+    import cupy as cp
+
+    a = (cp.random.default_rng(0).random((batch,) + tuple(gpts), dtype=cp.float32)
+         .astype(cp.complex64))
+    for _ in range(3):  # plan creation and kernel loading
+        a = cp.fft.ifft2(cp.fft.fft2(a))
+    cp.cuda.Device().synchronize()
+    reps = max(5, min(ffts, 200))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a = cp.fft.ifft2(cp.fft.fft2(a))
+    cp.cuda.Device().synchronize()
+    return (time.perf_counter() - t0) / reps * ffts
+
+
+def _sync(device: str) -> None:
+    if device == "gpu":
+        import cupy as cp
+
+        cp.cuda.Device().synchronize()
+
+
+def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu",
+              cfg: dict | None = None) -> dict:
+    cfg = cfg or config(quick, thickness_A, configs, device=device)
     atoms = structure(cfg, thickness_A)
     settings = SimulationSettings.from_config(cfg)
     gpts = settings.gpts(atoms)
@@ -93,24 +135,34 @@ def bench_job(quick: bool, thickness_A: float, configs: int) -> dict:
         simulate_unit(atoms, settings, unit_seeds(1, "bench", 1, 0, configs),
                       Path(tmp) / "u.zarr", progress=lambda m: None)
         wall = time.perf_counter() - t0
+        import zarr
+
+        shape = zarr.open_group(str(Path(tmp) / "u.zarr"), mode="r")["cbed"].shape
     t0 = time.perf_counter()
     for c in range(configs):
         abtem.Potential(atoms, gpts=gpts, slice_thickness=settings.slice_thickness_A,
                         parametrization=settings.parametrization,
-                        projection="infinite").build(lazy=False)
+                        projection="infinite", device=device).build(lazy=False)
+    _sync(device)
     potential = time.perf_counter() - t0
     n_probes = scan["positions_x"] * scan["positions_y"]
-    floor = fft_floor_s(gpts, min(n_probes, 64), n_slices * -(-n_probes // 64) * configs,
-                        settings.fft_threads)
-    return {"thickness_A": thickness_A, "configs": configs, "gpts": list(gpts),
-            "slices": n_slices, "probes": n_probes,
+    batch = min(n_probes, 64)
+    ffts = n_slices * -(-n_probes // batch) * configs
+    cpu_floor = fft_floor_s(gpts, batch, ffts, settings.fft_threads)
+    floor = gpu_fft_floor_s(gpts, batch, ffts) if device == "gpu" else cpu_floor
+    extra = {"cpu_fft_floor_s": round(cpu_floor, 2),
+             "speedup_vs_cpu_floor": round(cpu_floor / wall, 1)} if device == "gpu" else {}
+    return {"device": device, "thickness_A": thickness_A, "configs": configs,
+            "gpts": list(gpts), "slices": n_slices, "probes": n_probes,
+            "detector_px": list(shape[-2:]), **extra,
             "wall_s": round(wall, 2), "fft_floor_s": round(floor, 2),
             "potential_build_s": round(potential, 2),
             "ratio": round(wall / floor, 2),
             "ratio_without_potential": round((wall - potential) / floor, 2)}
 
 
-def bench_thickness_series(quick: bool, thicknesses_A: list[float]) -> dict:
+def bench_thickness_series(quick: bool, thicknesses_A: list[float],
+                           device: str = "cpu") -> dict:
     """One propagation through the thickest sample with exit planes at every
     thickness, against the thickest alone and one run per thickness (abTEM
     directly, 1 configuration)."""
@@ -118,7 +170,7 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float]) -> dict:
 
     from cbedflow.simulate import configure_abtem
 
-    cfg = config(quick, max(thicknesses_A), 1)
+    cfg = config(quick, max(thicknesses_A), 1, device=device)
     settings = SimulationSettings.from_config(cfg)
     configure_abtem(settings)
     thick = structure(cfg, max(thicknesses_A))
@@ -131,12 +183,13 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float]) -> dict:
     def run(atoms, exit_planes=None):
         pot = abtem.Potential(atoms, gpts=settings.gpts(atoms), slice_thickness=dz,
                               parametrization=settings.parametrization,
-                              exit_planes=exit_planes)
+                              exit_planes=exit_planes, device=device)
         t0 = time.perf_counter()
         pot = pot.build(lazy=False)
         probe.grid.match(pot)
         m = probe.scan(pot, scan=abtem.CustomScan(positions), detectors=det, lazy=True)
         arr = m.compute(scheduler="synchronous").array
+        _sync(device)
         return time.perf_counter() - t0, arr
 
     run(structure(cfg, min(thicknesses_A)))  # warm-up: imports, FFTW plans
@@ -147,12 +200,35 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float]) -> dict:
     for t in thicknesses_A:
         dt, _ = run(structure(cfg, t))
         t_separate += dt
-    return {"thicknesses_A": sorted(thicknesses_A), "exit_plane_slices": list(planes),
+    return {"device": device, "thicknesses_A": sorted(thicknesses_A),
+            "exit_plane_slices": list(planes),
             "series_shape": list(np.shape(arr)), "thickest_alone_s": round(t_thick, 2),
             "series_one_propagation_s": round(t_series, 2),
             "separate_runs_s": round(t_separate, 2),
             "series_vs_thickest": round(t_series / t_thick, 2),
             "series_vs_separate": round(t_series / t_separate, 2)}
+
+
+def bench_gpu_agreement() -> dict:
+    """The same unit (39 Å, 2 configurations, same seeds) on cupy and on the
+    CPU: the largest pattern-pixel difference relative to the largest pixel,
+    and the relative difference of the total intensity."""
+    import zarr
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in ("cpu", "gpu"):
+            cfg = config(True, 39.0, 2, device=device)
+            atoms = structure(cfg, 39.0)
+            simulate_unit(atoms, SimulationSettings.from_config(cfg),
+                          unit_seeds(1, "agree", 1, 0, 2), Path(tmp) / f"{device}.zarr",
+                          progress=lambda m: None)
+            out[device] = zarr.open_group(str(Path(tmp) / f"{device}.zarr"), mode="r")["cbed"][...]
+    a, b = out["cpu"].astype(np.float64), out["gpu"].astype(np.float64)
+    return {"shape": list(a.shape),
+            "max_abs_diff_over_max": float(np.abs(a - b).max() / np.abs(a).max()),
+            "total_rel_diff": float(abs(a.sum() - b.sum()) / a.sum()),
+            "cpu_total_per_pattern": float(a.sum(axis=(-2, -1)).mean())}
 
 
 def bench_memory(quick: bool, thickness_A: float, configs: int, positions_y: int) -> dict:
@@ -243,18 +319,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small cases, < 2 minutes")
     ap.add_argument("--out", help="also write the figures as JSON")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                    help="gpu: cupy against CPU agreement, units (also one paper-scale unit) "
+                         "against the cuFFT floor, thickness series; no RSS or tf.data parts")
     args = ap.parse_args(argv)
+    if args.device == "gpu":
+        return main_gpu(args)
     t0 = time.perf_counter()
     q = args.quick
     res = {"machine": {"cpus": os.cpu_count()}, "quick": q}
     jobs = [(39.0, 2)] if q else [(39.0, 2), (98.0, 4)]
     res["job_vs_fft_floor"] = [bench_job(q, t, c) for t, c in jobs]
     for r in res["job_vs_fft_floor"]:
-        print(f"[1] unit {r['thickness_A']:g} Å, {r['configs']} configs, grid {r['gpts']}, "
-              f"{r['slices']} slices, {r['probes']} probes: {r['wall_s']} s = "
-              f"{r['ratio']}x the bare-FFT floor ({r['fft_floor_s']} s); building the "
-              f"potentials takes {r['potential_build_s']} s, the rest is "
-              f"{r['ratio_without_potential']}x the floor", flush=True)
+        _print_job(r)
     series = [39.0, 59.0, 78.0] if q else [98.0, 148.0, 199.0, 250.0, 300.0]
     s = bench_thickness_series(q, series)
     res["thickness_series"] = s
@@ -274,6 +351,49 @@ def main(argv=None) -> int:
           f"(cached) epochs {p['zarr_cached_per_s']}/s = {p['cached_ratio']}x the in-memory "
           f"{p['in_memory_per_s']}/s ({p['examples']} examples of {p['example_shape']})",
           flush=True)
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(f"benchmark wall time {res['wall_s']} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _print_job(r: dict) -> None:
+    gpu = (f"; {r['speedup_vs_cpu_floor']}x faster than the 1-thread CPU FFT floor "
+           f"({r['cpu_fft_floor_s']} s)") if r["device"] == "gpu" else ""
+    print(f"[1] {r['device']} unit {r['thickness_A']:g} Å, {r['configs']} configs, grid "
+          f"{r['gpts']}, {r['slices']} slices, {r['probes']} probes, detector "
+          f"{r['detector_px']}: {r['wall_s']} s = {r['ratio']}x the bare-FFT floor "
+          f"({r['fft_floor_s']} s); building the potentials takes {r['potential_build_s']} s, "
+          f"the rest is {r['ratio_without_potential']}x the floor{gpu}", flush=True)
+
+
+def main_gpu(args) -> int:
+    import cupy as cp
+
+    t0 = time.perf_counter()
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    res = {"machine": {"cpus": os.cpu_count(), "gpu": props["name"].decode(),
+                       "cupy": cp.__version__}, "quick": args.quick, "device": "gpu"}
+    print(f"GPU {res['machine']['gpu']}, cupy {cp.__version__}", flush=True)
+    a = bench_gpu_agreement()
+    res["agreement"] = a
+    print(f"[0] gpu vs cpu, same unit and seeds {a['shape']}: max |diff| = "
+          f"{a['max_abs_diff_over_max']:.2e} of the largest pixel, total intensity differs by "
+          f"{a['total_rel_diff']:.2e}", flush=True)
+    res["job_vs_fft_floor"] = [bench_job(args.quick, 39.0, 2, "gpu")]
+    _print_job(res["job_vs_fft_floor"][-1])
+    if not args.quick:
+        res["job_vs_fft_floor"].append(bench_job(False, 100.0, 8, "gpu",
+                                                 cfg=paper_unit_config(100.0, "gpu")))
+        _print_job(res["job_vs_fft_floor"][-1])
+    series = [39.0, 59.0, 78.0] if args.quick else [98.0, 148.0, 199.0, 250.0, 300.0]
+    s = bench_thickness_series(args.quick, series, "gpu")
+    res["thickness_series"] = s
+    print(f"[2] gpu thickness series {s['thicknesses_A']} Å in one propagation: "
+          f"{s['series_vs_thickest']}x the thickest alone, {s['series_vs_separate']}x separate "
+          f"runs ({s['series_one_propagation_s']} s / {s['thickest_alone_s']} s / "
+          f"{s['separate_runs_s']} s)", flush=True)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"benchmark wall time {res['wall_s']} s")
     if args.out:

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zarr
 
 from cbedflow.campaign import Campaign
 from cbedflow.config import validate
@@ -148,3 +150,75 @@ def test_structure_files_rebuilt_when_their_settings_change(tmp_path):
     wider = Campaign(validate(dict(params, structures=dict(params["structures"], n_film=3))))
     ensure_structure(wider, "step-0000")
     assert len(read_frame(path, "39")) > n_atoms  # rebuilt with the new geometry
+
+
+def _two_thickness_params(out_dir, exit_planes=True, **structures):
+    still = {el: 0.0 for el in ("Sr", "Ti", "La", "Al", "O")}
+    return validate({
+        "output_dir": str(out_dir),
+        "structures": {"per_class": 2, "step_classes": [0, 5], "n_substrate": 1,
+                       "n_film": 2, "thicknesses_A": [39.0, 78.0], **structures},
+        "simulation": {"exit_planes": exit_planes,
+                       "phonons": {"configs": 1, "batch_size": 1, "sigmas_A": still},
+                       "scan": {"extent_cells": 1.0, "positions_x": 3, "positions_y": 2}},
+        "crop": {"pattern_px": 32, "binning": 2},
+    })
+
+
+def test_exit_plane_units_and_their_keys(tmp_path):
+    """Diffuse and flat-step structures get one series unit per batch, inner
+    step classes one unit per thickness; keys follow what a unit computes."""
+    from cbedflow.campaign import SERIES
+    from cbedflow.packing import unit_key
+
+    on = _two_thickness_params(tmp_path)
+    units = Campaign(on).units()
+    assert units == [("step-0000", SERIES, 0), ("step-0001", "39", 0), ("step-0001", "78", 0),
+                     ("diffuse-0000", SERIES, 0), ("diffuse-0001", SERIES, 0)]
+    off = _two_thickness_params(tmp_path, exit_planes=False)
+    assert len(Campaign(off).units()) == 8
+    assert SERIES not in {t for _, t, _ in Campaign(off).units()}
+    # toggling exit planes does not recompute the per-thickness units
+    assert unit_key(on, "step-0001", "39") == unit_key(off, "step-0001", "39")
+    # a new thickness recomputes series units, not per-thickness ones
+    more = _two_thickness_params(tmp_path, thicknesses_A=[39.0, 59.0, 78.0])
+    assert unit_key(more, "step-0001", "39") == unit_key(on, "step-0001", "39")
+    assert unit_key(more, "diffuse-0000", SERIES) != unit_key(on, "diffuse-0000", SERIES)
+    one = _two_thickness_params(tmp_path, thicknesses_A=[39.0])
+    assert len(Campaign(one).units()) == 4  # a single thickness has no series
+
+
+@pytest.mark.slow
+def test_exit_plane_campaign_matches_per_thickness_campaign(tmp_path):
+    """simulate-job + collect with exit planes against the same campaign per
+    thickness, without phonons: the flat step and the thickest diffuse sample
+    are the same structures both ways, so their data must agree; the thinner
+    diffuse sample is a cut with its own realised intermixing."""
+    from cbedflow.collect import collect
+
+    datasets = {}
+    for mode in (True, False):
+        params = _two_thickness_params(tmp_path / str(mode), exit_planes=mode)
+        camp = Campaign(params)
+        n = len(camp.units())
+        manifest, out = run_job(params, units_per_job=n)
+        assert len(manifest["units"]) == n == (5 if mode else 8)
+        if mode:
+            assert "with exit planes at 39.05 Å" in out
+        ds = collect(camp.unit_paths(), tmp_path / f"ds-{mode}.zarr", progress=lambda m: None)
+        datasets[mode] = zarr.open_group(str(ds), mode="r")
+    a, b = datasets[True], datasets[False]
+    assert a["cbed"].shape == b["cbed"].shape and a["cbed"].shape[0] == 8
+    names = a.attrs["structure_names"]
+    assert names == b.attrs["structure_names"]
+    for lab in ("rough", "step_k", "thickness_A", "structure_index"):
+        np.testing.assert_array_equal(a[lab][...], b[lab][...])
+    idx, t = a["structure_index"][...], a["thickness_A"][...]
+    for i in range(8):
+        name = names[idx[i]]
+        if name in ("step-0000", "step-0001") or t[i] > 70:
+            np.testing.assert_allclose(a["cbed"][i], b["cbed"][i], rtol=1e-5, atol=1e-8,
+                                       err_msg=f"{name} at {t[i]:.2f} Å")
+    thin_diffuse = [i for i in range(8) if names[idx[i]].startswith("diffuse") and t[i] < 40]
+    assert len(thin_diffuse) == 2
+    assert all(0.0 < a["intermix_fraction"][i] <= 0.4 for i in thin_diffuse)

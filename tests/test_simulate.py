@@ -113,7 +113,7 @@ def test_failed_simulation_leaves_no_output(tmp_path):
 
 def test_optimized_path_matches_plain_abtem(tmp_path):
     """simulate_unit (potential built once per configuration, probes propagated
-    in blocks of scan rows, accumulated in zarr) against plain abTEM on the
+    in blocks of scan rows, accumulated in memory) against plain abTEM on the
     same tiny case and seeds: FrozenPhonons over all configurations, one scan
     of every position, averaged over configurations."""
     import abtem
@@ -139,3 +139,38 @@ def test_optimized_path_matches_plain_abtem(tmp_path):
         plain = plain.mean(axis=0)
     plain = plain.reshape(ours.shape)
     np.testing.assert_allclose(ours, plain, rtol=1e-4, atol=1e-7 * plain.max())
+
+
+def test_exit_planes_equal_separate_runs_without_phonons(tmp_path):
+    """One propagation with exit planes records, at each plane, exactly what a
+    separate simulation of the thinner cut gives (no phonons, so the two see
+    the same atoms)."""
+    from cbedflow.structures import build_series
+
+    still = {el: 0.0 for el in SIGMAS}
+    s = SimulationSettings(sigmas_A=still, scan=ScanSettings(0.0, 1.0, 3, 2))
+    spec = StructureSpec("diffuse-0000", "diffuse", -1, 0.5, 3)
+    frames = build_series(spec, GEOM, [8.0, 16.0])
+    out = tmp_path / "series.zarr"
+    simulate_unit(frames[-1], s, [1], out, series=frames[:-1], progress=lambda m: None)
+    g = zarr.open_group(str(out), mode="r")
+    series = g["cbed"][...]
+    assert series.shape[0] == 2 and g.attrs["dims"][0] == "exit_plane"
+    assert g.attrs["exit_thicknesses_A"] == pytest.approx([2 * 3.905, 4 * 3.905])
+    assert [lab["thickness_cells"] for lab in g.attrs["plane_labels"]] == [2, 4]
+    for i, f in enumerate(frames):
+        one = tmp_path / f"t{i}.zarr"
+        simulate_unit(f, s, [1], one, progress=lambda m: None)
+        sep = zarr.open_group(str(one), mode="r")["cbed"][...]
+        np.testing.assert_allclose(series[i], sep, rtol=1e-5, atol=1e-8)
+    assert np.abs(series[0] - series[1]).sum() > 0.05 * np.abs(series[1]).sum()
+
+
+def test_exit_planes_refuse_thickness_between_slices():
+    from cbedflow.simulate import exit_plane_indices
+
+    assert exit_plane_indices([7.81, 15.62], 1.9525, 15.62) == (3, 7)
+    with pytest.raises(SimulationConfigError, match="8.0000 Å is not a whole number"):
+        exit_plane_indices([8.0, 15.62], 1.9525, 15.62)
+    with pytest.raises(SimulationConfigError, match="thickest exit plane"):
+        exit_plane_indices([7.81], 1.9525, 15.62)

@@ -134,3 +134,53 @@ def test_campaign_structures_balanced_and_seeded():
     assert all(0.1 <= f <= 0.3 for f in fr) and len(set(fr)) > 1
     assert specs == campaign_structures(22, (0.1, 0.3), seed=3)
     assert specs != campaign_structures(22, (0.1, 0.3), seed=4)
+
+
+def _atom_set(atoms):
+    return sorted(zip(atoms.get_chemical_symbols(),
+                      map(tuple, np.round(atoms.positions, 6).tolist())))
+
+
+@pytest.mark.parametrize("k", [0, 10])
+def test_series_of_flat_steps_equals_direct_builds(k):
+    from cbedflow.structures import build_series, series_compatible
+
+    spec = StructureSpec("step-0000", "step", k, 0.0, 1)
+    assert series_compatible(spec)
+    frames = build_series(spec, GEOM, [78.0, 39.0, 59.0])
+    assert [f.info["thickness_cells"] for f in frames] == [10, 15, 20]
+    for f in frames:
+        direct = build_structure(spec, GEOM, f.info["nominal_thickness_A"])
+        assert _atom_set(f) == _atom_set(direct)
+        assert np.allclose(f.cell, direct.cell)
+        assert {k_: f.info[k_] for k_ in direct.info} == direct.info
+
+
+def test_series_of_diffuse_structure_is_cuts_with_own_labels():
+    from cbedflow.simulate import check_prefix_series
+    from cbedflow.structures import build_series, realised_fractions
+
+    spec = StructureSpec("diffuse-0000", "diffuse", -1, 0.3, 7)
+    frames = build_series(spec, GEOM, [39.0, 78.0], decay=0.5)
+    check_prefix_series(frames)  # thinner = thickest cut at its thickness
+    thin, thick = frames
+    assert _atom_set(thick) == _atom_set(build_structure(spec, GEOM, 78.0, decay=0.5))
+    assert thin.info["thickness_A"] == pytest.approx(10 * A_STO)
+    assert thin.info["rough"] == 0 and thin.info["step_k"] == -1
+    # the label is what the cut holds, not the thickest sample's fraction
+    assert thin.info["intermix_fraction"] == pytest.approx(realised_fractions(thin, GEOM)[0])
+    assert thick.info["intermix_fraction"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_inner_step_classes_refuse_a_series():
+    from cbedflow.simulate import SimulationConfigError, check_prefix_series
+    from cbedflow.structures import build_series, series_compatible
+
+    spec = StructureSpec("step-0005", "step", 5, 0.0, 1)
+    assert not series_compatible(spec)
+    with pytest.raises(ValueError, match="step-0005.*step class would change"):
+        build_series(spec, GEOM, [39.0, 78.0])
+    # per-thickness builds of k = 5 are not cuts of each other: refused by name
+    frames = [build_structure(spec, GEOM, t) for t in (39.0, 78.0)]
+    with pytest.raises(SimulationConfigError, match="step-0005.*not the"):
+        check_prefix_series(frames)

@@ -172,13 +172,17 @@ def test_paper_scale_dry_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    units = 1200 * 5 * (64 // 8)
-    assert int(counts["simulate_job"]) == units // 8  # default site: 8 units per job
-    assert int(counts["collect"]) == 1
+    from cbedflow.campaign import Campaign
     from cbedflow.config import load
     from cbedflow.tasks import model_specs
 
     cfg = load(ROOT / "config" / "paper.yaml")
+    # 600 diffuse + 109 flat steps (k = 0, 10) as one exit-plane series each,
+    # 491 inner steps per thickness; 8 phonon batches each
+    units = (600 + 109 + 491 * 5) * (64 // 8)
+    assert len(Campaign(cfg).units()) == units < 1200 * 5 * 8
+    assert int(counts["simulate_job"]) == -(-units // 8)  # default site: 8 units per job
+    assert int(counts["collect"]) == 1
     thick = {str(t): t for t in cfg["structures"]["thicknesses_A"]}
     n_models = sum(len(model_specs(cfg["train"]["variants"].get(t, ["all"]), thick))
                    for t in cfg["tasks"])

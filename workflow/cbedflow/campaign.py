@@ -13,7 +13,11 @@ from .structures import (
     InterfaceGeometry,
     StructureSpec,
     campaign_structures,
+    series_compatible,
 )
+
+#: Thickness label of a unit that records every thickness at exit planes.
+SERIES = "series"
 
 
 def thickness_label(thickness_A: float) -> str:
@@ -75,7 +79,18 @@ class Campaign:
     def dataset_path(self) -> str:
         return f"{self.output_dir}/dataset.zarr"
 
+    def in_series(self, spec: StructureSpec) -> bool:
+        """True if ``spec``'s thicknesses come from one propagation with exit
+        planes (``simulation.exit_planes``, several thicknesses, and a
+        structure whose thinner samples are cuts of the thickest)."""
+        return (self.config["simulation"]["exit_planes"] and len(self.thicknesses) > 1
+                and series_compatible(spec))
+
     def units(self) -> list[tuple[str, str, int]]:
-        """Every (structure, thickness label, batch) work unit."""
-        return [(spec.name, t, b) for spec in self.structures for t in self.thicknesses
-                for b in range(self.n_batches)]
+        """Every (structure, thickness label, batch) work unit; the thickness
+        label is :data:`SERIES` for a unit that records every thickness."""
+        out = []
+        for spec in self.structures:
+            labels = [SERIES] if self.in_series(spec) else list(self.thicknesses)
+            out += [(spec.name, t, b) for t in labels for b in range(self.n_batches)]
+        return out

@@ -56,14 +56,26 @@ def _simulate_one(params: dict, structure: str | Path, thickness: str, batch: in
     from .packing import unit_key
     from .simulate import SimulationSettings, simulate_unit, unit_seeds
 
+    from .campaign import SERIES
+
     settings = SimulationSettings.from_config(params)
-    atoms = read_frame(structure, thickness)
+    series = None
+    if thickness == SERIES:  # every thickness from one propagation (exit planes)
+        import ase.io
+
+        frames = ase.io.read(structure, index=":", format="extxyz", parallel=False)
+        frames.sort(key=lambda f: f.info["thickness_A"])
+        atoms, series = frames[-1], frames[:-1]
+    else:
+        atoms = read_frame(structure, thickness)
     bs = params["simulation"]["phonons"]["batch_size"]
     seeds = unit_seeds(params["seed"], atoms.info["structure"],
                        int(atoms.info["thickness_cells"]), batch, bs)
-    progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å "
+    exits = (" with exit planes at " + ", ".join(f"{f.info['thickness_A']:.2f}" for f in series)
+             + " Å") if series else ""
+    progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å{exits} "
              f"batch {batch} ({bs} configurations, grid {settings.gpts(atoms)})")
-    simulate_unit(atoms, settings, seeds, out, progress=progress, provenance={
+    simulate_unit(atoms, settings, seeds, out, progress=progress, series=series, provenance={
         "config_hash": config_hash(params),
         "unit_key": unit_key(params, atoms.info["structure"], thickness),
         "seed": params["seed"], "batch": batch,
@@ -85,7 +97,8 @@ def structure_key(camp, name: str) -> str:
     _, spec = camp.by_name[name]
     s = camp.config["structures"]
     return config_hash({"spec": asdict(spec), "geometry": asdict(camp.geometry),
-                        "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses)})
+                        "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses),
+                        "series": camp.in_series(spec)})
 
 
 def ensure_structure(camp, name: str, path: Path | None = None, force: bool = False) -> Path:
@@ -95,7 +108,7 @@ def ensure_structure(camp, name: str, path: Path | None = None, force: bool = Fa
     import ase.io
 
     from .storage import atomic_file
-    from .structures import build_structure
+    from .structures import build_series, build_structure
 
     path = Path(camp.structure_path(name)) if path is None else path
     key = structure_key(camp, name)
@@ -108,8 +121,11 @@ def ensure_structure(camp, name: str, path: Path | None = None, force: bool = Fa
     if force or not path.exists():
         _, spec = camp.by_name[name]
         decay = camp.config["structures"]["intermix_decay"]
-        frames = [build_structure(spec, camp.geometry, t, decay)
-                  for t in camp.thicknesses.values()]
+        if camp.in_series(spec):  # thinner samples are cuts of the thickest
+            frames = build_series(spec, camp.geometry, list(camp.thicknesses.values()), decay)
+        else:
+            frames = [build_structure(spec, camp.geometry, t, decay)
+                      for t in camp.thicknesses.values()]
         for f in frames:
             f.info["structure_key"] = key
         with atomic_file(path) as tmp:

@@ -1,7 +1,8 @@
 """Collect simulation units into one dataset (zarr v3).
 
 Averages the phonon-configuration batches of each (structure, thickness),
-stacks the samples and stores labels and provenance. Every input is checked
+whether a unit holds one thickness or a whole series at exit planes, stacks
+the samples and stores labels and provenance. Every input is checked
 (complete group, shape, finite values, total intensity in (0, 1]) and a bad
 one is named instead of being trained on.
 """
@@ -53,6 +54,15 @@ def _checksum(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
 
 
+def unit_samples(group) -> list[tuple[dict, int | None]]:
+    """(labels, exit-plane index) of every sample a unit holds: one sample
+    (index None) for a single-thickness unit, one per exit plane for a
+    thickness-series unit (``cbed`` then has a leading exit-plane axis)."""
+    if "plane_labels" in group.attrs:
+        return [(lab, i) for i, lab in enumerate(group.attrs["plane_labels"])]
+    return [(group.attrs["labels"], None)]
+
+
 def collect(
     units: Sequence[str | Path],
     out: str | Path,
@@ -61,19 +71,23 @@ def collect(
 ) -> Path:
     """Average, validate and stack ``units`` into the dataset group ``out``.
 
-    Every unit is opened and checked before anything is written.
+    Every unit is opened before anything is written; a thickness-series unit
+    contributes one sample per exit plane.
     """
     groups = {}
     for p in units:
         groups[str(p)] = open_complete(p)
-    by_sample: dict[tuple[str, float], list[str]] = defaultdict(list)
+    by_sample: dict[tuple[str, float], list[tuple[str, int | None]]] = defaultdict(list)
+    sample_labels: dict[tuple[str, float], dict] = {}
     for p, g in groups.items():
-        lab = g.attrs["labels"]
-        by_sample[(lab["structure"], lab["thickness_A"])].append(p)
+        for lab, plane in unit_samples(g):
+            key = (lab["structure"], lab["thickness_A"])
+            by_sample[key].append((p, plane))
+            sample_labels.setdefault(key, lab)
     keys = sorted(by_sample, key=lambda k: (k[0], k[1]))
     names = sorted({k[0] for k in keys})
     first = groups[str(units[0])]
-    shape = tuple(first["cbed"].shape)
+    shape = tuple(first["cbed"].shape[-4:])
     n = len(keys)
     checksums = {}
     t0 = time.perf_counter()
@@ -82,17 +96,18 @@ def collect(
                                chunks=(1,) + shape, fill_value=0.0)
         labels = {k: np.zeros(n, dtype=dt) for k, dt in LABELS.items()}
         for i, key in enumerate(keys):
-            paths = sorted(by_sample[key])
-            weights = np.array([groups[p].attrs["num_configs"] for p in paths], float)
+            parts = sorted(by_sample[key], key=lambda x: (x[0], x[1] or 0))
+            weights = np.array([groups[p].attrs["num_configs"] for p, _ in parts], float)
             acc = np.zeros(shape, dtype=np.float64)
-            for p, w in zip(paths, weights):
-                data = groups[p]["cbed"][...]
-                check_unit(p, data, shape)
-                checksums[p] = _checksum(data)
+            for (p, plane), w in zip(parts, weights):
+                data = groups[p]["cbed"][...] if plane is None else groups[p]["cbed"][plane]
+                name = p if plane is None else f"{p} exit plane {plane}"
+                check_unit(name, data, shape)
+                checksums[p if plane is None else f"{p}#{plane}"] = _checksum(data)
                 acc += data * w
             mean = (acc / weights.sum()).astype(np.float32)
             cbed[i] = mean
-            lab = groups[paths[0]].attrs["labels"]
+            lab = sample_labels[key]
             labels["rough"][i] = lab["rough"]
             labels["step_k"][i] = lab["step_k"]
             labels["step_depth_A"][i] = np.nan if lab["step_depth_A"] < 0 else lab["step_depth_A"]
@@ -100,7 +115,7 @@ def collect(
             labels["intermix_fraction"][i] = lab["intermix_fraction"]
             labels["structure_index"][i] = names.index(key[0])
             progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
-                     f"({len(paths)} batches, {time.perf_counter() - t0:.1f} s)")
+                     f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
         for k, v in labels.items():
             arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape)
             arr[...] = v

@@ -73,16 +73,25 @@ def unit_key(config: dict, structure: str | None = None, thickness: str | None =
     """Hash of the settings a unit is computed with: the sections that shape
     every unit, the structure geometry, the unit's own structure spec (kind,
     step class or intermixing fraction, seed; the intermixing decay for
-    diffuse ones) and thickness. Adding structures or thicknesses, or changing
-    a parameter that only other structures use, leaves a unit's key unchanged,
+    diffuse ones) and thickness (all thicknesses for a series unit). Adding
+    structures or thicknesses (except to a series unit), or changing a
+    parameter that only other structures use, leaves a unit's key unchanged,
     so it is not recomputed."""
     from dataclasses import asdict
 
     from .campaign import Campaign
     from .config import config_hash
 
+    from .campaign import SERIES
+
     part = {k: config[k] for k in UNIT_SECTIONS if k in config}
+    # exit_planes chooses which units exist (series or per thickness), which
+    # the unit's thickness label says; it does not change a unit's physics
+    part["simulation"] = {k: v for k, v in part.get("simulation", {}).items()
+                          if k != "exit_planes"}
     part["geometry"] = {k: config["structures"][k] for k in _GEOMETRY_KEYS}
+    if thickness == SERIES:
+        part["series_A"] = sorted(config["structures"]["thicknesses_A"])
     if structure is not None:
         _, spec = Campaign(config).by_name[structure]
         part["structure"] = asdict(spec)

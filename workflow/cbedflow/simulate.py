@@ -1,13 +1,15 @@
 """Frozen-phonon multislice 4D-STEM of one work unit with abTEM 1.0.11.
 
-A work unit is (structure, thickness, phonon-configuration batch). For every
-configuration of the batch the potential is built once and reused for every
-probe position; probe positions are propagated together in blocks of scan rows (one
-batched FFT per slice, the rows that fit :data:`WAVE_BUDGET_BYTES`) and each
-block's CBED patterns are accumulated into a zarr v3 array on disk, so memory
-stays bounded by one potential plus one block (abTEM's own ``to_zarr`` holds
-the whole array in memory since 1.0.10). The group is written under a
-temporary name and renamed when complete.
+A work unit is (structure, thickness, phonon-configuration batch), or
+(structure, thickness series, batch) where the thinner samples are the
+thickest cut at their thickness: then one propagation records every
+thickness at abTEM exit planes. For every configuration of the batch the
+potential is built once and reused for every probe position; probe positions
+are propagated together in blocks of scan rows (one batched FFT per slice, the
+rows that fit :data:`WAVE_BUDGET_BYTES`). The configuration mean is
+accumulated in memory (one output array; abTEM's own ``to_zarr`` would hold
+every configuration's lazy result) and written once as a zarr v3 group under a
+temporary name, renamed when complete.
 
 Nothing here knows about LAO/STO: the structure carries ``info`` keys
 ``scan_x0_A`` (x where the scan starts) and ``unit_cell_A`` (the cell length
@@ -205,19 +207,71 @@ def _to_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
-#: Memory for the probe waves of one abTEM scan call [bytes]. Probes are
-#: propagated together (one batched FFT per slice) in blocks of whole scan
-#: rows that fit; one call per row cost 6-16x the bare FFTs on small grids
-#: (per-call overhead), see docs/performance.md.
-WAVE_BUDGET_BYTES = 256 * 2**20
+#: Memory for the probe waves of one abTEM scan call [bytes], per device.
+#: Probes are propagated together (one batched FFT per slice) in blocks of
+#: whole scan rows that fit; one call per row cost 6-16x the bare FFTs on
+#: small grids (per-call overhead), see docs/performance.md. The GPU budget
+#: fits a 16 GB V100 (Summit) with the potential of a 300 Å sample beside it.
+WAVE_BUDGET_BYTES = {"cpu": 256 * 2**20, "gpu": 4 * 2**30}
 
 
 def rows_per_call(nx: int, ny: int, gpts: tuple[int, int],
-                  budget: int = WAVE_BUDGET_BYTES) -> int:
+                  budget: int = WAVE_BUDGET_BYTES["cpu"]) -> int:
     """Scan rows per abTEM call: as many as keep ~4 complex64 copies of their
     probe waves (wave, FFT work, propagator product, detector) within ``budget``."""
     per_row = 4 * ny * gpts[0] * gpts[1] * 8
     return max(1, min(nx, budget // per_row))
+
+
+def exit_plane_indices(thicknesses_A: Sequence[float], slice_thickness_A: float,
+                       sample_thickness_A: float) -> tuple[int, ...]:
+    """abTEM exit-plane indices (the slice after which the wave is recorded)
+    of a thickness series [Å] in a sample of ``sample_thickness_A``.
+
+    Raises :class:`SimulationConfigError` unless every thickness is a whole
+    number of slices (otherwise the exit wave would belong to a different
+    sample than the label says) and the thickest is the sample itself.
+    """
+    out = []
+    for t in thicknesses_A:
+        n = t / slice_thickness_A
+        if abs(n - round(n)) > 1e-6 or round(n) < 1:
+            raise SimulationConfigError(
+                f"exit thickness {t:.4f} Å is not a whole number of "
+                f"{slice_thickness_A} Å slices; valid: multiples of the slice thickness")
+        out.append(int(round(n)) - 1)
+    if abs(max(thicknesses_A) - sample_thickness_A) > 1e-6:
+        raise SimulationConfigError(
+            f"thickest exit plane {max(thicknesses_A):.4f} Å differs from the sample "
+            f"thickness {sample_thickness_A:.4f} Å")
+    if sorted(set(out)) != out:
+        raise SimulationConfigError(
+            f"exit thicknesses {list(thicknesses_A)} Å must be distinct and increasing")
+    return tuple(out)
+
+
+def check_prefix_series(frames: Sequence[Atoms]) -> None:
+    """Refuse a thickness series whose thinner samples are not the thickest
+    cut at their thickness (the exit planes of one propagation would then
+    belong to other samples than the frames describe).
+
+    ``frames`` are ordered by thickness; atoms are compared by element and
+    position [Å] (to 1e-6 Å), order-independently.
+    """
+    thick = frames[-1]
+
+    def key(atoms: Atoms) -> list:
+        pos = np.round(atoms.positions, 6)
+        return sorted(zip(atoms.get_chemical_symbols(), map(tuple, pos.tolist())))
+
+    for f in frames[:-1]:
+        t = float(f.cell[2, 2])
+        cut = thick[thick.positions[:, 2] < t - 1e-6]
+        if key(cut) != key(f) or np.abs(f.cell[:2] - thick.cell[:2]).max() > 1e-9:
+            raise SimulationConfigError(
+                f"structure {f.info.get('structure')!r} at {t:.4f} Å is not the "
+                f"{float(thick.cell[2, 2]):.4f} Å sample cut at {t:.4f} Å; its thickness "
+                "series cannot come from exit planes of one propagation")
 
 
 def simulate_unit(
@@ -227,6 +281,7 @@ def simulate_unit(
     out: str | Path,
     provenance: dict | None = None,
     progress: Callable[[str], None] = print,
+    series: Sequence[Atoms] | None = None,
 ) -> Path:
     """Simulate one work unit and write it as a zarr v3 group at ``out``.
 
@@ -243,17 +298,38 @@ def simulate_unit(
     provenance : dict, optional
         Extra provenance stored in the group's attributes.
     progress : callable
-        Receives one line of progress per scan row.
+        Receives one line of progress per block of scan rows.
+    series : sequence of ase.Atoms, optional
+        A thickness series recorded from one propagation through ``atoms``
+        (abTEM exit planes): the thinner samples, each ``atoms`` cut at its
+        thickness (checked, :func:`check_prefix_series`), with their own
+        labels in ``info``. ``atoms`` itself is the last plane.
 
     Returns
     -------
     Path to the completed group. Arrays: ``cbed`` (scan_x, scan_y, kx, ky)
     float32, the mean over the batch's configurations, in fractions of the
-    incident probe intensity.
+    incident probe intensity; with ``series`` (exit_plane, scan_x, scan_y,
+    kx, ky) and the attribute ``plane_labels`` (one ``labels`` per plane).
+
+    Notes
+    -----
+    The mean is accumulated in memory (one output array) and written once,
+    so memory is the output plus one potential plus one block of waves; a
+    read-modify-write of the zarr array per configuration cost a third of a
+    paper-scale unit on a GPU (docs/performance.md).
     """
     import abtem
 
     configure_abtem(settings)
+    frames = list(series or []) + [atoms]
+    frames.sort(key=lambda f: float(f.cell[2, 2]))
+    if frames[-1] is not atoms:
+        raise SimulationConfigError("the series must be thinner than the simulated sample")
+    if series:
+        check_prefix_series(frames)
+    planes = exit_plane_indices([float(f.cell[2, 2]) for f in frames],
+                                settings.slice_thickness_A, float(atoms.cell[2, 2]))
     gpts = settings.gpts(atoms)
     positions = settings.scan.positions(atoms)
     nx, ny = positions.shape[:2]
@@ -267,46 +343,47 @@ def simulate_unit(
         max_angle=settings.detector_max_angle_mrad,
         resample=False if square else "uniform",
     )
-    n_cfg = len(config_seeds)
-    rows = rows_per_call(nx, ny, gpts)
+    n_cfg, n_planes = len(config_seeds), len(planes)
+    rows = rows_per_call(nx, ny, gpts, WAVE_BUDGET_BYTES[settings.device])
     t0 = time.perf_counter()
+    acc = None
+    for ic, seed in enumerate(config_seeds):
+        fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
+                                 seed=(int(seed),))
+        displaced = fp.randomize(atoms)
+        potential = abtem.Potential(
+            displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
+            parametrization=settings.parametrization, projection="infinite",
+            device=settings.device, exit_planes=planes if series else None,
+        ).build(lazy=False)
+        probe.grid.match(potential)
+        for ix0 in range(0, nx, rows):
+            ix1 = min(nx, ix0 + rows)
+            pos = positions[ix0:ix1].reshape(-1, 2)
+            meas = probe.scan(potential, scan=abtem.CustomScan(pos), detectors=detector,
+                              max_batch=len(pos), lazy=True)
+            block = _to_numpy(meas.compute(scheduler="synchronous").array)
+            block = block.reshape((n_planes, ix1 - ix0, ny) + block.shape[-2:])
+            block = block.astype(np.float32)
+            if acc is None:
+                acc = np.zeros((n_planes, nx, ny) + block.shape[-2:], dtype=np.float32)
+                kx, ky = meas.sampling[-2:]
+                angular = meas.angular_sampling[-2:]
+            # same float32 operations as the per-configuration zarr update
+            # this replaces, so units stay bit-identical to earlier results
+            acc[:, ix0:ix1] += block / n_cfg
+            elapsed = time.perf_counter() - t0
+            done = ic * nx + ix1
+            progress(f"config {ic + 1}/{n_cfg} rows {ix0 + 1}-{ix1}/{nx} "
+                     f"({done}/{n_cfg * nx}, {elapsed:.1f} s)")
     with atomic_group(out) as group:
-        cbed = None
-        for ic, seed in enumerate(config_seeds):
-            fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
-                                     seed=(int(seed),))
-            displaced = fp.randomize(atoms)
-            potential = abtem.Potential(
-                displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
-                parametrization=settings.parametrization, projection="infinite",
-                device=settings.device,
-            ).build(lazy=False)
-            probe.grid.match(potential)
-            for ix0 in range(0, nx, rows):
-                ix1 = min(nx, ix0 + rows)
-                pos = positions[ix0:ix1].reshape(-1, 2)
-                meas = probe.scan(potential, scan=abtem.CustomScan(pos), detectors=detector,
-                                  max_batch=len(pos), lazy=True)
-                block = _to_numpy(meas.compute(scheduler="synchronous").array)
-                block = block.reshape((ix1 - ix0, ny) + block.shape[-2:]).astype(np.float32)
-                if cbed is None:
-                    cbed = group.create_array(
-                        "cbed", shape=(nx, ny) + block.shape[-2:], dtype="float32",
-                        chunks=(1, ny) + block.shape[-2:], fill_value=0.0,
-                    )
-                    kx, ky = meas.sampling[-2:]
-                    angular = meas.angular_sampling[-2:]
-                if ic == 0:
-                    cbed[ix0:ix1] = block / n_cfg
-                else:
-                    cbed[ix0:ix1] = cbed[ix0:ix1] + block / n_cfg
-                elapsed = time.perf_counter() - t0
-                done = ic * nx + ix1
-                progress(f"config {ic + 1}/{n_cfg} rows {ix0 + 1}-{ix1}/{nx} "
-                         f"({done}/{n_cfg * nx}, {elapsed:.1f} s)")
+        data = acc if series else acc[0]
+        group.create_array("cbed", shape=data.shape, dtype="float32",
+                           chunks=(1,) * (data.ndim - 3) + data.shape[-3:],
+                           fill_value=0.0)[...] = data
         labels = {k: _jsonable(v) for k, v in atoms.info.items()}
-        write_attrs(group, {
-            "dims": ["scan_x", "scan_y", "kx", "ky"],
+        attrs = {
+            "dims": (["exit_plane"] if series else []) + ["scan_x", "scan_y", "kx", "ky"],
             "scan_positions_A": positions.tolist(),
             "scan_step_A": [float(positions[1, 0, 0] - positions[0, 0, 0]) if nx > 1 else 0.0,
                             float(positions[0, 1, 1] - positions[0, 0, 1]) if ny > 1 else 0.0],
@@ -322,7 +399,13 @@ def simulate_unit(
             "cbedflow_version": __version__,
             "provenance": provenance or {},
             "complete": True,
-        })
+        }
+        if series:
+            attrs["exit_thicknesses_A"] = [float(f.cell[2, 2]) for f in frames]
+            attrs["exit_plane_slices"] = list(planes)
+            attrs["plane_labels"] = [{k: _jsonable(v) for k, v in f.info.items()}
+                                     for f in frames]
+        write_attrs(group, attrs)
     progress(f"done: {out} in {time.perf_counter() - t0:.1f} s")
     return Path(out)
 

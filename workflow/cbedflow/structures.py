@@ -214,6 +214,18 @@ def intermix(
     return realised
 
 
+def realised_fractions(atoms: Atoms, geometry: InterfaceGeometry) -> list[float]:
+    """Fraction of Ti on the B sites of each film AlO2 plane, nearest the
+    interface first (the intermixing a sample actually holds)."""
+    symbols = np.array(atoms.get_chemical_symbols())
+    x = atoms.positions[:, 0]
+    out = []
+    for xp in film_b_planes_x(geometry):
+        on = np.isclose(x, xp, atol=1e-3) & np.isin(symbols, ("Al", "Ti"))
+        out.append(float(np.mean(symbols[on] == "Ti")) if on.any() else 0.0)
+    return out
+
+
 @dataclass(frozen=True)
 class StructureSpec:
     """One structure of the campaign: its class and class parameters.
@@ -271,6 +283,58 @@ def build_structure(
         nominal_thickness_A=float(thickness_A),
     )
     return atoms
+
+
+def series_compatible(spec: StructureSpec) -> bool:
+    """True if ``spec``'s thinner samples can be the thickest one cut at their
+    thickness with every label still true, so one propagation with exit
+    planes gives the whole thickness series.
+
+    Diffuse structures: yes (the cut keeps the class; the realised
+    intermixing of each cut is recomputed). Step structures: only the flat
+    ones, k = 0 and k = 10: a step at depth d of the thickest sample sits at
+    d/t of a thinner one, a whole class only by accident, and beyond it when
+    d > t.
+    """
+    if spec.kind == "diffuse":
+        return True
+    return spec.kind == "step" and spec.step_k in (0, N_STEP_CLASSES - 1)
+
+
+def build_series(
+    spec: StructureSpec,
+    geometry: InterfaceGeometry,
+    thicknesses_A: list[float],
+    decay: float = 0.0,
+) -> list[Atoms]:
+    """``spec`` at every nominal thickness [Å] as cuts of the thickest sample
+    (from the beam-entrance surface), thinnest first, labels in ``info``.
+
+    Raises ValueError if ``spec`` is not :func:`series_compatible`. For the
+    flat step classes the cuts are identical to :func:`build_structure` at
+    each thickness; a diffuse cut holds the thickest sample's random sites
+    in its first cells, with its own realised fraction.
+    """
+    if not series_compatible(spec):
+        raise ValueError(f"structure {spec.name} (kind {spec.kind}, k={spec.step_k}) "
+                         "cannot form a thickness series from one sample: its step "
+                         "class would change with the thickness")
+    order = sorted(thicknesses_A)
+    thick = build_structure(spec, geometry, order[-1], decay)
+    frames = []
+    for t in order[:-1]:
+        nz = thickness_cells(t, geometry.a)
+        cut = thick[thick.positions[:, 2] < nz * geometry.a - 1e-6]
+        cut.cell[2, 2] = nz * geometry.a
+        cut.info = dict(thick.info)
+        cut.info.update(thickness_A=nz * geometry.a, thickness_cells=nz,
+                        nominal_thickness_A=float(t))
+        if spec.kind == "step":
+            cut.info["step_depth_A"] = step_depth_cells(spec.step_k, nz) * geometry.a
+        else:
+            cut.info["intermix_fraction"] = realised_fractions(cut, geometry)[0]
+        frames.append(cut)
+    return frames + [thick]
 
 
 def campaign_structures(
