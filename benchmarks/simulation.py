@@ -10,8 +10,9 @@ Measures, in one run on one machine:
    FFT per slice per probe per frozen-phonon configuration, on the same grid,
    with the same library (pyfftw, FFTW_ESTIMATE, as abTEM) and threads, batched
    as abTEM batches probes (one scan row);
-2. a thickness series from one propagation with abTEM exit planes against the
-   thickest thickness alone and against one run per thickness;
+2. the campaign's thickness-series unit (one propagation, abTEM exit planes,
+   ``simulate_unit(..., series=...)``) against the thickest sample alone and
+   against one unit per thickness;
 3. a unit's peak resident memory (a fresh process) against the size of the
    array it writes, also net of the interpreter + abTEM baseline;
 4. samples per second of the training input pipeline (zarr through tf.data,
@@ -163,46 +164,31 @@ def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu"
 
 def bench_thickness_series(quick: bool, thicknesses_A: list[float],
                            device: str = "cpu") -> dict:
-    """One propagation through the thickest sample with exit planes at every
-    thickness, against the thickest alone and one run per thickness (abTEM
-    directly, 1 configuration)."""
-    import abtem
+    """The campaign's series unit (``simulate_unit`` with exit planes, a
+    diffuse structure cut at every thickness, 2 configurations) against the
+    thickest sample alone and against one unit per thickness."""
+    from cbedflow.structures import build_series
 
-    from cbedflow.simulate import configure_abtem
-
-    cfg = config(quick, max(thicknesses_A), 1, device=device)
+    cfg = config(quick, max(thicknesses_A), 2, device=device)
     settings = SimulationSettings.from_config(cfg)
-    configure_abtem(settings)
-    thick = structure(cfg, max(thicknesses_A))
-    probe = abtem.Probe(energy=settings.energy_kV * 1e3,
-                        semiangle_cutoff=settings.semiangle_mrad)
-    det = abtem.PixelatedDetector(max_angle=settings.detector_max_angle_mrad)
-    dz = settings.slice_thickness_A
-    positions = settings.scan.positions(thick).reshape(-1, 2)
+    camp = Campaign(cfg)
+    spec = [s for s in camp.structures if s.kind == "diffuse"][0]
+    frames = build_series(spec, camp.geometry, thicknesses_A)
+    seeds = unit_seeds(1, "series", 1, 0, 2)
 
-    def run(atoms, exit_planes=None):
-        pot = abtem.Potential(atoms, gpts=settings.gpts(atoms), slice_thickness=dz,
-                              parametrization=settings.parametrization,
-                              exit_planes=exit_planes, device=device)
-        t0 = time.perf_counter()
-        pot = pot.build(lazy=False)
-        probe.grid.match(pot)
-        m = probe.scan(pot, scan=abtem.CustomScan(positions), detectors=det, lazy=True)
-        arr = m.compute(scheduler="synchronous").array
-        _sync(device)
-        return time.perf_counter() - t0, arr
+    def run(atoms, series=None):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            simulate_unit(atoms, settings, seeds, Path(tmp) / "u.zarr", series=series,
+                          progress=lambda m: None)
+            return time.perf_counter() - t0
 
-    run(structure(cfg, min(thicknesses_A)))  # warm-up: imports, FFTW plans
-    t_thick, _ = run(thick)
-    planes = tuple(int(round(t / dz)) - 1 for t in sorted(thicknesses_A))
-    t_series, arr = run(thick, exit_planes=planes)
-    t_separate = 0.0
-    for t in thicknesses_A:
-        dt, _ = run(structure(cfg, t))
-        t_separate += dt
+    run(frames[0])  # warm-up: imports, FFT plans
+    t_thick = run(frames[-1])
+    t_series = run(frames[-1], series=frames[:-1])
+    t_separate = sum(run(f) for f in frames)
     return {"device": device, "thicknesses_A": sorted(thicknesses_A),
-            "exit_plane_slices": list(planes),
-            "series_shape": list(np.shape(arr)), "thickest_alone_s": round(t_thick, 2),
+            "configs": 2, "thickest_alone_s": round(t_thick, 2),
             "series_one_propagation_s": round(t_series, 2),
             "separate_runs_s": round(t_separate, 2),
             "series_vs_thickest": round(t_series / t_thick, 2),
@@ -210,19 +196,23 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float],
 
 
 def bench_gpu_agreement() -> dict:
-    """The same unit (39 Å, 2 configurations, same seeds) on cupy and on the
-    CPU: the largest pattern-pixel difference relative to the largest pixel,
+    """The same thickness-series unit (39 and 59 Å exit planes, 2
+    configurations, same seeds) on cupy and on the CPU: the largest pattern-pixel difference relative to the largest pixel,
     and the relative difference of the total intensity."""
     import zarr
+
+    from cbedflow.structures import build_series
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for device in ("cpu", "gpu"):
-            cfg = config(True, 39.0, 2, device=device)
-            atoms = structure(cfg, 39.0)
-            simulate_unit(atoms, SimulationSettings.from_config(cfg),
+            cfg = config(True, 59.0, 2, device=device)
+            camp = Campaign(cfg)
+            spec = [s for s in camp.structures if s.kind == "diffuse"][0]
+            frames = build_series(spec, camp.geometry, [39.0, 59.0])
+            simulate_unit(frames[-1], SimulationSettings.from_config(cfg),
                           unit_seeds(1, "agree", 1, 0, 2), Path(tmp) / f"{device}.zarr",
-                          progress=lambda m: None)
+                          series=frames[:-1], progress=lambda m: None)
             out[device] = zarr.open_group(str(Path(tmp) / f"{device}.zarr"), mode="r")["cbed"][...]
     a, b = out["cpu"].astype(np.float64), out["gpu"].astype(np.float64)
     return {"shape": list(a.shape),
@@ -231,41 +221,70 @@ def bench_gpu_agreement() -> dict:
             "cpu_total_per_pattern": float(a.sum(axis=(-2, -1)).mean())}
 
 
-def bench_memory(quick: bool, thickness_A: float, configs: int, positions_y: int) -> dict:
+def bench_memory(quick: bool, thickness_A: float, configs: int, positions_y: int,
+                 device: str = "cpu", paper: bool = False) -> dict:
     """Peak RSS of a fresh process that simulates one unit, and of one that
-    only imports and builds the structure (the baseline)."""
+    only imports and builds the structure (the baseline); on ``gpu`` also the
+    peak of cupy's memory pool. ``paper``: the paper-scale unit of
+    :func:`paper_unit_config` (its own probes and configurations)."""
     code = f"""
 import json, resource, sys, tempfile
 sys.path.insert(0, {str(ROOT / 'workflow')!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
-from simulation import config, structure
+from simulation import config, paper_unit_config, structure
 from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds
 import abtem
-cfg = config({quick}, {thickness_A}, {configs}, {positions_y})
+if {paper}:
+    cfg = paper_unit_config({thickness_A}, {device!r})
+else:
+    cfg = config({quick}, {thickness_A}, {configs}, {positions_y}, {device!r})
 atoms = structure(cfg, {thickness_A})
 s = SimulationSettings.from_config(cfg)
+n_cfg = cfg["simulation"]["phonons"]["batch_size"]
 out = {{}}
 if sys.argv[1] == "run":
     with tempfile.TemporaryDirectory() as tmp:
-        simulate_unit(atoms, s, unit_seeds(1, "bench", 1, 0, {configs}), tmp + "/u.zarr",
+        simulate_unit(atoms, s, unit_seeds(1, "bench", 1, 0, n_cfg), tmp + "/u.zarr",
                       progress=lambda m: None)
         import zarr
         a = zarr.open_group(tmp + "/u.zarr", mode="r")["cbed"]
         out["output_bytes"] = int(a.nbytes)
+        out["configs"] = n_cfg
+        out["probes"] = int(a.shape[0] * a.shape[1])
+    if {device!r} == "gpu":
+        import cupy as cp
+        out["gpu_pool_bytes"] = int(cp.get_default_memory_pool().total_bytes())
 out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(out))
 """
     res = {}
     for mode in ("baseline", "run"):
-        r = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(r.stderr[-3000:])
         res[mode] = json.loads(r.stdout.strip().splitlines()[-1])
-    out_b = res["run"]["output_bytes"]
-    peak, base = res["run"]["peak_rss_bytes"], res["baseline"]["peak_rss_bytes"]
-    return {"thickness_A": thickness_A, "configs": configs, "positions_y": positions_y,
+    run = res["run"]
+    out_b = run["output_bytes"]
+    peak, base = run["peak_rss_bytes"], res["baseline"]["peak_rss_bytes"]
+    extra = {}
+    if "gpu_pool_bytes" in run:
+        extra = {"gpu_pool_MiB": round(run["gpu_pool_bytes"] / 2**20, 1),
+                 "gpu_pool_over_output": round(run["gpu_pool_bytes"] / out_b, 2)}
+    return {"device": device, "thickness_A": thickness_A, "configs": run["configs"],
+            "probes": run["probes"], "paper_scale": paper,
             "output_MiB": round(out_b / 2**20, 2), "peak_rss_MiB": round(peak / 2**20, 1),
             "baseline_rss_MiB": round(base / 2**20, 1),
-            "peak_over_output": round(peak / out_b, 1),
-            "net_peak_over_output": round((peak - base) / out_b, 2)}
+            "peak_over_output": round(peak / out_b, 2),
+            "net_peak_over_output": round((peak - base) / out_b, 2), **extra}
+
+
+def _print_memory(m: dict) -> None:
+    gpu = (f"; GPU pool {m['gpu_pool_MiB']} MiB = {m['gpu_pool_over_output']}x"
+           if "gpu_pool_MiB" in m else "")
+    print(f"[3] {m['device']} unit {m['thickness_A']:g} Å, {m['probes']} probes, "
+          f"{m['configs']} configs{' (paper scale)' if m['paper_scale'] else ''}: peak "
+          f"{m['peak_rss_MiB']} MiB = {m['peak_over_output']}x its output "
+          f"({m['output_MiB']} MiB); net of the {m['baseline_rss_MiB']} MiB interpreter + "
+          f"abTEM baseline: {m['net_peak_over_output']}x{gpu}", flush=True)
 
 
 _PIPELINE = r"""
@@ -273,11 +292,15 @@ import json, sys, tempfile, time
 import numpy as np, zarr, tensorflow as tf
 sys.path.insert(0, sys.argv[1])
 from cbedflow.learn import preprocess, zarr_dataset
+from cbedflow.storage import stack_chunk_length
 n, shape, batch = int(sys.argv[2]), (13, 16, 16), 16
 x = np.random.default_rng(0).random((n,) + shape).astype(np.float32)
 with tempfile.TemporaryDirectory() as tmp:
     g = zarr.open_group(tmp + "/e.zarr", mode="w", zarr_format=3)
-    g.create_array("x", shape=x.shape, dtype="float32", chunks=(1,) + shape)[...] = x
+    # chunked as the crop and augment stages write examples
+    chunks = (stack_chunk_length(shape),) + shape
+    g.create_array("x", shape=x.shape, dtype="float32", chunks=chunks,
+                   compressors=None)[...] = x
     g.create_array("y", shape=(n,), dtype="int32")[...] = np.zeros(n, np.int32)
     g.create_array("thickness_A", shape=(n,), dtype="float32")[...] = np.full(n, 39.0)
     def rate(ds):
@@ -285,20 +308,36 @@ with tempfile.TemporaryDirectory() as tmp:
         for xb, _ in ds.batch(batch).prefetch(tf.data.AUTOTUNE):
             k += int(xb.shape[0])
         return k / (time.perf_counter() - t0)
-    mem = tf.data.Dataset.from_tensor_slices((x, np.zeros(n, np.int32))).map(
-        lambda a, b: (preprocess(a), b))
-    rate(mem)  # warm-up (graph tracing)
+    # in memory, two ways: one example at a time, and in blocks of 64 as the
+    # zarr pipeline reads (one preprocessing op per block); the faster counts
+    y0 = np.zeros(n, np.int32)
+    mem1 = tf.data.Dataset.from_tensor_slices((x, y0)).map(
+        lambda a, b: (preprocess(a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    mem64 = tf.data.Dataset.from_tensor_slices((x, y0)).batch(64).map(
+        lambda a, b: (preprocess(a), b), num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    for d in (mem1, mem64):
+        rate(d)  # warm-up (graph tracing)
     zds, _, _ = zarr_dataset(tmp + "/e.zarr", cache=False)
     rate(zds)
-    r_mem = max(rate(mem) for _ in range(3))
+    r_mem = max(rate(d) for d in (mem1, mem64) for _ in range(3))
     r_zarr = max(rate(zarr_dataset(tmp + "/e.zarr", cache=False)[0]) for _ in range(3))
     cached = zarr_dataset(tmp + "/e.zarr", cache=True)[0]
     rate(cached)  # first epoch fills the cache
     r_cached = max(rate(cached) for _ in range(3))
+    # the profile: zarr alone, every chunk read in order on one thread
+    a = zarr.open_group(tmp + "/e.zarr", mode="r")["x"]
+    t0 = time.perf_counter()
+    for i in range(0, n, a.chunks[0]):
+        a[i:i + a.chunks[0]]
+    r_raw = n / (time.perf_counter() - t0)
+epochs = 60  # config/reproduce.yaml: the first epoch from zarr, the rest cached
+r_train = epochs / (1 / r_zarr + (epochs - 1) / r_cached)
 print(json.dumps({"examples": n, "example_shape": list(shape), "in_memory_per_s": round(r_mem),
                   "zarr_per_s": round(r_zarr), "ratio": round(r_zarr / r_mem, 2),
                   "zarr_cached_per_s": round(r_cached),
-                  "cached_ratio": round(r_cached / r_mem, 2)}))
+                  "cached_ratio": round(r_cached / r_mem, 2),
+                  "zarr_read_only_per_s": round(r_raw),
+                  "training_60_epochs_ratio": round(r_train / r_mem, 2)}))
 """
 
 
@@ -321,7 +360,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="also write the figures as JSON")
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                     help="gpu: cupy against CPU agreement, units (also one paper-scale unit) "
-                         "against the cuFFT floor, thickness series; no RSS or tf.data parts")
+                         "against the cuFFT floor, thickness series, host and GPU memory; no tf.data part")
     args = ap.parse_args(argv)
     if args.device == "gpu":
         return main_gpu(args)
@@ -341,16 +380,14 @@ def main(argv=None) -> int:
           f"{s['separate_runs_s']} s)", flush=True)
     res["memory"] = [bench_memory(q, 39.0, 1, ny) for ny in ((4, 16) if q else (4, 32))]
     for m in res["memory"]:
-        print(f"[3] unit {m['thickness_A']:g} Å, 13 x {m['positions_y']} probes: peak {m['peak_rss_MiB']} MiB = "
-              f"{m['peak_over_output']}x its output ({m['output_MiB']} MiB); net of the "
-              f"{m['baseline_rss_MiB']} MiB interpreter + abTEM baseline: "
-              f"{m['net_peak_over_output']}x", flush=True)
+        _print_memory(m)
     p = bench_pipeline(q)
     res["input_pipeline"] = p
     print(f"[4] input pipeline: zarr first epoch {p['zarr_per_s']}/s = {p['ratio']}x, later "
           f"(cached) epochs {p['zarr_cached_per_s']}/s = {p['cached_ratio']}x the in-memory "
-          f"{p['in_memory_per_s']}/s ({p['examples']} examples of {p['example_shape']})",
-          flush=True)
+          f"{p['in_memory_per_s']}/s ({p['examples']} examples of {p['example_shape']}); a "
+          f"60-epoch training {p['training_60_epochs_ratio']}x; zarr reads alone "
+          f"{p['zarr_read_only_per_s']}/s", flush=True)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"benchmark wall time {res['wall_s']} s")
     if args.out:
@@ -378,7 +415,7 @@ def main_gpu(args) -> int:
     print(f"GPU {res['machine']['gpu']}, cupy {cp.__version__}", flush=True)
     a = bench_gpu_agreement()
     res["agreement"] = a
-    print(f"[0] gpu vs cpu, same unit and seeds {a['shape']}: max |diff| = "
+    print(f"[0] gpu vs cpu, same series unit and seeds {a['shape']}: max |diff| = "
           f"{a['max_abs_diff_over_max']:.2e} of the largest pixel, total intensity differs by "
           f"{a['total_rel_diff']:.2e}", flush=True)
     res["job_vs_fft_floor"] = [bench_job(args.quick, 39.0, 2, "gpu")]
@@ -394,6 +431,11 @@ def main_gpu(args) -> int:
           f"{s['series_vs_thickest']}x the thickest alone, {s['series_vs_separate']}x separate "
           f"runs ({s['series_one_propagation_s']} s / {s['thickest_alone_s']} s / "
           f"{s['separate_runs_s']} s)", flush=True)
+    res["memory"] = [bench_memory(True, 39.0, 1, 16, "gpu")]
+    if not args.quick:
+        res["memory"].append(bench_memory(False, 100.0, 8, 123, "gpu", paper=True))
+    for m in res["memory"]:
+        _print_memory(m)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"benchmark wall time {res['wall_s']} s")
     if args.out:

@@ -152,3 +152,40 @@ def test_atomic_file(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "ok"
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.weights.h5"]
+
+
+def test_stack_writer_writes_whole_chunks_in_order(tmp_path):
+    from cbedflow.storage import StackWriter, stack_chunk_length
+
+    assert stack_chunk_length((13, 16, 16)) == 2**20 // (13 * 16 * 16 * 4)
+    assert stack_chunk_length((1000, 1000)) == 1  # an item larger than a chunk
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
+    a = g.create_array("x", shape=(10, 3), dtype="float32", chunks=(4, 3), fill_value=-1.0)
+    w = StackWriter(a)
+    for j in range(10):
+        w[j] = np.full(3, j)
+    with pytest.raises(IndexError, match="item 3 written out of order"):
+        w[3] = np.zeros(3)
+    w.close()
+    np.testing.assert_array_equal(a[...], np.repeat(np.arange(10), 3).reshape(10, 3))
+    short = StackWriter(g.create_array("y", shape=(5,), dtype="float32", chunks=(2,)))
+    short[0] = 1.0
+    with pytest.raises(ValueError, match="1 of 5 items written"):
+        short.close()
+
+
+def test_read_plan_keeps_order_and_reads_whole_chunks():
+    from cbedflow.learn import read_plan
+
+    idx = np.arange(0, 1000, 2)  # one rank of two
+    blocks = read_plan(idx, chunk=100, min_block=64)
+    np.testing.assert_array_equal(np.concatenate(blocks), idx)
+    assert all(len(b) >= 64 for b in blocks[:-1])
+    # a block ends at a chunk boundary (the next block starts a new chunk)
+    assert all(b[0] // 100 != a[-1] // 100 for a, b in zip(blocks, blocks[1:]))
+    # shuffled indices still come back in their order, in increasing runs
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(300)
+    blocks = read_plan(shuffled, chunk=50, min_block=8)
+    np.testing.assert_array_equal(np.concatenate(blocks), shuffled)
+    assert all(np.all(np.diff(b) > 0) for b in blocks)

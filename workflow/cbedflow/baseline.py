@@ -44,7 +44,7 @@ def _load(path: str | Path, spec: ModelSpec, nominal: list[float], rings: int, n
     idx = select_examples(g["thickness_A"][...], spec, nominal)
     if len(idx) == 0:
         raise ValueError(f"{path}: no examples for model {spec.id!r}")
-    x = np.stack([g["x"][int(i)] for i in idx])
+    x = g["x"].get_orthogonal_selection((np.asarray(idx, dtype=np.int64),))
     f = ring_features(x, rings)
     if spec.thickness_input:
         f = np.column_stack([f, g["thickness_A"][...][idx] / THICKNESS_SCALE_A])

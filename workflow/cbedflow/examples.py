@@ -17,7 +17,14 @@ from typing import Callable
 import numpy as np
 import zarr
 
-from .storage import CorruptOutputError, atomic_group, open_complete, write_attrs
+from .storage import (
+    CorruptOutputError,
+    StackWriter,
+    atomic_group,
+    open_complete,
+    stack_chunk_length,
+    write_attrs,
+)
 from .tasks import Task
 
 SPLITS = ("train", "validation", "test")
@@ -87,10 +94,22 @@ def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: 
 
 
 def _create(group: zarr.Group, n: int, shape: tuple) -> tuple:
-    x = group.create_array("x", shape=(n,) + shape, dtype="float32", chunks=(1,) + shape,
-                           fill_value=0.0)
+    """The example array (chunks of whole examples, ~1 MiB) behind a
+    sequential :class:`~cbedflow.storage.StackWriter`, and the metadata."""
+    # uncompressed: noisy float32 patterns hardly compress, and zstd
+    # decompression halved the first epoch's read rate (docs/performance.md)
+    x = group.create_array("x", shape=(n,) + shape, dtype="float32",
+                           chunks=(min(max(1, n), stack_chunk_length(shape)),) + shape,
+                           fill_value=0.0, compressors=None)
     meta = {k: np.zeros(n, dtype=dt) for k, dt in META.items()}
-    return x, meta
+    return StackWriter(x), meta
+
+
+def iter_chunks(x: zarr.Array):
+    """(start, block) over the leading axis of ``x``, one stored chunk at a time."""
+    step = x.chunks[0]
+    for i in range(0, x.shape[0], step):
+        yield i, x[i:i + step]
 
 
 def _finish(group: zarr.Group, meta: dict, attrs: dict) -> None:
@@ -156,6 +175,7 @@ def crop_and_split(
                     meta["step_k"][j] = lab["step_k"][i]
                     meta["intermix_fraction"][j] = lab["intermix_fraction"][i]
                     j += 1
+            x.close()
             _finish(g, meta, {
                 "task": task.name, "split": split, "classes": list(task.classes),
                 "dims": ["example", "scan_x", "kx", "ky"],
@@ -202,8 +222,9 @@ def augment(
         dose = np.zeros(n * copies, np.float32)
         angle = np.zeros(n * copies, np.float32)
         src_meta = {k: src[k][...] for k in META}
-        for i in range(n):
-            vol = src["x"][i].astype(np.float64)
+        vols = ((i0 + k, v) for i0, block in iter_chunks(src["x"]) for k, v in enumerate(block))
+        for i, vol in vols:
+            vol = vol.astype(np.float64)
             for c in range(copies):
                 j = i * copies + c
                 for k in META:
@@ -221,6 +242,7 @@ def augment(
                 dose[j], angle[j] = d, a
             if (i + 1) % max(1, n // 10) == 0 or i == n - 1:
                 progress(f"augment {i + 1}/{n} examples ({time.perf_counter() - t0:.1f} s)")
+        x.close()
         meta_extra = {"dose_e_per_pattern": dose, "rotation_deg": angle}
         for k, v in meta_extra.items():
             g.create_array(k, shape=v.shape, dtype=v.dtype, chunks=(max(1, len(v)),))[...] = v
@@ -246,9 +268,11 @@ def check_examples(path: str | Path, n_classes: int | None = None) -> zarr.Group
                                  "(examples, positions, kx, ky)")
     if x.shape[0] == 0:
         raise CorruptOutputError(f"{path}: split holds no examples")
-    for i in range(x.shape[0]):
-        if not np.all(np.isfinite(x[i])):
-            raise CorruptOutputError(f"{path}: example {i} holds non-finite values")
+    for i0, block in iter_chunks(x):
+        bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+        if bad.any():
+            raise CorruptOutputError(f"{path}: example {i0 + int(np.argmax(bad))} holds "
+                                     "non-finite values")
     y = g["y"][...]
     if n_classes is not None and (y.min() < 0 or y.max() >= n_classes):
         raise CorruptOutputError(f"{path}: labels span {y.min()}..{y.max()}, "

@@ -28,12 +28,17 @@ import numpy as np
 
 def preprocess(x):
     """Network input from CBED intensities: sqrt (Poisson variance
-    stabilising), then per-example standardisation, plus a channel axis."""
+    stabilising), then per-example standardisation, plus a channel axis.
+
+    ``x`` is one example (positions, kx, ky) or a stack of them (leading
+    example axis); statistics are per example either way.
+    """
     import tensorflow as tf
 
     x = tf.sqrt(tf.maximum(tf.cast(x, tf.float32), 0.0))
-    mean = tf.reduce_mean(x)
-    std = tf.math.reduce_std(x) + 1e-12
+    axes = [-3, -2, -1]
+    mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+    std = tf.math.reduce_std(x, axis=axes, keepdims=True) + 1e-12
     return tf.expand_dims((x - mean) / std, -1)
 
 
@@ -78,9 +83,28 @@ def model_from_params(params: dict, shape):
                        bool(params.get("model", {}).get("thickness_input", False)))
 
 
-#: Examples read from zarr per call: one call fetches many chunks at once
-#: (zarr reads them concurrently), instead of one Python round trip per example.
+#: Fewest examples read from zarr per call: a call reads whole stored chunks
+#: (many examples each, ``storage.CHUNK_BYTES``) instead of one Python round
+#: trip per example.
 READ_BLOCK = 64
+
+
+def read_plan(idx: np.ndarray, chunk: int, min_block: int = READ_BLOCK) -> list[np.ndarray]:
+    """Split example indices, in their order, into blocks that each read one
+    contiguous range of whole chunks: a block grows while indices increase
+    and ends at a chunk boundary once it holds ``min_block`` examples, or
+    when the range it reads would exceed ``4 * max(min_block, chunk)``."""
+    blocks, cur = [], []
+    span = 4 * max(min_block, chunk)
+    for i in np.asarray(idx, dtype=np.int64).tolist():
+        if cur and (i <= cur[-1] or i - cur[0] >= span
+                    or (i // chunk != cur[-1] // chunk and len(cur) >= min_block)):
+            blocks.append(np.array(cur, dtype=np.int64))
+            cur = []
+        cur.append(i)
+    if cur:
+        blocks.append(np.array(cur, dtype=np.int64))
+    return blocks
 
 
 def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool = False,
@@ -89,8 +113,8 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     """tf.data pipeline over one rank's shard of an example group.
 
     Examples ``indices[rank], indices[rank + size], ...`` (all examples when
-    ``indices`` is None) are read from zarr :data:`READ_BLOCK` at a time
-    (chunk = one example; one orthogonal selection per block) in a
+    ``indices`` is None) are read from zarr in blocks of whole chunks
+    (:func:`read_plan`, at least :data:`READ_BLOCK` examples) in a
     ``tf.py_function``, unbatched, and cached in memory after the first pass
     when ``cache``. With ``thickness_input`` an element is ``((x, t), y)`` with
     t = thickness / 100 Å.
@@ -107,11 +131,14 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     if indices is None:
         indices = np.arange(x_arr.shape[0])
     idx = np.asarray(indices, dtype=np.int64)[rank::size]
-    blocks = [idx[i:i + READ_BLOCK] for i in range(0, len(idx), READ_BLOCK)]
+    chunk = x_arr.chunks[0]
+    blocks = read_plan(idx, chunk)
 
     def read(b):
         sel = blocks[int(b.numpy())]
-        x = x_arr.get_orthogonal_selection((sel,)).astype(np.float32)
+        lo = int(sel[0]) // chunk * chunk
+        hi = min(x_arr.shape[0], (int(sel[-1]) // chunk + 1) * chunk)
+        x = x_arr[lo:hi][sel - lo].astype(np.float32)
         return x, t_all[sel][:, None], y_all[sel]
 
     def tf_read(b):
@@ -119,18 +146,18 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
         x.set_shape((None,) + shape)
         t.set_shape((None, 1))
         y.set_shape((None,))
-        return tf.data.Dataset.from_tensor_slices((x, t, y))
+        return x, t, y
 
-    def prep(x, t, y):
+    def read_prep(b):
+        x, t, y = tf_read(b)
         if thickness_input:
             return (preprocess(x), t), y
         return preprocess(x), y
 
-    # blocks are read concurrently (zarr's decompression releases the GIL), in order
-    ds = tf.data.Dataset.range(len(blocks)).interleave(
-        tf_read, cycle_length=4, block_length=READ_BLOCK,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # blocks are read and preprocessed concurrently (zarr's decompression
+    # releases the GIL), one tensor op per block, and come out in order
+    ds = tf.data.Dataset.range(len(blocks)).map(
+        read_prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     if cache:
         ds = ds.cache()
     if shuffle:

@@ -193,7 +193,7 @@ def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_d
     from .learn import mc_dropout_probabilities, preprocess
 
     model = tf.keras.models.load_model(str(model_path), compile=False)
-    xs = tf.stack([preprocess(v) for v in x])
+    xs = preprocess(tf.convert_to_tensor(x))
     inputs = xs
     if spec.get("thickness_input"):
         inputs = (xs, tf.fill((len(x), 1), float(thickness_A) / THICKNESS_SCALE_A))
