@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cbedflow.config import validate
+from cbedflow.campaign import Campaign
+from cbedflow.config import load, validate
 from cbedflow.lsf import bsub_command, walltime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,9 @@ def test_dry_run_through_profile(tmp_path, name, config):
     assert r.returncode == 0, out[-3000:]
     counts = _counts(out)
     site = validate({"site": name})["site"]
-    units = 48 if config == "config.yaml" else 1200 * 5 * 8
+    units = len(Campaign(load(ROOT / "config" / config)).units())
+    # paper: 600 diffuse + 109 flat-step structures as one exit-plane series each
+    assert units == (48 if config == "config.yaml" else (709 + 491 * 5) * 8)
     assert counts["simulate_job"] == -(-units // site["units_per_job"])
     if name in CLUSTER:
         assert counts["simulate_job"] <= 100  # the sites' queued-jobs limit

@@ -113,7 +113,7 @@ def test_failed_simulation_leaves_no_output(tmp_path):
 
 def test_optimized_path_matches_plain_abtem(tmp_path):
     """simulate_unit (potential built once per configuration, probes propagated
-    in blocks of scan rows, accumulated in memory) against plain abTEM on the
+    in blocks, accumulated in memory) against plain abTEM on the
     same tiny case and seeds: FrozenPhonons over all configurations, one scan
     of every position, averaged over configurations."""
     import abtem
@@ -174,3 +174,19 @@ def test_exit_planes_refuse_thickness_between_slices():
         exit_plane_indices([8.0, 15.62], 1.9525, 15.62)
     with pytest.raises(SimulationConfigError, match="thickest exit plane"):
         exit_plane_indices([7.81], 1.9525, 15.62)
+
+
+def test_probe_blocks_do_not_change_the_result(tmp_path, monkeypatch):
+    """Blocks of probes that cut across scan rows (a 5-probe budget on a 3 x 2
+    scan) give the same patterns as one block of every probe."""
+    import cbedflow.simulate as sim
+
+    assert sim.probes_per_call(1599, (525, 525), sim.WAVE_BUDGET_BYTES["cpu"]) == 30
+    assert sim.probes_per_call(1599, (525, 525), sim.WAVE_BUDGET_BYTES["gpu"]) == 486
+    assert sim.probes_per_call(3, (4000, 4000), 1) == 1
+    s = SimulationSettings(sigmas_A=SIGMAS, scan=ScanSettings(0.0, 1.0, 3, 2))
+    whole, _ = _run(tmp_path, "whole", 8.0, s, seeds=(5,))
+    gpts = s.gpts(build_structure(FLAT, GEOM, 8.0))
+    monkeypatch.setitem(sim.WAVE_BUDGET_BYTES, "cpu", 5 * 4 * gpts[0] * gpts[1] * 8)
+    cut, _ = _run(tmp_path, "cut", 8.0, s, seeds=(5,))
+    np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-9)

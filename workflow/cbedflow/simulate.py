@@ -5,8 +5,8 @@ A work unit is (structure, thickness, phonon-configuration batch), or
 thickest cut at their thickness: then one propagation records every
 thickness at abTEM exit planes. For every configuration of the batch the
 potential is built once and reused for every probe position; probe positions
-are propagated together in blocks of scan rows (one batched FFT per slice, the
-rows that fit :data:`WAVE_BUDGET_BYTES`). The configuration mean is
+are propagated together in blocks (one batched FFT per slice, as many probes
+as fit :data:`WAVE_BUDGET_BYTES`). The configuration mean is
 accumulated in memory (one output array; abTEM's own ``to_zarr`` would hold
 every configuration's lazy result) and written once as a zarr v3 group under a
 temporary name, renamed when complete.
@@ -208,19 +208,20 @@ def _to_numpy(array) -> np.ndarray:
 
 
 #: Memory for the probe waves of one abTEM scan call [bytes], per device.
-#: Probes are propagated together (one batched FFT per slice) in blocks of
-#: whole scan rows that fit; one call per row cost 6-16x the bare FFTs on
-#: small grids (per-call overhead), see docs/performance.md. The GPU budget
-#: fits a 16 GB V100 (Summit) with the potential of a 300 Å sample beside it.
+#: Probes are propagated together (one batched FFT per slice) in blocks that
+#: fit; one call per scan row of 1-4 probes cost 6-16x the bare FFTs on small
+#: grids (per-call overhead), see docs/performance.md. The GPU budget fits a
+#: 16 GB V100 (Summit) with the potential of a 300 Å sample beside it.
 WAVE_BUDGET_BYTES = {"cpu": 256 * 2**20, "gpu": 4 * 2**30}
 
 
-def rows_per_call(nx: int, ny: int, gpts: tuple[int, int],
-                  budget: int = WAVE_BUDGET_BYTES["cpu"]) -> int:
-    """Scan rows per abTEM call: as many as keep ~4 complex64 copies of their
-    probe waves (wave, FFT work, propagator product, detector) within ``budget``."""
-    per_row = 4 * ny * gpts[0] * gpts[1] * 8
-    return max(1, min(nx, budget // per_row))
+def probes_per_call(n_probes: int, gpts: tuple[int, int],
+                    budget: int = WAVE_BUDGET_BYTES["cpu"]) -> int:
+    """Probe positions per abTEM call: as many as keep ~4 complex64 copies
+    of their waves (wave, FFT work, propagator product, detector) within
+    ``budget``, at least one."""
+    per_probe = 4 * gpts[0] * gpts[1] * 8
+    return max(1, min(n_probes, budget // per_probe))
 
 
 def exit_plane_indices(thicknesses_A: Sequence[float], slice_thickness_A: float,
@@ -298,7 +299,7 @@ def simulate_unit(
     provenance : dict, optional
         Extra provenance stored in the group's attributes.
     progress : callable
-        Receives one line of progress per block of scan rows.
+        Receives one line of progress per block of probe positions.
     series : sequence of ase.Atoms, optional
         A thickness series recorded from one propagation through ``atoms``
         (abTEM exit planes): the thinner samples, each ``atoms`` cut at its
@@ -344,7 +345,9 @@ def simulate_unit(
         resample=False if square else "uniform",
     )
     n_cfg, n_planes = len(config_seeds), len(planes)
-    rows = rows_per_call(nx, ny, gpts, WAVE_BUDGET_BYTES[settings.device])
+    flat = positions.reshape(-1, 2)  # scan_x-major, as the output
+    n_probes = len(flat)
+    per_call = probes_per_call(n_probes, gpts, WAVE_BUDGET_BYTES[settings.device])
     t0 = time.perf_counter()
     acc = None
     for ic, seed in enumerate(config_seeds):
@@ -357,25 +360,22 @@ def simulate_unit(
             device=settings.device, exit_planes=planes if series else None,
         ).build(lazy=False)
         probe.grid.match(potential)
-        for ix0 in range(0, nx, rows):
-            ix1 = min(nx, ix0 + rows)
-            pos = positions[ix0:ix1].reshape(-1, 2)
-            meas = probe.scan(potential, scan=abtem.CustomScan(pos), detectors=detector,
-                              max_batch=len(pos), lazy=True)
+        for p0 in range(0, n_probes, per_call):
+            p1 = min(n_probes, p0 + per_call)
+            meas = probe.scan(potential, scan=abtem.CustomScan(flat[p0:p1]),
+                              detectors=detector, max_batch=p1 - p0, lazy=True)
             block = _to_numpy(meas.compute(scheduler="synchronous").array)
-            block = block.reshape((n_planes, ix1 - ix0, ny) + block.shape[-2:])
+            block = block.reshape((n_planes, p1 - p0) + block.shape[-2:])
             block = block.astype(np.float32)
             if acc is None:
-                acc = np.zeros((n_planes, nx, ny) + block.shape[-2:], dtype=np.float32)
+                acc = np.zeros((n_planes, n_probes) + block.shape[-2:], dtype=np.float32)
                 kx, ky = meas.sampling[-2:]
                 angular = meas.angular_sampling[-2:]
-            # same float32 operations as the per-configuration zarr update
-            # this replaces, so units stay bit-identical to earlier results
-            acc[:, ix0:ix1] += block / n_cfg
-            elapsed = time.perf_counter() - t0
-            done = ic * nx + ix1
-            progress(f"config {ic + 1}/{n_cfg} rows {ix0 + 1}-{ix1}/{nx} "
-                     f"({done}/{n_cfg * nx}, {elapsed:.1f} s)")
+            acc[:, p0:p1] += block / n_cfg
+            progress(f"config {ic + 1}/{n_cfg} probes {p0 + 1}-{p1}/{n_probes} "
+                     f"({ic * n_probes + p1}/{n_cfg * n_probes}, "
+                     f"{time.perf_counter() - t0:.1f} s)")
+    acc = acc.reshape((n_planes, nx, ny) + acc.shape[-2:])
     with atomic_group(out) as group:
         data = acc if series else acc[0]
         group.create_array("cbed", shape=data.shape, dtype="float32",
