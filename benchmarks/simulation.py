@@ -163,13 +163,18 @@ def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu"
 
 
 def bench_thickness_series(quick: bool, thicknesses_A: list[float],
-                           device: str = "cpu") -> dict:
+                           device: str = "cpu", paper: bool = False) -> dict:
     """The campaign's series unit (``simulate_unit`` with exit planes, a
     diffuse structure cut at every thickness, 2 configurations) against the
-    thickest sample alone and against one unit per thickness."""
+    thickest sample alone and against one unit per thickness. ``paper``: the
+    paper-scale geometry, probes and detector (:func:`paper_unit_config`)."""
     from cbedflow.structures import build_series
 
-    cfg = config(quick, max(thicknesses_A), 2, device=device)
+    if paper:
+        cfg = paper_unit_config(max(thicknesses_A), device)
+        cfg["simulation"]["phonons"].update(configs=2, batch_size=2)
+    else:
+        cfg = config(quick, max(thicknesses_A), 2, device=device)
     settings = SimulationSettings.from_config(cfg)
     camp = Campaign(cfg)
     spec = [s for s in camp.structures if s.kind == "diffuse"][0]
@@ -187,7 +192,8 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float],
     t_thick = run(frames[-1])
     t_series = run(frames[-1], series=frames[:-1])
     t_separate = sum(run(f) for f in frames)
-    return {"device": device, "thicknesses_A": sorted(thicknesses_A),
+    return {"device": device, "thicknesses_A": sorted(thicknesses_A), "paper_scale": paper,
+            "probes": len(settings.scan.positions(frames[-1]).reshape(-1, 2)),
             "configs": 2, "thickest_alone_s": round(t_thick, 2),
             "series_one_propagation_s": round(t_series, 2),
             "separate_runs_s": round(t_separate, 2),
@@ -431,10 +437,13 @@ def main_gpu(args) -> int:
         res["job_vs_fft_floor"].append(bench_job(False, 100.0, 8, "gpu",
                                                  cfg=paper_unit_config(100.0, "gpu")))
         _print_job(res["job_vs_fft_floor"][-1])
-    series = [39.0, 59.0, 78.0] if args.quick else [98.0, 148.0, 199.0, 250.0, 300.0]
-    s = bench_thickness_series(args.quick, series, "gpu")
+    if args.quick:
+        s = bench_thickness_series(True, [39.0, 59.0, 78.0], "gpu")
+    else:
+        s = bench_thickness_series(False, [100.0, 150.0, 200.0, 250.0, 300.0], "gpu", paper=True)
     res["thickness_series"] = s
-    print(f"[2] gpu thickness series {s['thicknesses_A']} Å in one propagation: "
+    print(f"[2] gpu thickness series {s['thicknesses_A']} Å, {s['probes']} probes, in one "
+          "propagation: "
           f"{s['series_vs_thickest']}x the thickest alone, {s['series_vs_separate']}x separate "
           f"runs ({s['series_one_propagation_s']} s / {s['thickest_alone_s']} s / "
           f"{s['separate_runs_s']} s)", flush=True)

@@ -93,7 +93,8 @@ def collect(
     t0 = time.perf_counter()
     with atomic_group(out) as ds:
         cbed = ds.create_array("cbed", shape=(n,) + shape, dtype="float32",
-                               chunks=(1,) + shape, fill_value=0.0)
+                               chunks=(1,) + shape, fill_value=0.0,
+                               compressors=None)  # float32 patterns do not compress
         labels = {k: np.zeros(n, dtype=dt) for k, dt in LABELS.items()}
         for i, key in enumerate(keys):
             parts = sorted(by_sample[key], key=lambda x: (x[0], x[1] or 0))

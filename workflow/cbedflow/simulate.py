@@ -315,12 +315,14 @@ def simulate_unit(
 
     Notes
     -----
-    The mean is accumulated in memory (one output array) and written once,
-    so memory is the output plus one potential plus one block of waves; a
-    read-modify-write of the zarr array per configuration cost a third of a
+    The mean is accumulated in memory on the computing device (one output
+    array; cupy on ``gpu``) and written once, one chunk at a time, so memory
+    is the output plus one potential plus one block of waves; a
+    read-modify-write of the zarr array per configuration cost 40% of a
     paper-scale unit on a GPU (docs/performance.md).
     """
     import abtem
+    from abtem.core.backend import get_array_module
 
     configure_abtem(settings)
     frames = list(series or []) + [atoms]
@@ -364,23 +366,35 @@ def simulate_unit(
             p1 = min(n_probes, p0 + per_call)
             meas = probe.scan(potential, scan=abtem.CustomScan(flat[p0:p1]),
                               detectors=detector, max_batch=p1 - p0, lazy=True)
-            block = _to_numpy(meas.compute(scheduler="synchronous").array)
+            block = meas.compute(scheduler="synchronous").array
             block = block.reshape((n_planes, p1 - p0) + block.shape[-2:])
-            block = block.astype(np.float32)
+            block = block.astype(np.float32, copy=False)
             if acc is None:
-                acc = np.zeros((n_planes, n_probes) + block.shape[-2:], dtype=np.float32)
+                # on the device that computed the patterns (cupy on gpu): no
+                # per-block host transfers, one copy of the mean at the end
+                xp = get_array_module(block)
+                acc = xp.zeros((n_planes, n_probes) + block.shape[-2:], dtype=np.float32)
                 kx, ky = meas.sampling[-2:]
                 angular = meas.angular_sampling[-2:]
-            acc[:, p0:p1] += block / n_cfg
+            block /= n_cfg  # in place: the same float32 result as block / n_cfg
+            acc[:, p0:p1] += block
+            del block, meas
             progress(f"config {ic + 1}/{n_cfg} probes {p0 + 1}-{p1}/{n_probes} "
                      f"({ic * n_probes + p1}/{n_cfg * n_probes}, "
                      f"{time.perf_counter() - t0:.1f} s)")
-    acc = acc.reshape((n_planes, nx, ny) + acc.shape[-2:])
+    acc = _to_numpy(acc).reshape((n_planes, nx, ny) + acc.shape[-2:])
     with atomic_group(out) as group:
         data = acc if series else acc[0]
-        group.create_array("cbed", shape=data.shape, dtype="float32",
-                           chunks=(1,) * (data.ndim - 3) + data.shape[-3:],
-                           fill_value=0.0)[...] = data
+        # uncompressed: zstd made simulated float32 patterns larger, not
+        # smaller, and on a GPU compressing a series unit took longer than
+        # simulating it (docs/performance.md)
+        cbed = group.create_array("cbed", shape=data.shape, dtype="float32",
+                                  chunks=(1,) * (data.ndim - 3) + data.shape[-3:],
+                                  fill_value=0.0, compressors=None)
+        # one chunk (scan row) per write: zarr encodes every chunk of a
+        # whole-array write at once, which doubled the peak memory
+        for idx in np.ndindex(data.shape[:-3]):
+            cbed[idx] = data[idx]
         labels = {k: _jsonable(v) for k, v in atoms.info.items()}
         attrs = {
             "dims": (["exit_plane"] if series else []) + ["scan_x", "scan_y", "kx", "ky"],
