@@ -1,5 +1,6 @@
 rule simulate_job:
-    """A packed batch job: site.units_per_job simulation units (structure x thickness x
+    """A packed batch job: site.units_per_job simulation units (structure x thickness, or
+    structure x thickness series from exit planes, x
     phonon batch), spread over site.ranks_per_job MPI ranks. Builds and saves the
     structures it needs (ase), skips units already complete with the same settings."""
     output:
