@@ -25,7 +25,7 @@ PARAMS = {
 }
 
 
-def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0):
+def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0, chunk=1, compressed=True):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 2
     x = rng.random((n,) + shape).astype(np.float32) * 1e-3
@@ -33,11 +33,13 @@ def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0):
     if nan:
         x[3, 0, 0, 0] = np.nan
     with atomic_group(path) as g:
-        g.create_array("x", data=x, chunks=(1,) + shape)
+        g.create_array("x", data=x, chunks=(chunk,) + shape,
+                       **({} if compressed else {"compressors": None}))
         g.create_array("y", data=y.astype(np.int32))
-        for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
-                      ("line", "int16"), ("step_k", "int8"), ("intermix_fraction", "float32")):
+        for k, dt in (("structure_index", "int32"), ("line", "int16"), ("step_k", "int8"),
+                      ("intermix_fraction", "float32")):
             g.create_array(k, data=np.zeros(n, dt))
+        g.create_array("thickness_A", data=(39.0 + np.arange(n)).astype(np.float32))
         g.attrs.update(task="rough_vs_diffuse", classes=["diffuse", "step"], complete=True)
     return path
 
@@ -182,26 +184,34 @@ def test_walltime_stops_cleanly_and_rerun_resumes(tmp_path):
 
 @pytest.mark.train
 def test_zarr_dataset_reads_the_selected_examples_in_order(tmp_path):
-    """Block reads (several examples per zarr call, interleaved) keep each
-    rank's shard and its order: rank r gets indices[r::size]."""
-    path = write_split(tmp_path / "s.zarr", n=150, shape=(2, 4, 4))
+    """Block reads keep each rank's shard and its order (rank r gets
+    indices[r::size]), through zarr (compressed, one example per chunk) and
+    through TensorFlow's own file reads (the plain layout the stages write,
+    16 examples per chunk, last chunk partial), with the same values."""
+    zpath = write_split(tmp_path / "z.zarr", n=150, shape=(2, 4, 4))
+    rpath = write_split(tmp_path / "r.zarr", n=150, shape=(2, 4, 4), chunk=16,
+                        compressed=False)
     code = f"""
 import sys, numpy as np, zarr
 sys.path.insert(0, {str(ROOT / 'workflow')!r})
-from cbedflow.learn import zarr_dataset, preprocess
-g = zarr.open_group({str(path)!r}, mode="r")
-sel = np.array([149] + list(range(0, 140, 1)))
-for rank in (0, 1):
-    ds, n, shape = zarr_dataset({str(path)!r}, rank, 2, cache=False, indices=sel)
-    want = sel[rank::2]
-    got = [(x.numpy(), int(y)) for x, y in ds]
-    assert n == len(want) == len(got), (n, len(want), len(got))
-    for (x, y), i in zip(got, want):
-        assert y == int(g["y"][i]), (y, i)
-        np.testing.assert_allclose(x, preprocess(g["x"][i]).numpy(), rtol=1e-6)
-    (xt, t), y = next(iter(zarr_dataset({str(path)!r}, rank, 2, indices=sel,
-                                        thickness_input=True)[0]))
-    assert t.shape == (1,)
+from cbedflow.learn import raw_chunk_files, zarr_dataset, preprocess
+assert raw_chunk_files({str(zpath)!r}) is None  # compressed: read through zarr
+files = raw_chunk_files({str(rpath)!r})
+assert files is not None and len(files) == 10, files
+sel = np.array([149] + list(range(0, 140, 1)) + [3, 2])
+for path in ({str(zpath)!r}, {str(rpath)!r}):
+    g = zarr.open_group(path, mode="r")
+    for rank in (0, 1):
+        ds, n, shape = zarr_dataset(path, rank, 2, cache=False, indices=sel)
+        want = sel[rank::2]
+        got = [(x.numpy(), int(y)) for x, y in ds]
+        assert n == len(want) == len(got), (n, len(want), len(got))
+        for (x, y), i in zip(got, want):
+            assert y == int(g["y"][i]), (y, i)
+            np.testing.assert_allclose(x, preprocess(g["x"][i]).numpy(), rtol=1e-6)
+        ts = [float(t[0]) for (x, t), y in zarr_dataset(path, rank, 2, indices=sel,
+                                                          thickness_input=True)[0]]
+        np.testing.assert_allclose(ts, (39.0 + want) / 100.0, rtol=1e-6)
 print("ok")
 """
     env = train_env()
