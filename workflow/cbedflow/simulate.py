@@ -316,8 +316,9 @@ def simulate_unit(
     Notes
     -----
     The mean is accumulated in memory on the computing device (one output
-    array; cupy on ``gpu``) and written once, one chunk at a time, so memory
-    is the output plus one potential plus one block of waves; a
+    array; cupy on ``gpu``) and written once, one chunk at a time (copied to
+    the host chunk by chunk), so memory is the output plus one potential plus
+    one block of waves; a
     read-modify-write of the zarr array per configuration cost 40% of a
     paper-scale unit on a GPU (docs/performance.md).
     """
@@ -382,7 +383,7 @@ def simulate_unit(
             progress(f"config {ic + 1}/{n_cfg} probes {p0 + 1}-{p1}/{n_probes} "
                      f"({ic * n_probes + p1}/{n_cfg * n_probes}, "
                      f"{time.perf_counter() - t0:.1f} s)")
-    acc = _to_numpy(acc).reshape((n_planes, nx, ny) + acc.shape[-2:])
+    acc = acc.reshape((n_planes, nx, ny) + acc.shape[-2:])  # still on the device
     with atomic_group(out) as group:
         data = acc if series else acc[0]
         # uncompressed: zstd made simulated float32 patterns larger, not
@@ -391,10 +392,12 @@ def simulate_unit(
         cbed = group.create_array("cbed", shape=data.shape, dtype="float32",
                                   chunks=(1,) * (data.ndim - 3) + data.shape[-3:],
                                   fill_value=0.0, compressors=None)
-        # one chunk (scan row) per write: zarr encodes every chunk of a
-        # whole-array write at once, which doubled the peak memory
+        # one chunk (scan row) per write, copied from the device chunk by
+        # chunk: zarr encodes every chunk of a whole-array write at once,
+        # which doubled the peak memory, and a whole-array device-to-host
+        # copy would put the output in host memory a second time
         for idx in np.ndindex(data.shape[:-3]):
-            cbed[idx] = data[idx]
+            cbed[idx] = _to_numpy(data[idx])
         labels = {k: _jsonable(v) for k, v in atoms.info.items()}
         attrs = {
             "dims": (["exit_plane"] if series else []) + ["scan_x", "scan_y", "kx", "ky"],
