@@ -399,7 +399,7 @@ def main(argv=None) -> int:
     print(f"[4] input pipeline: zarr first epoch {p['zarr_per_s']}/s = {p['ratio']}x, later "
           f"(cached) epochs {p['zarr_cached_per_s']}/s = {p['cached_ratio']}x the in-memory "
           f"{p['in_memory_per_s']}/s ({p['examples']} examples of {p['example_shape']}); a "
-          f"60-epoch training {p['training_60_epochs_ratio']}x; zarr reads alone "
+          f"60-epoch training {p['training_60_epochs_ratio']}x; zarr-python reads alone "
           f"{p['zarr_read_only_per_s']}/s", flush=True)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"benchmark wall time {res['wall_s']} s")
