@@ -36,13 +36,19 @@ def cmd_structure(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_frame(path: str | Path, thickness_label: str):
-    """The frame of ``path`` whose nominal thickness has ``thickness_label``."""
+def read_frames(path: str | Path) -> list:
+    """Every frame of the structure file ``path``, thinnest first."""
     import ase.io
 
+    frames = ase.io.read(path, index=":", format="extxyz", parallel=False)
+    return sorted(frames, key=lambda f: f.info["thickness_A"])
+
+
+def read_frame(path: str | Path, thickness_label: str):
+    """The frame of ``path`` whose nominal thickness has ``thickness_label``."""
     from .campaign import thickness_label as label_of
 
-    frames = ase.io.read(path, index=":", format="extxyz", parallel=False)
+    frames = read_frames(path)
     for atoms in frames:
         if label_of(atoms.info["nominal_thickness_A"]) == thickness_label:
             return atoms
@@ -61,11 +67,7 @@ def _simulate_one(params: dict, structure: str | Path, thickness: str, batch: in
     settings = SimulationSettings.from_config(params)
     series = None
     if thickness == SERIES:  # every thickness from one propagation (exit planes)
-        import ase.io
-
-        frames = ase.io.read(structure, index=":", format="extxyz", parallel=False)
-        frames.sort(key=lambda f: f.info["thickness_A"])
-        atoms, series = frames[-1], frames[:-1]
+        *series, atoms = read_frames(structure)
     else:
         atoms = read_frame(structure, thickness)
     bs = params["simulation"]["phonons"]["batch_size"]

@@ -102,9 +102,9 @@ def collect(
             acc = np.zeros(shape, dtype=np.float64)
             for (p, plane), w in zip(parts, weights):
                 data = groups[p]["cbed"][...] if plane is None else groups[p]["cbed"][plane]
-                name = p if plane is None else f"{p} exit plane {plane}"
+                name = p if plane is None else f"{p}[exit plane {plane}]"
                 check_unit(name, data, shape)
-                checksums[p if plane is None else f"{p}#{plane}"] = _checksum(data)
+                checksums[name] = _checksum(data)
                 acc += data * w
             mean = (acc / weights.sum()).astype(np.float32)
             cbed[i] = mean

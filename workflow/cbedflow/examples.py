@@ -96,8 +96,9 @@ def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: 
 def _create(group: zarr.Group, n: int, shape: tuple) -> tuple:
     """The example array (chunks of whole examples, ~1 MiB) behind a
     sequential :class:`~cbedflow.storage.StackWriter`, and the metadata."""
-    # uncompressed: noisy float32 patterns hardly compress, and zstd
-    # decompression halved the first epoch's read rate (docs/performance.md)
+    # uncompressed: noisy float32 patterns hardly compress, zstd cost 30% of
+    # the first epoch's read rate, and TensorFlow reads plain chunks itself
+    # (learn.raw_chunk_files, docs/performance.md)
     x = group.create_array("x", shape=(n,) + shape, dtype="float32",
                            chunks=(min(max(1, n), stack_chunk_length(shape)),) + shape,
                            fill_value=0.0, compressors=None)

@@ -330,10 +330,11 @@ def simulate_unit(
     frames.sort(key=lambda f: float(f.cell[2, 2]))
     if frames[-1] is not atoms:
         raise SimulationConfigError("the series must be thinner than the simulated sample")
+    planes = None  # no exit planes: the wave after the last slice
     if series:
         check_prefix_series(frames)
-    planes = exit_plane_indices([float(f.cell[2, 2]) for f in frames],
-                                settings.slice_thickness_A, float(atoms.cell[2, 2]))
+        planes = exit_plane_indices([float(f.cell[2, 2]) for f in frames],
+                                    settings.slice_thickness_A, float(atoms.cell[2, 2]))
     gpts = settings.gpts(atoms)
     positions = settings.scan.positions(atoms)
     nx, ny = positions.shape[:2]
@@ -347,7 +348,7 @@ def simulate_unit(
         max_angle=settings.detector_max_angle_mrad,
         resample=False if square else "uniform",
     )
-    n_cfg, n_planes = len(config_seeds), len(planes)
+    n_cfg, n_planes = len(config_seeds), len(frames)
     flat = positions.reshape(-1, 2)  # scan_x-major, as the output
     n_probes = len(flat)
     per_call = probes_per_call(n_probes, gpts, WAVE_BUDGET_BYTES[settings.device])
@@ -360,7 +361,7 @@ def simulate_unit(
         potential = abtem.Potential(
             displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
             parametrization=settings.parametrization, projection="infinite",
-            device=settings.device, exit_planes=planes if series else None,
+            device=settings.device, exit_planes=planes,
         ).build(lazy=False)
         probe.grid.match(potential)
         for p0 in range(0, n_probes, per_call):
