@@ -25,7 +25,7 @@ $(SIM)/.done: envs/simulate.requirements.txt pyproject.toml
 	$(SIM_PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(TRAIN)/.done: envs/train.requirements.txt envs/train-horovod.requirements.txt
+$(TRAIN)/.done: envs/train.requirements.txt envs/train-horovod.requirements.txt pyproject.toml
 	@command -v cmake >/dev/null || { echo "Horovod needs cmake (apt-get install cmake)"; exit 1; }
 	$(PYTHON) -m venv $(TRAIN)
 	$(TRAIN_PY) -m pip install --quiet --upgrade pip setuptools wheel
@@ -33,6 +33,7 @@ $(TRAIN)/.done: envs/train.requirements.txt envs/train-horovod.requirements.txt
 	$(HOROVOD_FLAGS) $(TRAIN_PY) -m pip install --quiet --no-build-isolation \
 		-r envs/train-horovod.requirements.txt
 	$(TRAIN)/bin/horovodrun --check-build
+	$(TRAIN_PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 run: envs

@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine for the tests (Debian's slurmctld,
-# slurmd, munge; no systemd, no cgroups, no accounting). Idempotent:
+# slurmd, munge; no systemd, no cgroups, no accounting), shaped so that the
+# site profiles run on it unchanged but for the account (SBATCH_ACCOUNT):
+# - partition `debug` (profiles/slurm-ci): the machine's real cores;
+# - partitions `batch` (Frontier) and `regular` (Perlmutter): the node also
+#   declares $CBEDFLOW_SLURM_CPUS CPUs (default 64) and $CBEDFLOW_SLURM_GPUS fake
+#   GPUs (default 8: gres lines whose File= is an empty file, one per GPU, as
+#   slurmd refuses a device file twice) and the feature `gpu`
+#   (Perlmutter's constraint), so a GPU site's requests (--gpus, --cpus-per-task 7
+#   or 32) are scheduled as written; MpiDefault=pmi2, as sites set their PMI.
+# Idempotent:
 #   tests/slurm/cluster.sh start   # prints `export SLURM_CONF=...` on success
 #   tests/slurm/cluster.sh stop    # stops only the daemons this script started (by PID)
 #   tests/slurm/cluster.sh status
@@ -15,8 +24,10 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 write_conf() {
     mkdir -p "$DIR"/{state,spool,log,run,munge}
-    local cpus mem
-    cpus=$(nproc)
+    local cpus mem real gpus
+    real=$(nproc)
+    cpus=${CBEDFLOW_SLURM_CPUS:-64}
+    gpus=${CBEDFLOW_SLURM_GPUS:-8}
     mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
     cat > "$CONF" <<CONF
 ClusterName=cbedflow-ci
@@ -25,7 +36,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CryptoType=crypto/munge
-MpiDefault=none
+MpiDefault=pmi2
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -45,10 +57,17 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 GresTypes=gpu
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$gpus Feature=gpu State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP MaxCPUsPerNode=$real
+PartitionName=batch Nodes=$HOST MaxTime=INFINITE State=UP
+PartitionName=regular Nodes=$HOST MaxTime=INFINITE State=UP
 CONF
-    echo "NodeName=$HOST Name=gpu File=/dev/null" > "$DIR/gres.conf"
+    : > "$DIR/gres.conf"
+    mkdir -p "$DIR/fakegpu"
+    for i in $(seq 0 $((gpus - 1))); do
+        : > "$DIR/fakegpu/gpu$i"
+        echo "NodeName=$HOST Name=gpu File=$DIR/fakegpu/gpu$i" >> "$DIR/gres.conf"
+    done
     # job steps (srun inside sbatch) read the default location; link ours there
     # unless a real configuration is installed
     mkdir -p /etc/slurm

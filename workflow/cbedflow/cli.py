@@ -141,13 +141,20 @@ def cmd_simulate_job(args: argparse.Namespace) -> int:
     from .campaign import Campaign
     from .packing import job_units, mpi_comm, run_job, unit_key, write_manifest
 
+    from .simulate import check_device
+    from .site import check_world
+
     params = json.loads(args.params)
-    camp = Campaign(params)
-    units = job_units(camp, args.units_per_job, args.job)
     comm = mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    # before any work: ranks that are not one world would each do every unit
+    if args.ranks is not None:
+        check_world(size, args.ranks, f"job {args.job}", "mpi_launcher")
+    check_device(params["device"])
+    camp = Campaign(params)
+    units = job_units(camp, args.units_per_job, args.job)
     if rank == 0:
-        _log(f"job {args.job}: {len(units)} units on {size} rank(s)")
+        _log(f"job {args.job}: {len(units)} units on {size} rank(s) (one world)")
 
     def simulate_one(name, thickness, batch, out):
         path = ensure_structure(camp, name)
@@ -260,7 +267,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         p.update(model=params["model"],
                  nominal_thicknesses_A=params.get("nominal_thicknesses_A", []))
     return train(p, args.train, args.validation, args.out_dir,
-                 walltime_s=args.walltime_min * 60 if args.walltime_min else None)
+                 walltime_s=args.walltime_min * 60 if args.walltime_min else None,
+                 expected_ranks=args.ranks)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -298,7 +306,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
     r = predict(args.model, args.task, args.input, args.out_dir, args.scan_step_A,
-                args.angular_sampling_mrad, args.thickness_A, args.mc_samples)
+                args.angular_sampling_mrad, args.thickness_A, args.mc_samples,
+                args.negative_floor)
     for i, (p, c) in enumerate(zip(r["probabilities"], r["predicted"])):
         _log(f"line {i}: {c} ({100 * max(p):.1f}%)")
     _log(f"predictions written to {args.out_dir}")
@@ -377,6 +386,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; valid: an integer >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cbedflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -405,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--params", required=True, help="JSON: the campaign config")
     j.add_argument("--job", required=True, help="job id, e.g. j00003")
     j.add_argument("--units-per-job", type=int, required=True)
+    j.add_argument("--ranks", type=_positive_int, default=None,
+                   help="ranks the launcher starts: refuse to run in any other world size")
     j.add_argument("--manifest", required=True, help="output manifest JSON")
     j.set_defaults(func=cmd_simulate_job)
 
@@ -434,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train", required=True, help="(augmented) training examples")
     t.add_argument("--validation", required=True)
     t.add_argument("--out-dir", required=True)
+    t.add_argument("--ranks", type=_positive_int, default=None,
+                   help="ranks the launcher starts: refuse to train in any other world size")
     t.add_argument("--walltime-min", type=float, default=None,
                    help="job walltime [min]: checkpoint and exit 75 before it "
                         "(default: CBEDFLOW_WALLTIME_S, else none)")
@@ -471,7 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector pixel size [mrad] (if the data lacks angular_sampling_mrad)")
     r.add_argument("--thickness-A", type=float, default=None,
                    help="sample thickness [Å] (models with a thickness input need it)")
-    r.add_argument("--mc-samples", type=int, default=30, help="MC-dropout passes")
+    r.add_argument("--mc-samples", type=_positive_int, default=30, help="MC-dropout passes (>= 1)")
+    r.add_argument("--negative-floor", type=float, default=0.0,
+                   help="counts: values in [-floor, 0) are detector noise and set to 0; "
+                        "anything below -floor is refused (default 0: no negative values)")
     r.set_defaults(func=cmd_predict)
 
     u = sub.add_parser("summarize", help="all models' metrics and baselines in one JSON")
@@ -518,11 +545,12 @@ def main(argv: list[str] | None = None) -> int:
         return (lsf.submit if argv[0] == "lsf-submit" else lsf.status)(argv[1:])
     from .config import ConfigError
     from .examples import ExampleError
+    from .site import WorldSizeError
     from .storage import CorruptOutputError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CorruptOutputError, ExampleError, ValueError) as exc:
+    except (ConfigError, CorruptOutputError, ExampleError, ValueError, WorldSizeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

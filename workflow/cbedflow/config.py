@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,14 @@ def _valid_hint(schema: dict) -> str:
     return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence of a schema description: up to a full stop that
+    ends a word (followed by a space or the end), so "0.01" stays whole."""
+    text = " ".join(text.split())
+    m = re.search(r"\.(\s|$)", text)
+    return text[:m.start()] if m else text
+
+
 def _error_message(error) -> str:
     path = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
@@ -80,42 +89,119 @@ def _error_message(error) -> str:
                 f"names must match {error.schema.get('pattern')!r}")
     hint = _valid_hint(error.schema)
     desc = error.schema.get("description", "")
-    desc = f" ({desc.strip().split('.')[0]})" if desc else ""
+    desc = f" ({first_sentence(desc)})" if desc else ""
     return f"config key {path!r}: value {error.instance!r} is invalid; valid: {hint}{desc}"
 
 
 #: Profiles directory: ``site: <name>`` loads ``profiles/<name>/site.yaml``.
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
+#: Environment variable naming the site of the profile a run uses (a
+#: ``site.yaml`` path); ``common.smk`` sets it from ``--profile`` so that a
+#: user's ``--config`` (which replaces the profile's ``config:`` list) keeps
+#: the profile's site, and jobs started by a scheduler inherit it.
+SITE_ENV = "CBEDFLOW_SITE"
 
-def resolve_site(config: dict) -> dict:
-    """Replace ``site: <name>`` by the mapping in ``profiles/<name>/site.yaml``.
 
-    Profiles name their site (``config: ["site=summit"]``) so a user's own
-    ``--configfile`` never has to repeat the site's settings.
+def _read_site(path: Path) -> dict:
+    with open(path) as fh:
+        site = yaml.safe_load(fh)
+    if not isinstance(site, dict):
+        raise ConfigError(f"{path}: expected a mapping of site keys, got {type(site).__name__}")
+    return site
+
+
+def _site_by_name(name: str) -> dict:
+    path = PROFILES_DIR / name / "site.yaml"
+    if not path.exists():
+        names = sorted(p.parent.name for p in PROFILES_DIR.glob("*/site.yaml"))
+        raise ConfigError(f"config key 'site': value {name!r} is invalid; valid: a mapping "
+                          f"or a profile with a site.yaml: {', '.join(names)}")
+    return _read_site(path)
+
+
+def resolve_site(config: dict, default_site: str | Path | None = None) -> dict:
+    """Resolve ``site`` to a mapping of site keys.
+
+    ``site: <name>`` loads ``profiles/<name>/site.yaml``; a mapping overrides
+    keys of the site named by its ``name`` (``--config 'site={name: frontier,
+    ranks_per_job: 8}'``) or, without a name, of ``default_site``. Without
+    ``site`` the ``default_site`` (a ``site.yaml`` path, normally the one of
+    the ``--profile`` in use, see :data:`SITE_ENV`) applies. Profiles name
+    their site so a user's own ``--configfile`` never repeats its settings.
     """
     site = config.get("site")
+    base: dict = {}
+    if default_site:
+        path = Path(default_site)
+        if path.is_file():
+            base = _read_site(path)
+        elif (PROFILES_DIR / str(default_site) / "site.yaml").exists():
+            base = _site_by_name(str(default_site))
+    if site is None:
+        return dict(config, site=base) if base else config
     if isinstance(site, str):
-        path = PROFILES_DIR / site / "site.yaml"
-        if not path.exists():
-            names = sorted(p.parent.name for p in PROFILES_DIR.glob("*/site.yaml"))
-            raise ConfigError(f"config key 'site': value {site!r} is invalid; valid: a mapping "
-                              f"or a profile with a site.yaml: {', '.join(names)}")
-        with open(path) as fh:
-            config = dict(config, site=yaml.safe_load(fh))
+        return dict(config, site=_site_by_name(site))
+    if isinstance(site, dict):
+        name = site.get("name")
+        if isinstance(name, str) and (PROFILES_DIR / name / "site.yaml").exists():
+            base = _site_by_name(name)
+        elif name is not None and name != base.get("name"):
+            base = {}  # a site of the user's own, given whole
+        return dict(config, site={**base, **site})
     return config
 
 
-def validate(config: dict | None) -> dict:
+def _schema_types(schema: dict) -> list[str]:
+    t = schema.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
+def coerce_strings(instance: Any, schema: dict) -> Any:
+    """Convert strings where the schema wants a number, integer, boolean or null.
+
+    Snakemake parses nested ``--config`` values (``train={epochs: 5}``) with
+    YAML's BaseLoader, which keeps every scalar a string; a string that reads
+    (YAML 1.1) as a value of an allowed non-string type becomes that value.
+    Strings where strings are allowed are left alone.
+    """
+    types = _schema_types(schema)
+    if isinstance(instance, str) and types and "string" not in types:
+        try:
+            value = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        ok = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "boolean": lambda v: isinstance(v, bool),
+              "null": lambda v: v is None}
+        if any(ok[t](value) for t in types if t in ok):
+            return value
+        return instance
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: coerce_strings(v, props[k] if k in props else
+                                  extra if isinstance(extra, dict) else {})
+                for k, v in instance.items()}
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(v, schema["items"]) for v in instance]
+    return instance
+
+
+def validate(config: dict | None, default_site: str | Path | None = None) -> dict:
     """Validate ``config`` against the schema and fill in defaults.
 
+    ``default_site``: the site (a ``site.yaml`` path or profile name) to use
+    when ``config`` names none (see :func:`resolve_site`).
     Returns a new dict; raises :class:`ConfigError` on the first problem.
     """
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of keys, got {type(config).__name__}")
-    config = resolve_site(config)
+    config = resolve_site(config, default_site)
+    config = coerce_strings(config, load_schema())
     instance = _fill_defaults(copy.deepcopy(config), load_schema())
     import jsonschema  # only the simulation environment validates configs
 
@@ -202,6 +288,7 @@ def check_consistency(config: dict) -> None:
     if d[0] > d[1]:
         raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
                           "valid: [min, max] with min <= max")
+    check_splits(config)
     if config["microscope"]["semiangle_mrad"] >= sim["detector_max_angle_mrad"]:
         raise ConfigError(
             f"config key 'simulation.detector_max_angle_mrad': value "
@@ -210,12 +297,55 @@ def check_consistency(config: dict) -> None:
             "(the bright-field disc must fit on the detector)")
 
 
-def load(path: str | Path) -> dict:
-    """Read a YAML config file and validate it."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh)
+def check_splits(config: dict) -> None:
+    """Every split of every task gets at least one structure of every class
+    (the split is stratified by class: ``examples.split_counts``), checked
+    before any job, not after the simulation half."""
+    from .campaign import Campaign
+    from .examples import split_counts
+    from .tasks import get_task, structure_label
+
+    fr = config["split"]
+    specs = Campaign(config).structures
+    for name in config["tasks"]:
+        task = get_task(name)
+        by_class: dict[int, int] = {}
+        for spec in specs:
+            lab = structure_label(task, spec)
+            if lab is not None:
+                by_class[lab] = by_class.get(lab, 0) + 1
+        for lab, n in sorted(by_class.items()):
+            n_test, n_val, n_train = split_counts(n, fr)
+            short = [f"{k} {v}" for k, v in (("train", n_train), ("validation", n_val),
+                                             ("test", n_test)) if v < 1]
+            if short:
+                raise ConfigError(
+                    f"config key 'split': value {{'validation': {fr['validation']}, 'test': "
+                    f"{fr['test']}}} is invalid for task {name}: class {task.classes[lab]!r} "
+                    f"has {n} structure(s), leaving {', '.join(short)}; valid: fractions that "
+                    "give every split >= 1 structure of every class (or raise "
+                    "structures.per_class)")
+
+
+def load(path: str | Path, default_site: str | Path | None = None) -> dict:
+    """Read a YAML config file and validate it (one-line errors: a missing or
+    unreadable file, a YAML syntax error, an empty file, a bad value)."""
     try:
-        return validate(raw)
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}; valid: a YAML "
+                          "mapping of config keys (see config/config.yaml)") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty; valid: a YAML mapping of config "
+                          "keys (see config/config.yaml; {} for every default)")
+    try:
+        return validate(raw, default_site)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

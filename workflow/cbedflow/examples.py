@@ -65,6 +65,16 @@ def crop_pattern(cbed: np.ndarray, pattern_px: int, binning: int) -> np.ndarray:
     return c
 
 
+def split_counts(n: int, fractions: dict[str, float]) -> tuple[int, int, int]:
+    """(test, validation, train) structures of one class of ``n`` structures:
+    the fractions rounded half up, at least one training structure kept."""
+    n_test = int(np.floor(n * fractions["test"] + 0.5))
+    n_val = int(np.floor(n * fractions["validation"] + 0.5))
+    if n_test + n_val >= n:  # keep at least one training structure
+        n_val = max(0, n - 1 - n_test)
+    return n_test, n_val, n - n_test - n_val
+
+
 def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: int
                      ) -> dict[int, str]:
     """Assign every structure to a split, stratified by its label.
@@ -83,11 +93,7 @@ def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: 
     for lab in sorted(set(labels.values())):
         members = sorted(s for s, v in labels.items() if v == lab)
         members = [members[i] for i in rng.permutation(len(members))]
-        n = len(members)
-        n_test = int(np.floor(n * fractions["test"] + 0.5))
-        n_val = int(np.floor(n * fractions["validation"] + 0.5))
-        if n_test + n_val >= n:  # keep at least one training structure
-            n_val = max(0, n - 1 - n_test)
+        n_test, n_val, _ = split_counts(len(members), fractions)
         for i, s in enumerate(members):
             out[s] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
     return out

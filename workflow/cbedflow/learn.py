@@ -290,10 +290,12 @@ def walltime_deadline(walltime_s: float | None, margin_s: float, start: float) -
 
 
 def train(params: dict, train_path: str, val_path: str, out_dir: str,
-          walltime_s: float | None = None, margin_s: float = 60.0) -> int:
+          walltime_s: float | None = None, margin_s: float = 60.0,
+          expected_ranks: int | None = None) -> int:
     """Train under Horovod; returns 0, or :data:`WALLTIME_EXIT` after a clean
     stop before the walltime. ``params``: the config's train section plus
-    ``task``, ``n_classes`` and ``seed``."""
+    ``task``, ``n_classes`` and ``seed``; ``expected_ranks``: the ranks the
+    launcher started (another world size is refused before any work)."""
     t_start = time.time()
     import horovod.tensorflow as hvt
     import horovod.tensorflow.keras as hvd
@@ -306,7 +308,10 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     # bad input stops every rank before anything starts
     check_examples(train_path, n_classes)
     check_examples(val_path, n_classes)
-    hvd.init()
+    from .distributed import init as init_distributed
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    init_distributed(expected_ranks, out_dir)
     rank, size = hvd.rank(), hvd.size()
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"

@@ -36,25 +36,100 @@ def _pair(value, name: str) -> np.ndarray:
     return a
 
 
+#: Largest array predict reads [bytes]: the data is held in float64 while it is
+#: resampled, so the limit is a third of the machine's memory.
+def memory_limit_bytes() -> int:
+    """A third of the physical memory [bytes] (``os.sysconf``)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def _check_array(path: Path, shape: tuple, dtype) -> None:
+    """Shape, dtype and size of the declared array, before anything is read."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 4:
+        raise PredictError(f"{path}: cbed has shape {shape} ({len(shape)} dims); "
+                           "expected 4 dims (scan_x, scan_y, kx, ky)")
+    if min(shape) < 1 or shape[0] < 2 or min(shape[2:]) < 4:
+        raise PredictError(f"{path}: cbed shape {shape} is too small; expected >= 2 "
+                           "probe positions along x and patterns of >= 4 x 4 pixels")
+    dt = np.dtype(dtype)
+    if dt.kind not in "uif":
+        raise PredictError(f"{path}: cbed has dtype {dt}; expected intensities as integers "
+                           "or floats")
+    need = int(np.prod(shape, dtype=np.float64)) * 8  # read as float64
+    limit = memory_limit_bytes()
+    if need > limit:
+        raise PredictError(f"{path}: cbed shape {shape} needs {need / 2**30:.1f} GiB in memory, "
+                           f"more than this machine allows ({limit / 2**30:.1f} GiB); crop the "
+                           "scan to the interface region")
+
+
+def _open_npy(path: Path):
+    """Memory-map a .npy file after checking its header against its size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        try:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _fortran, dtype = read(fh)
+        except (ValueError, EOFError, OSError) as exc:
+            what = "empty" if size == 0 else "not a valid .npy file"
+            raise PredictError(f"{path}: {what} ({exc}); expected an array saved with "
+                               "numpy.save") from None
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise PredictError(f"{path}: holds Python objects (dtype {dtype}); expected a numeric "
+                           "array saved with numpy.save")
+    _check_array(path, shape, dtype)
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if size < need:
+        raise PredictError(f"{path}: truncated: the header declares {tuple(shape)} {dtype} "
+                           f"({need} bytes with the header), the file has {size} bytes")
+    return np.load(path, mmap_mode="r")
+
+
 def load_scan(path: str | Path, scan_step_A: float | None = None,
-              angular_sampling_mrad: float | None = None
+              angular_sampling_mrad: float | None = None, negative_floor: float = 0.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read and check new data. Returns (cbed (sx, sy, kx, ky) float64,
-    scan step [Å] (x, y), angular sampling [mrad] (kx, ky))."""
+    scan step [Å] (x, y), angular sampling [mrad] (kx, ky)).
+
+    Shape, dtype and size are checked from the file's header before the data
+    is read. Intensities must be finite and non-negative: values in
+    [-``negative_floor``, 0) (detector noise after a dark-reference
+    subtraction, in counts) are set to 0, anything lower is refused.
+    """
     path = Path(path)
     if not path.exists():
         raise PredictError(f"{path}: no such file or directory")
+    if not negative_floor >= 0:
+        raise PredictError(f"negative floor {negative_floor} is invalid; valid: >= 0 counts")
     attrs: dict = {}
     if path.suffix == ".npy":
-        data = np.load(path, mmap_mode="r")
+        data = _open_npy(path)
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
-        with h5py.File(path, "r") as f:
-            if "cbed" not in f:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise PredictError(f"{path}: not a readable HDF5 file ({exc})") from None
+        with f:
+            if "cbed" not in f or not isinstance(f["cbed"], h5py.Dataset):
                 raise PredictError(f"{path}: has no dataset 'cbed' (has {sorted(f)}); "
                                    "expected cbed with shape (scan_x, scan_y, kx, ky)")
-            data = f["cbed"][...]
+            _check_array(path, f["cbed"].shape, f["cbed"].dtype)
+            try:
+                data = f["cbed"][...]
+            except OSError as exc:
+                raise PredictError(f"{path}: dataset cbed cannot be read ({exc}); the file "
+                                   "may be truncated") from None
             attrs = {k: f["cbed"].attrs[k] for k in f["cbed"].attrs}
             attrs.update({k: f.attrs[k] for k in f.attrs if k not in attrs})
     elif path.is_dir():
@@ -68,17 +143,13 @@ def load_scan(path: str | Path, scan_step_A: float | None = None,
             raise PredictError(f"{path}: zarr group has no array 'cbed'; expected cbed with "
                                "shape (scan_x, scan_y, kx, ky)")
         data = g["cbed"]
+        _check_array(path, data.shape, data.dtype)
         attrs = dict(g.attrs)
         attrs.update(dict(data.attrs))
     else:
         raise PredictError(f"{path}: unknown format; expected a .npy file, a .h5 file or a "
                            "zarr group directory")
-    if data.ndim != 4:
-        raise PredictError(f"{path}: cbed has shape {tuple(data.shape)} ({data.ndim} dims); "
-                           "expected 4 dims (scan_x, scan_y, kx, ky)")
-    if min(data.shape) < 1 or data.shape[0] < 2 or min(data.shape[2:]) < 4:
-        raise PredictError(f"{path}: cbed shape {tuple(data.shape)} is too small; expected >= 2 "
-                           "probe positions along x and patterns of >= 4 x 4 pixels")
+    _check_array(path, data.shape, data.dtype)
     steps = {}
     for key, flag, value in (("scan_step_A", "--scan-step-A", scan_step_A),
                              ("angular_sampling_mrad", "--angular-sampling-mrad",
@@ -91,12 +162,24 @@ def load_scan(path: str | Path, scan_step_A: float | None = None,
                 _pair(have, key), _pair(value, flag), rtol=1e-3):
             raise PredictError(f"{path}: {flag}={value} does not match the data's {key}={have}")
         steps[key] = _pair(value if have is None else have, key)
-    cbed = np.asarray(data, dtype=np.float64)
+    try:
+        cbed = np.asarray(data, dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - a chunk missing or unreadable
+        raise PredictError(f"{path}: cbed cannot be read ({type(exc).__name__}: {exc}); the "
+                           "file may be truncated") from None
     bad = ~np.isfinite(cbed)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise PredictError(f"{path}: cbed holds {int(bad.sum())} non-finite values (first at "
                            f"index {first}); expected finite intensities")
+    neg = cbed < -negative_floor
+    if neg.any():
+        first = tuple(int(i) for i in np.argwhere(neg)[0])
+        raise PredictError(
+            f"{path}: cbed holds {int(neg.sum())} values below -{negative_floor:g} (first at "
+            f"index {first}: {cbed[first]:g}); expected intensities >= 0 (counts), or give "
+            "--negative-floor for detector noise after dark subtraction")
+    np.maximum(cbed, 0.0, out=cbed)
     return cbed, steps["scan_step_A"], steps["angular_sampling_mrad"]
 
 
@@ -169,7 +252,8 @@ def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool)
 
 def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_dir: str | Path,
             scan_step_A: float | None = None, angular_sampling_mrad: float | None = None,
-            thickness_A: float | None = None, mc_samples: int = 30) -> dict:
+            thickness_A: float | None = None, mc_samples: int = 30,
+            negative_floor: float = 0.0) -> dict:
     """Check everything, then write ``predictions.json``, ``predictions.csv``
     and ``map.png`` (per scan line class probabilities) to ``out_dir``."""
     from .learn import load_model_manifest
@@ -185,7 +269,9 @@ def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_d
             thickness_A - spec["thickness_A"]) > 0.1 * spec["thickness_A"]:
         raise PredictError(f"--thickness-A={thickness_A} but model {spec['id']!r} was trained "
                            f"at {spec['thickness_A']} Å only")
-    cbed, step, ang = load_scan(data_path, scan_step_A, angular_sampling_mrad)
+    if int(mc_samples) < 1:
+        raise PredictError(f"mc_samples={mc_samples} is invalid; valid: >= 1 (1 = no MC dropout)")
+    cbed, step, ang = load_scan(data_path, scan_step_A, angular_sampling_mrad, negative_floor)
     x = prepare(cbed, step, ang, manifest, task.average_y).astype(np.float32)
 
     import tensorflow as tf
@@ -207,6 +293,7 @@ def predict(model_path: str | Path, task_name: str, data_path: str | Path, out_d
         "input_shape": list(cbed.shape), "scan_step_A": step.tolist(),
         "angular_sampling_mrad": ang.tolist(), "thickness_A": thickness_A,
         "classes": classes, "mc_dropout_samples": int(mc_samples),
+        "negative_floor": float(negative_floor),
         "lines": "one per scan_y line" if not task.average_y else
                  "one: the patterns averaged over scan_y (as in training)",
         "probabilities": mean.tolist(), "probability_std": std.tolist(),

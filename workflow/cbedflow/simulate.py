@@ -57,6 +57,27 @@ def check_fft_threading(fft_threads: int, scheduler: str) -> None:
         )
 
 
+def check_device(device: str) -> None:
+    """Refuse ``device`` gpu where cupy cannot reach a GPU, before any work
+    (a packed job would otherwise fail unit by unit, or a user would wait for
+    a CPU run they did not ask for)."""
+    if device != "gpu":
+        return
+    try:
+        import cupy
+
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - import errors and CUDA errors alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SimulationConfigError(
+            f"device 'gpu': cupy cannot use a GPU here ({type(exc).__name__}: {first}); "
+            "valid: a GPU node with the simulate-gpu environment (envs/simulate-gpu.yaml), "
+            "or device: cpu") from None
+    if n < 1:
+        raise SimulationConfigError("device 'gpu': cupy sees no GPU on this node; valid: a GPU "
+                                    "node (the job's GPUs: site.gpus_per_node), or device: cpu")
+
+
 def smooth_size(n: int, primes: Sequence[int] = (2, 3, 5, 7)) -> int:
     """Smallest integer >= n whose prime factors are all in ``primes``.
 

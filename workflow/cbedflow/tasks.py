@@ -50,6 +50,15 @@ TASKS: dict[str, Task] = {
 }
 
 
+def structure_label(task: Task, spec) -> int | None:
+    """The label ``task`` gives every sample of the structure ``spec``
+    (a :class:`~cbedflow.structures.StructureSpec`), None if the task skips it."""
+    values = {"rough": int(spec.kind == "step"), "step_k": int(spec.step_k)}
+    if task.only and values[task.only[0]] != task.only[1]:
+        return None
+    return values[task.label]
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"task {name!r} is not one of {', '.join(TASKS)}")

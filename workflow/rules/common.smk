@@ -16,15 +16,53 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from cbedflow.campaign import Campaign
-from cbedflow.config import ConfigError, validate
+from cbedflow.config import SITE_ENV, ConfigError, validate
+from cbedflow.site import job_shape
 
+
+def _profile_site():
+    """site.yaml of the --profile this run uses, or None.
+
+    ``--config`` on the command line replaces a profile's ``config:`` list
+    (and with it ``site=<name>``), so the site is taken from the profile
+    directory itself; jobs that a scheduler starts inherit it through
+    $CBEDFLOW_SITE (sbatch --export=ALL, bsub copies the environment)."""
+    if os.environ.get(SITE_ENV):
+        return os.environ[SITE_ENV]
+    profiles = []
+    for i, arg in enumerate(sys.argv):
+        if arg == "--profile" and i + 1 < len(sys.argv):
+            profiles.append(sys.argv[i + 1])
+        elif arg.startswith("--profile="):
+            profiles.append(arg.split("=", 1)[1])
+    if not profiles and os.environ.get("SNAKEMAKE_PROFILE"):
+        profiles.append(os.environ["SNAKEMAKE_PROFILE"])
+    for prof in reversed(profiles):  # the last --profile wins
+        for base in (Path(prof), Path(workflow.basedir) / "profiles" / prof):
+            d = base if base.is_dir() else base.parent
+            if (d / "site.yaml").is_file():
+                return str((d / "site.yaml").resolve())
+    return None
+
+
+_SITE = _profile_site()
+if _SITE:
+    os.environ[SITE_ENV] = _SITE
 try:
-    _validated = validate(dict(config))
+    _validated = validate(dict(config), default_site=_SITE)
 except ConfigError as _exc:
     sys.stderr.write(f"error: {_exc}\n")
     sys.exit(2)
 config.clear()
 config.update(_validated)
+
+# Rules call `python`: without conda, the interpreter running Snakemake (the
+# simulation environment) comes first on PATH, so `.venv/simulate/bin/snakemake`
+# works without an activated shell; training rules put the training env first.
+from snakemake.settings.types import DeploymentMethod  # noqa: E402
+
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    shell.prefix(f"set -euo pipefail; export PATH={shlex_quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 CAMPAIGN = Campaign(config)
 OUT = CAMPAIGN.output_dir
@@ -40,7 +78,8 @@ wildcard_constraints:
 
 # keys that change how a job is launched, not what it computes
 _LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_node",
-                         "mpi_launcher", "train_launcher")}
+                         "cpus_per_rank", "cores_per_node", "mpi_launcher",
+                         "train_launcher")}
 
 
 # keys that say which models exist, not how one is trained
@@ -91,23 +130,16 @@ def sim_jobs():
             for j in job_ids(CAMPAIGN, config["site"]["units_per_job"])]
 
 
+#: what a packed simulation job and a training job ask the scheduler for
+SIM_SHAPE = job_shape(config["site"], config["device"], config["site"]["ranks_per_job"])
+TRAIN_SHAPE = job_shape(config["site"], config["device"], config["site"]["train_ranks"])
+
+
 def sim_launcher():
     """MPI launcher prefix of a packed simulation job ('' for one rank)."""
-    ranks = config["site"]["ranks_per_job"]
-    if ranks == 1:
+    if SIM_SHAPE.ranks == 1:
         return ""
-    return config["site"]["mpi_launcher"].format(ranks=ranks) + " "
-
-
-def sim_gpus():
-    return config["site"]["ranks_per_job"] if config["device"] == "gpu" else 0
-
-
-def sim_nodes():
-    gpn = config["site"]["gpus_per_node"]
-    if config["device"] != "gpu" or gpn == 0:
-        return 1
-    return -(-config["site"]["ranks_per_job"] // gpn)
+    return SIM_SHAPE.launcher(config["site"]["mpi_launcher"]) + " "
 
 
 TRAIN_ENV = "../../envs/train.yaml"
@@ -127,7 +159,7 @@ TRAIN_PATH = _train_path_prefix()
 
 def launcher():
     """The command that starts the training ranks (from the site/profile)."""
-    return config["site"]["train_launcher"].format(ranks=config["site"]["train_ranks"])
+    return TRAIN_SHAPE.launcher(config["site"]["train_launcher"])
 
 
 def task_dir(task):

@@ -21,7 +21,8 @@ if config["predict_input"]:
                 f"--{flag} {_PRED[key]}" for key, flag in (
                     ("scan_step_A", "scan-step-A"),
                     ("angular_sampling_mrad", "angular-sampling-mrad"),
-                    ("thickness_A", "thickness-A"))
+                    ("thickness_A", "thickness-A"),
+                    ("negative_floor", "negative-floor"))
                 if _PRED.get(key) is not None),
             mc=config["evaluate"]["mc_dropout_samples"],
         resources:

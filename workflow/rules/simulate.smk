@@ -11,16 +11,16 @@ rule simulate_job:
         spec=lambda wc: stage_params(*UNIT_SECTIONS, "structures", "output_dir"),
         launcher=lambda wc: sim_launcher(),
         units_per_job=config["site"]["units_per_job"],
+        ranks=SIM_SHAPE.ranks,
     threads: config["simulation"]["fft_threads"]
     resources:
         mem_mb=config["resources"]["simulate_mem_mb"],
         runtime=config["resources"]["simulate_runtime_min"],
-        tasks=config["site"]["ranks_per_job"],
-        nodes=sim_nodes(),
-        gpus=sim_gpus(),
+        # nodes, tasks, gpu, cpus_per_task (+ mpi): cbedflow.site
+        **SIM_SHAPE.resources(),
     conda:
         SIM_ENV
     shell:
         "{params.launcher}python -m cbedflow simulate-job --params {params.spec:q} "
-        "--job {wildcards.job} --units-per-job {params.units_per_job} "
+        "--job {wildcards.job} --units-per-job {params.units_per_job} --ranks {params.ranks} "
         "--manifest {output} > {log} 2>&1"

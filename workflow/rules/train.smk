@@ -13,15 +13,20 @@ rule train:
     params:
         spec=lambda wc: model_params(wc, "seed", "train", "site"),
         launcher=launcher(),
+        ranks=TRAIN_SHAPE.ranks,
         out_dir=lambda wc: f"{OUT}/models/{wc.task}/{wc.model}",
-    threads: config["site"]["train_ranks"]
+    # threads: the cores the ranks occupy on a local run; on a cluster the
+    # request comes from the site (cpus_per_task = site.cpus_per_rank per rank)
+    threads: TRAIN_SHAPE.ranks
     resources:
         mem_mb=8000,
         runtime=240,
-        tasks=config["site"]["train_ranks"],
+        # nodes, tasks, gpu, cpus_per_task (+ mpi): cbedflow.site
+        **TRAIN_SHAPE.resources(),
     conda:
         TRAIN_ENV
     shell:
         TRAIN_PATH + "{params.launcher} python -m cbedflow train --params {params.spec:q} "
         "--task {wildcards.task} --train {input.train} --validation {input.validation} "
-        "--out-dir {params.out_dir} --walltime-min {resources.runtime} > {log} 2>&1"
+        "--out-dir {params.out_dir} --ranks {params.ranks} --walltime-min {resources.runtime} "
+        "> {log} 2>&1"
