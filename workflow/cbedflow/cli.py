@@ -19,9 +19,10 @@ def _log(msg: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load
+    from .config import check_splits, load
 
     cfg = load(args.config)
+    check_splits(cfg)
     print(json.dumps(cfg, indent=2) if args.show else f"{args.config}: valid")
     return 0
 

@@ -161,9 +161,11 @@ def coerce_strings(instance: Any, schema: dict) -> Any:
     """Convert strings where the schema wants a number, integer, boolean or null.
 
     Snakemake parses nested ``--config`` values (``train={epochs: 5}``) with
-    YAML's BaseLoader, which keeps every scalar a string; a string that reads
-    (YAML 1.1) as a value of an allowed non-string type becomes that value.
-    Strings where strings are allowed are left alone.
+    YAML's BaseLoader, which keeps every scalar a string; ``common.smk``
+    applies this to the command line's entries only (config files stay
+    strict): a string that reads (YAML 1.1) as a value of an allowed
+    non-string type becomes that value. Strings where strings are allowed are
+    left alone.
     """
     types = _schema_types(schema)
     if isinstance(instance, str) and types and "string" not in types:
@@ -201,7 +203,6 @@ def validate(config: dict | None, default_site: str | Path | None = None) -> dic
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of keys, got {type(config).__name__}")
     config = resolve_site(config, default_site)
-    config = coerce_strings(config, load_schema())
     instance = _fill_defaults(copy.deepcopy(config), load_schema())
     import jsonschema  # only the simulation environment validates configs
 
@@ -288,7 +289,6 @@ def check_consistency(config: dict) -> None:
     if d[0] > d[1]:
         raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
                           "valid: [min, max] with min <= max")
-    check_splits(config)
     if config["microscope"]["semiangle_mrad"] >= sim["detector_max_angle_mrad"]:
         raise ConfigError(
             f"config key 'simulation.detector_max_angle_mrad': value "
@@ -299,8 +299,12 @@ def check_consistency(config: dict) -> None:
 
 def check_splits(config: dict) -> None:
     """Every split of every task gets at least one structure of every class
-    (the split is stratified by class: ``examples.split_counts``), checked
-    before any job, not after the simulation half."""
+    (the split is stratified by class: ``examples.split_counts``).
+
+    A check of the learning half, not of the physics: ``common.smk`` and
+    ``cbedflow validate`` run it before any job (not after the simulation
+    half); :func:`validate` alone does not, so a simulation-only use of the
+    package (packing tests, a dataset of a few structures) stays possible."""
     from .campaign import Campaign
     from .examples import split_counts
     from .tasks import get_task, structure_label

@@ -16,7 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from cbedflow.campaign import Campaign
-from cbedflow.config import SITE_ENV, ConfigError, validate
+from cbedflow.config import SITE_ENV, ConfigError, check_splits, validate
 from cbedflow.site import job_shape
 
 
@@ -45,11 +45,20 @@ def _profile_site():
     return None
 
 
+# nested --config values arrive as strings (YAML BaseLoader): type them by the
+# schema, for the command line's entries only (config files stay strict)
+from snakemake.utils import update_config  # noqa: E402
+from cbedflow.config import coerce_strings, load_schema  # noqa: E402
+
+update_config(config, coerce_strings(dict(workflow.config_settings.config or {}),
+                                     load_schema()))
+
 _SITE = _profile_site()
 if _SITE:
     os.environ[SITE_ENV] = _SITE
 try:
     _validated = validate(dict(config), default_site=_SITE)
+    check_splits(_validated)  # the learning half's splits, before any job
 except ConfigError as _exc:
     sys.stderr.write(f"error: {_exc}\n")
     sys.exit(2)
