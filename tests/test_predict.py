@@ -106,3 +106,65 @@ def test_good_zarr_input_loads_with_its_sampling(tmp_path):
     got, step, ang = load_scan(tmp_path / "a.zarr", angular_sampling_mrad=1.5)
     np.testing.assert_array_equal(got, cbed)
     assert step.tolist() == [0.9, 0.9] and ang.tolist() == [1.5, 1.5]
+
+
+def _npy_case(path, case, cbed):
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("1 2 3\n4 5 6\n")
+    elif case == "header":
+        np.save(path, cbed)
+        raw = bytearray(path.read_bytes())
+        raw[10:20] = b"garbage!!!"
+        path.write_bytes(bytes(raw))
+    elif case == "truncated":
+        np.save(path, cbed)
+        path.write_bytes(path.read_bytes()[:-1000])
+    elif case == "objects":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", r"a.npy: empty \("),
+    ("text", r"a.npy: not a valid .npy file \("),
+    ("header", r"a.npy: not a valid .npy file \("),
+    ("truncated", r"a.npy: truncated: the header declares \(5, 2, 40, 40\) float64 \(\d+ bytes "
+                  r"with the header\), the file has \d+ bytes"),
+    ("objects", r"a.npy: holds Python objects"),
+])
+def test_broken_npy_files_are_named_before_reading(tmp_path, case, message):
+    path = tmp_path / "a.npy"
+    _npy_case(path, case, np.ones((5, 2, 40, 40)))
+    with pytest.raises(PredictError, match=message):
+        load_scan(path, scan_step_A=0.9, angular_sampling_mrad=1.5)
+
+
+def test_huge_declared_shape_is_refused_before_reading(tmp_path):
+    """A zarr array declaring 2 PiB: refused from its metadata (no MemoryError)."""
+    g = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
+    g.create_array("cbed", shape=(4096, 4096, 256, 256), chunks=(1, 1, 256, 256),
+                   dtype="float32")
+    with pytest.raises(PredictError, match=r"needs 8192.0 GiB .* crop the scan"):
+        load_scan(tmp_path / "a.zarr", scan_step_A=0.9, angular_sampling_mrad=1.5)
+
+
+def test_non_numeric_dtype_is_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.full((5, 2, 40, 40), "x"))
+    with pytest.raises(PredictError, match=r"dtype <U1; expected intensities"):
+        load_scan(tmp_path / "a.npy", scan_step_A=0.9, angular_sampling_mrad=1.5)
+
+
+def test_negative_intensities_are_refused_or_floored(tmp_path):
+    cbed = np.random.default_rng(3).random((5, 2, 40, 40))
+    cbed[1, 1, 2, 3] = -0.5
+    cbed[4, 0, 0, 0] = -3.0
+    np.save(tmp_path / "a.npy", cbed)
+    kw = {"scan_step_A": 0.9, "angular_sampling_mrad": 1.5}
+    with pytest.raises(PredictError, match=r"2 values below -0 \(first at index \(1, 1, 2, 3\): "
+                                           r"-0.5\); expected intensities >= 0"):
+        load_scan(tmp_path / "a.npy", **kw)
+    with pytest.raises(PredictError, match=r"1 values below -1 \(first at index \(4, 0, 0, 0\)"):
+        load_scan(tmp_path / "a.npy", negative_floor=1.0, **kw)
+    got, _, _ = load_scan(tmp_path / "a.npy", negative_floor=5.0, **kw)
+    assert got.min() == 0.0 and got[1, 1, 2, 3] == 0.0 and got[0, 0, 0, 0] == cbed[0, 0, 0, 0]

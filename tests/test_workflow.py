@@ -289,6 +289,14 @@ def test_predict_h5_with_attributes_and_step_model(campaign, tmp_path):
     ("other_task", "was trained for task 'step_position', not 'rough_vs_diffuse'"),
     ("small_detector", "the model needs +-"),
     ("short_scan", "the model needs"),
+    ("negative", "values below -0 (first at index (0, 0, 0, 0)"),
+    ("empty_npy", "scan.npy: empty"),
+    ("text_npy", "scan.npy: not a valid .npy file"),
+    ("bad_header", "scan.npy: not a valid .npy file"),
+    ("truncated_npy", "scan.npy: truncated: the header declares"),
+    ("huge_zarr", "GiB in memory, more than this machine allows"),
+    ("huge_h5", "GiB in memory, more than this machine allows"),
+    ("text_h5", "not a readable HDF5 file"),
 ])
 def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, message):
     cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
@@ -314,7 +322,34 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
         cbed = cbed[..., 10:-10, 10:-10]
     elif case == "short_scan":
         cbed = cbed[:6]
-    if data.suffix == ".npy":
+    elif case == "negative":  # a dark-subtracted scan with no offset: all below zero
+        cbed = -cbed - 1.0
+    elif case in ("huge_zarr", "huge_h5", "text_h5"):
+        data = tmp_path / ("scan.zarr" if case == "huge_zarr" else "scan.h5")
+        shape = (4096, 4096, 256, 256)  # 2 PiB declared, nothing written
+        if case == "huge_zarr":
+            g = zarr.open_group(str(data), mode="w")
+            g.create_array("cbed", shape=shape, chunks=(1, 1, 256, 256), dtype="float32")
+        elif case == "huge_h5":
+            subprocess.run([str(train_env() / "bin" / "python"), "-c", (
+                "import h5py, sys; f = h5py.File(sys.argv[1], 'w'); "
+                f"f.create_dataset('cbed', shape={shape}, chunks=(1, 1, 256, 256), "
+                "dtype='f4')"), str(data)], check=True)
+        else:
+            data.write_text("not hdf5\n")
+    if case == "empty_npy":
+        data.write_bytes(b"")
+    elif case == "text_npy":
+        data.write_text("1 2 3\n4 5 6\n")
+    elif case == "bad_header":
+        np.save(data, cbed)
+        raw = bytearray(data.read_bytes())
+        raw[10:20] = b"garbage!!!"
+        data.write_bytes(bytes(raw))
+    elif case == "truncated_npy":
+        np.save(data, cbed)
+        data.write_bytes(data.read_bytes()[:-1000])
+    elif data.suffix == ".npy":
         np.save(data, cbed)
     out = tmp_path / "pred"
     r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
@@ -324,6 +359,29 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".pred*"))
+
+
+@pytest.mark.slow
+def test_predict_refuses_zero_mc_samples(campaign, tmp_path):
+    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    np.save(tmp_path / "scan.npy", cbed)
+    model = campaign["results"] / "models" / "rough_vs_diffuse" / "all" / "model.keras"
+    r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
+                 str(tmp_path / "scan.npy"), "--scan-step-A", str(step[0]),
+                 "--angular-sampling-mrad", str(ang[0]), "--mc-samples", "0",
+                 "--out-dir", str(tmp_path / "pred"))
+    assert r.returncode == 2 and "--mc-samples: 0 is invalid; valid: an integer >= 1" in r.stderr
+    assert not (tmp_path / "pred").exists()
+
+
+@pytest.mark.train
+def test_training_env_runs_the_package_without_pythonpath(tmp_path):
+    """`python -m cbedflow predict` by hand in the training environment, as the
+    README says: the package is installed there (no PYTHONPATH, another cwd)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([str(train_env() / "bin" / "python"), "-m", "cbedflow", "predict",
+                        "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and "--negative-floor" in r.stdout, r.stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -340,6 +398,16 @@ def test_snakemake_predict_rule(campaign, tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out = campaign["results"] / "predictions" / "new_scan-rough_vs_diffuse-all"
     assert len(json.loads((out / "predictions.json").read_text())["probabilities"]) == 4
+    # the README's form: nested --config values arrive as strings and are typed
+    np.save(tmp_path / "scan.npy", cbed)
+    r = snakemake("predict", "--profile", str(ROOT / "profiles" / "local"), "--configfile",
+                  str(CONFIG), "--config", f"predict_input={tmp_path / 'scan.npy'}",
+                  f"predict={{task: step_position, model: t39, scan_step_A: {step[0]}, "
+                  f"angular_sampling_mrad: {ang[0]}}}", cwd=campaign["dir"], env_extra=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    out = campaign["results"] / "predictions" / "scan-step_position-t39"
+    got = json.loads((out / "predictions.json").read_text())
+    assert got["angular_sampling_mrad"] == [ang[0]] * 2 and len(got["classes"]) == 11
     # without data the rule says what it needs
     r = snakemake("predict", "--cores", "1", "--configfile", str(CONFIG), cwd=tmp_path)
     assert r.returncode != 0 and "needs --config predict_input=" in r.stderr

@@ -78,9 +78,10 @@ def _open_npy(path: Path):
             version = fmt.read_magic(fh)
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _fortran, dtype = read(fh)
-        except (ValueError, EOFError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, EOFError, TokenError...
             what = "empty" if size == 0 else "not a valid .npy file"
-            raise PredictError(f"{path}: {what} ({exc}); expected an array saved with "
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PredictError(f"{path}: {what} ({why}); expected an array saved with "
                                "numpy.save") from None
         offset = fh.tell()
     if dtype.hasobject:
@@ -179,7 +180,8 @@ def load_scan(path: str | Path, scan_step_A: float | None = None,
             f"{path}: cbed holds {int(neg.sum())} values below -{negative_floor:g} (first at "
             f"index {first}: {cbed[first]:g}); expected intensities >= 0 (counts), or give "
             "--negative-floor for detector noise after dark subtraction")
-    np.maximum(cbed, 0.0, out=cbed)
+    if negative_floor > 0:
+        cbed = np.maximum(cbed, 0.0)  # np.asarray may share a read-only memory map
     return cbed, steps["scan_step_A"], steps["angular_sampling_mrad"]
 
 
