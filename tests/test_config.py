@@ -75,3 +75,92 @@ def test_validate_does_not_mutate_input():
     before = copy.deepcopy(raw)
     validate(raw)
     assert raw == before
+
+
+def test_error_lines_keep_decimal_numbers_of_the_description():
+    from cbedflow.config import first_sentence
+
+    assert first_sentence("Step (paper 0.01). More text.") == "Step (paper 0.01)"
+    assert first_sentence("Ends with 3.5") == "Ends with 3.5"
+    with pytest.raises(ConfigError) as exc:
+        validate({"simulation": {"sampling_A": 0.9}})
+    desc = load_schema()["properties"]["simulation"]["properties"]["sampling_A"]["description"]
+    assert f"({first_sentence(desc)})" in str(exc.value)
+    assert not str(exc.value).endswith("(paper 0)")
+
+
+def test_yaml_syntax_error_and_empty_file_are_one_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 1\nstructures: {per_class: 4\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: YAML syntax error at line \d+, column \d+"):
+        load(p)
+    p.write_text("# only a comment\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: the config file is empty"):
+        load(p)
+    with pytest.raises(ConfigError, match=r"nope.yaml: cannot read the config file"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_validate_command_prints_one_line(tmp_path, root):
+    import subprocess
+    import sys
+
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: [1\n")
+    r = subprocess.run([sys.executable, "-m", "cbedflow", "validate", str(p)],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: {p}: YAML syntax error")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"split": {"validation": 0.5, "test": 0.5}},
+     ["'split'", "task step_position", "'k=3' has 3 structure(s), leaving validation 0"]),
+    ({"structures": {"per_class": 1}},
+     ["task rough_vs_diffuse", "'diffuse' has 1 structure(s)", "validation 0, test 0"]),
+])
+def test_every_split_gets_every_class_before_any_job(root, change, words):
+    from cbedflow.config import check_splits
+
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    for key, value in change.items():
+        cfg[key] = dict(cfg.get(key, {}), **value)
+    with pytest.raises(ConfigError) as exc:
+        check_splits(validate(cfg))
+    for w in words:
+        assert w in str(exc.value), str(exc.value)
+    check_splits(load(root / "config" / "config.yaml"))
+    check_splits(load(root / "config" / "paper.yaml"))
+
+
+def test_command_line_strings_are_typed_by_the_schema():
+    from cbedflow.config import coerce_strings
+
+    cli = {"train": {"epochs": "5", "learning_rate": "0.01", "keep_best": "false"},
+           "predict": {"angular_sampling_mrad": "1.6", "model": "t78", "thickness_A": "null"},
+           "structures": {"y_repeats": "null", "thicknesses_A": ["39", "78.5"]},
+           "simulation": {"phonons": {"sigmas_A": {"Sr": "0.1"}}}}
+    got = coerce_strings(cli, load_schema())
+    assert got["train"] == {"epochs": 5, "learning_rate": 0.01, "keep_best": False}
+    assert got["predict"] == {"angular_sampling_mrad": 1.6, "model": "t78", "thickness_A": None}
+    assert got["structures"] == {"y_repeats": None, "thicknesses_A": [39, 78.5]}
+    assert got["simulation"]["phonons"]["sigmas_A"] == {"Sr": 0.1}
+    # not a number: left as it is, and the schema names it
+    bad = coerce_strings({"train": {"epochs": "five"}}, load_schema())
+    with pytest.raises(ConfigError, match=r"train.epochs': value 'five'"):
+        validate(bad)
+
+
+def test_site_from_profile_with_overrides(root):
+    prof = root / "profiles" / "frontier" / "site.yaml"
+    cfg = validate({}, default_site=prof)
+    assert cfg["site"]["name"] == "frontier" and cfg["site"]["ranks_per_job"] == 32
+    cfg = validate({"site": {"ranks_per_job": 8}}, default_site=prof)
+    assert cfg["site"]["name"] == "frontier" and cfg["site"]["ranks_per_job"] == 8
+    assert cfg["site"]["cpus_per_rank"] == 7
+    cfg = validate({"site": {"name": "perlmutter", "train_ranks": 4}}, default_site=prof)
+    assert cfg["site"]["gpus_per_node"] == 4 and cfg["site"]["train_ranks"] == 4
+    cfg = validate({"site": "summit"}, default_site=prof)  # a named site wins
+    assert cfg["site"]["name"] == "summit"
+    cfg = validate({"site": {"name": "mysite", "ranks_per_job": 3}}, default_site=prof)
+    assert cfg["site"]["gpus_per_node"] == 0  # a site of one's own is given whole
