@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROFILES = ["local", "summit", "frontier", "perlmutter", "slurm-ci"]
 CLUSTER = {"summit": ("jsrun -n 24 -a1 -g1 -c7 -b packed:7", "jsrun -n 12 -a1 -g1 -c7 -b packed:7"),
-           "frontier": ("srun -n 32 --gpus-per-task=1 --gpu-bind=closest",
-                        "srun -n 16 --gpus-per-task=1 --gpu-bind=closest"),
-           "perlmutter": ("srun -n 16 --gpus-per-task=1", "srun -n 8 --gpus-per-task=1")}
+           "frontier": ("srun -n 32 -c 7 --gpus-per-task=1 --gpu-bind=closest",
+                        "srun -n 16 -c 7 --gpus-per-task=1 --gpu-bind=closest"),
+           "perlmutter": ("srun -n 16 -c 32 --cpu-bind=cores --gpus-per-task=1",
+                          "srun -n 8 -c 32 --cpu-bind=cores --gpus-per-task=1")}
 
 
 def snakemake(*args, cwd, env_extra=None, wait=True):
@@ -78,6 +79,32 @@ def test_dry_run_through_profile(tmp_path, name, config):
         sim, train = CLUSTER[name]
         assert f"{sim} python -m cbedflow simulate-job" in out
         assert f"{train} python -m cbedflow train" in out
+
+
+@pytest.mark.slow
+def test_command_line_config_keeps_the_profile_site(tmp_path):
+    """--config replaces a profile's `config:` list; the site still comes from
+    the profile, nested values are typed, and a site mapping overrides it."""
+    r = snakemake("-n", "-p", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / "paper.yaml"),
+                  "--config", "train={epochs: 5, learning_rate: 0.02}",
+                  "site={ranks_per_job: 8}", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "srun -n 8 -c 7 --gpus-per-task=1 --gpu-bind=closest python -m cbedflow " \
+           "simulate-job" in out
+    assert "--ranks 8 " in out and "srun -n 16 -c 7" in out  # training: the profile's ranks
+    assert '"epochs": 5' in out and '"learning_rate": 0.02' in out
+
+
+@pytest.mark.slow
+def test_profile_config_errors_are_one_line(tmp_path):
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm", "env-modules",
+                  "--configfile", str(ROOT / "config" / "config.yaml"), "--config",
+                  "split={validation: 0.5, test: 0.5}", cwd=tmp_path)
+    assert r.returncode != 0
+    err = [x for x in (r.stdout + r.stderr).splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "config key 'split'" in err[0] and "Traceback" not in r.stderr
 
 
 def test_bsub_line():

@@ -40,7 +40,8 @@ def flags(call):
 CASES = [
     ("frontier", "gpu", "sim", (4, 32, 32, 7)),
     ("frontier", "gpu", "train", (2, 16, 16, 7)),
-    ("frontier", "cpu", "sim", (4, 32, 0, 7)),   # 8 ranks of 7 cores per 56-core node
+    ("frontier", "cpu", "sim", (4, 32, 32, 7)),  # a GPU site: a GPU per rank all the same
+    ("mycluster", "cpu", "sim", (4, 32, 0, 7)),  # CPU site: 8 ranks of 7 cores per node
     ("perlmutter", "gpu", "sim", (4, 16, 16, 32)),
     ("perlmutter", "gpu", "train", (2, 8, 8, 32)),
     ("summit", "gpu", "sim", (4, 24, 24, 7)),
@@ -52,7 +53,11 @@ CASES = [
 
 @pytest.mark.parametrize("site, device, which, want", CASES)
 def test_job_shapes_and_the_sbatch_they_give(site, device, which, want):
-    s = validate({"site": site})["site"]
+    if site == "mycluster":
+        s = validate({"site": {"name": "mycluster", "ranks_per_job": 32, "cpus_per_rank": 7,
+                               "cores_per_node": 56}})["site"]
+    else:
+        s = validate({"site": site})["site"]
     ranks = s["ranks_per_job"] if which == "sim" else s["train_ranks"]
     shape = job_shape(s, device, ranks)
     assert (shape.nodes, shape.ranks, shape.gpus, shape.cpus_per_rank) == want
@@ -73,7 +78,8 @@ def test_gpu_request_is_one_per_rank():
     s = validate({"site": "frontier"})["site"]
     shape = job_shape(s, "gpu", 32)
     assert set_gres_string(_Job(shape.resources())).strip() == "--gpus=32"
-    assert set_gres_string(_Job(job_shape(s, "cpu", 32).resources())).strip() == ""
+    cpu_site = dict(s, gpus_per_node=0)
+    assert set_gres_string(_Job(job_shape(cpu_site, "cpu", 32).resources())).strip() == ""
 
 
 def test_several_ranks_run_in_the_batch_step():

@@ -151,11 +151,13 @@ def cmd_simulate_job(args: argparse.Namespace) -> int:
     # before any work: ranks that are not one world would each do every unit
     if args.ranks is not None:
         check_world(size, args.ranks, f"job {args.job}", "mpi_launcher")
+    if rank == 0:
+        _log(f"job {args.job}: one MPI world of {size} rank(s)")
     check_device(params["device"])
     camp = Campaign(params)
     units = job_units(camp, args.units_per_job, args.job)
     if rank == 0:
-        _log(f"job {args.job}: {len(units)} units on {size} rank(s) (one world)")
+        _log(f"job {args.job}: {len(units)} units on {size} rank(s)")
 
     def simulate_one(name, thickness, batch, out):
         path = ensure_structure(camp, name)

@@ -7,7 +7,7 @@ hook (:mod:`cbedflow.lsf`) translate as follows:
 
 - ``nodes`` -> ``--nodes`` / ``bsub -nnodes``;
 - ``tasks`` -> ``--ntasks`` (one task per rank);
-- ``gpu`` -> ``--gpus`` (one per rank with device gpu), with ``tasks_per_gpu``
+- ``gpu`` -> ``--gpus`` (one per rank on a GPU site or with device gpu), with ``tasks_per_gpu``
   0 so that the plugin adds no ``--ntasks-per-gpu`` (it would otherwise take
   ``tasks`` as tasks *per GPU*: 32 x 32 = 1,024 tasks);
 - ``cpus_per_task`` -> ``--cpus-per-task`` (``site.cpus_per_rank``, not the
@@ -62,14 +62,19 @@ class JobShape:
 
 def job_shape(site: dict, device: str, ranks: int) -> JobShape:
     """The shape of a job of ``ranks`` ranks at ``site`` (the validated
-    ``site`` config section) computing on ``device`` (cpu or gpu)."""
+    ``site`` config section) computing on ``device`` (cpu or gpu).
+
+    A GPU site (``gpus_per_node`` > 0) gives every rank a GPU and packs
+    ``gpus_per_node`` ranks per node; a CPU site packs
+    ``cores_per_node // cpus_per_rank`` ranks per node (one node if unknown)."""
     cpus = int(site.get("cpus_per_rank", 1))
     gpn = int(site.get("gpus_per_node", 0))
-    if device == "gpu":
-        gpus = ranks
-        nodes = math.ceil(ranks / gpn) if gpn else 1
+    # On a GPU site every rank holds one GPU whatever the device: nodes are
+    # charged whole there, and the site's launcher binds a GPU per task.
+    gpus = ranks if (gpn or device == "gpu") else 0
+    if gpn:
+        nodes = math.ceil(ranks / gpn)
     else:
-        gpus = 0
         cores = site.get("cores_per_node")
         nodes = math.ceil(ranks / max(1, int(cores) // cpus)) if cores else 1
     return JobShape(ranks=ranks, nodes=nodes, gpus=gpus, cpus_per_rank=cpus)
