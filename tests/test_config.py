@@ -164,3 +164,21 @@ def test_site_from_profile_with_overrides(root):
     assert cfg["site"]["name"] == "summit"
     cfg = validate({"site": {"name": "mysite", "ranks_per_job": 3}}, default_site=prof)
     assert cfg["site"]["gpus_per_node"] == 0  # a site of one's own is given whole
+
+
+def test_tiny_config_comments_state_its_numbers(root):
+    """The tiny config's comments name its held-out line scans and units."""
+    import re
+
+    from cbedflow.campaign import Campaign
+    from cbedflow.examples import split_counts
+
+    text = (root / "config" / "config.yaml").read_text()
+    cfg = load(root / "config" / "config.yaml")
+    n_test = split_counts(cfg["structures"]["per_class"], cfg["split"])[0]
+    lines = 2 * n_test * cfg["simulation"]["scan"]["positions_y"]
+    assert f"{n_test} + {n_test} held-out structures = {lines} test line scans" in text
+    units = len(Campaign(cfg).units())
+    m = re.search(r"(\d+) units in (\d+) packed jobs", text)
+    assert m and int(m.group(1)) == units
+    assert int(m.group(2)) == -(-units // validate({"site": "local"})["site"]["units_per_job"])

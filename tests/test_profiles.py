@@ -49,6 +49,25 @@ def test_profile_and_site_parse(name):
     assert "{ranks}" in cfg["site"]["train_launcher"]
 
 
+@pytest.mark.parametrize("name", PROFILES)
+def test_profiles_leave_the_job_shape_to_the_site(name):
+    """nodes/tasks/GPUs/cores per rule in a profile would override the shape the
+    rules derive from site.yaml (Frontier's tasks + gpu made 1,024 tasks)."""
+    prof = yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+    for rule, res in (prof.get("set-resources") or {}).items():
+        assert not set(res) & {"nodes", "tasks", "gpu", "gpus", "cpus_per_task",
+                               "cpus_per_gpu", "tasks_per_gpu", "mpi", "slurm_extra"}, rule
+
+
+@pytest.mark.slow
+def test_shape_in_set_resources_is_refused(tmp_path):
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm", "env-modules",
+                  "--configfile", str(ROOT / "config" / "config.yaml"),
+                  "--set-resources", "simulate_job:tasks=32", cwd=tmp_path)
+    err = [x for x in (r.stdout + r.stderr).splitlines() if x.startswith("error:")]
+    assert r.returncode != 0 and len(err) == 1 and "set-resources simulate_job: tasks" in err[0]
+
+
 def test_unknown_site_is_refused():
     with pytest.raises(Exception, match="'nowhere'.*local"):
         validate({"site": "nowhere"})

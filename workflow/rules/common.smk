@@ -139,6 +139,20 @@ def sim_jobs():
             for j in job_ids(CAMPAIGN, config["site"]["units_per_job"])]
 
 
+# the shape of packed and training jobs is the site's: a profile or command
+# line that sets it per rule would desynchronise the request and the launcher
+_SHAPE_KEYS = ("nodes", "tasks", "gpu", "gpus", "tasks_per_gpu", "tasks_per_node",
+               "cpus_per_task", "cpus_per_gpu", "mpi")
+for _rule, _res in (workflow.resource_settings.overwrite_resources or {}).items():
+    _bad = sorted(set(_res) & set(_SHAPE_KEYS)) if _rule in ("simulate_job", "train") else []
+    if _bad:
+        sys.stderr.write(
+            f"error: set-resources {_rule}: {', '.join(_bad)} would override the job shape "
+            "that the site defines; valid: set site.ranks_per_job, site.train_ranks, "
+            "site.gpus_per_node, site.cpus_per_rank (profiles/<site>/site.yaml or "
+            "--config 'site={...}') instead\n")
+        sys.exit(2)
+
 #: what a packed simulation job and a training job ask the scheduler for
 SIM_SHAPE = job_shape(config["site"], config["device"], config["site"]["ranks_per_job"])
 TRAIN_SHAPE = job_shape(config["site"], config["device"], config["site"]["train_ranks"])
