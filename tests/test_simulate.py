@@ -190,3 +190,17 @@ def test_probe_blocks_do_not_change_the_result(tmp_path, monkeypatch):
     monkeypatch.setitem(sim.WAVE_BUDGET_BYTES, "cpu", 5 * 4 * gpts[0] * gpts[1] * 8)
     cut, _ = _run(tmp_path, "cut", 8.0, s, seeds=(5,))
     np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-9)
+
+
+def test_gpu_device_without_a_gpu_is_refused_before_any_work():
+    """device gpu where cupy cannot reach a GPU: one line (simulate-job runs
+    this check before its first unit); this machine has neither cupy nor a GPU."""
+    import importlib.util
+
+    from cbedflow.simulate import SimulationConfigError, check_device
+
+    check_device("cpu")
+    assert importlib.util.find_spec("cupy") is None  # the premise of this test
+    with pytest.raises(SimulationConfigError, match=r"device 'gpu': cupy cannot use a GPU here "
+                                                    r"\(ModuleNotFoundError: .*or device: cpu"):
+        check_device("gpu")

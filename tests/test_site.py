@@ -115,3 +115,11 @@ def test_horovod_host_plan_matches_horovodrun():
              p["cross_size"], p["size"]) for p in plan] == [
         (0, "n0", 0, 2, 0, 2, 4), (1, "n0", 1, 2, 0, 2, 4),
         (2, "n1", 0, 2, 1, 2, 4), (3, "n1", 1, 2, 1, 2, 4)]
+
+
+def test_horovod_is_used_in_one_module_only(root):
+    """Only cbedflow.distributed imports Horovod: another backend is one new
+    module, not a rewrite of the training loop."""
+    users = sorted(p.name for p in (root / "workflow" / "cbedflow").rglob("*.py")
+                   if re.search(r"^\s*(import|from)\s+horovod", p.read_text(), re.M))
+    assert users == ["distributed.py"]

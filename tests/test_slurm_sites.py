@@ -30,6 +30,9 @@ from test_slurm import slurm  # noqa: F401 - the cluster fixture
 
 BIN = Path(sys.executable).parent
 SITE = "site={ranks_per_job: 2, train_ranks: 2, units_per_job: 16}"
+#: a short training: these tests are about the jobs, test_workflow about accuracy
+#: (and a nested value typed through every job: history.csv has 4 epochs)
+TRAIN = "train={epochs: 4}"
 #: what each site's jobs must ask for at 2 ranks: partition, cpus per task, constraint
 EXPECT = {"frontier": ("batch", 7, None), "perlmutter": ("regular", 32, "gpu")}
 
@@ -38,8 +41,9 @@ class JobRecords:
     """The latest `scontrol show job -o` record of every job, polled every
     second while the campaign runs (records outlive a job by MinJobAge only)."""
 
-    def __init__(self, env):
+    def __init__(self, env, workdir):
         self.env, self.jobs, self._stop = env, {}, threading.Event()
+        self.workdir = str(workdir)
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self):
@@ -48,7 +52,7 @@ class JobRecords:
                                capture_output=True, text=True)
             for line in r.stdout.splitlines():
                 rec = dict(re.findall(r"(\S+?)=(\S*)", line))
-                if "JobId" in rec:
+                if "JobId" in rec and rec.get("WorkDir") == self.workdir:  # this run's jobs
                     self.jobs[rec["JobId"]] = rec
             self._stop.wait(1.0)
 
@@ -71,8 +75,8 @@ def run_site(slurm, site, wd, *targets):  # noqa: F811
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *targets,
            "--profile", str(ROOT / "profiles" / site), "--sdm", "env-modules",
            "--slurm-status-command", "squeue",
-           "--configfile", str(ROOT / "config" / "config.yaml"), "--config", SITE]
-    with JobRecords(env) as rec:
+           "--configfile", str(ROOT / "config" / "config.yaml"), "--config", SITE, TRAIN]
+    with JobRecords(env, wd) as rec:
         r = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=2700)
     return r, rec
 
@@ -123,6 +127,7 @@ def test_frontier_profile_runs_the_campaign(frontier):
         assert info["ranks"] == 2 and info["scheduler_job"].split("=")[1] in train_ids
         log = (res / "logs" / "train" / f"{model}.log").read_text()
         assert "hvd rank=0 size=2" in log and "hvd rank=1 size=2" in log
+        assert len((res / "models" / model / "history.csv").read_text().splitlines()) == 5
         assert not list((res / "models" / model).glob(".rendezvous-*"))  # cleaned up
     assert (res / "summary.json").exists()
     assert "srun -n 2 -c 7 --gpus-per-task=1 --gpu-bind=closest" in frontier["out"]

@@ -139,22 +139,64 @@ def slurm_gloo_rendezvous(directory: str | Path, timeout_s: float = RENDEZVOUS_T
     return server
 
 
-def init(expected_ranks: int | None, rendezvous_dir: str | Path):
-    """Start Horovod (``horovod.tensorflow.keras``) and return the module.
+class HorovodBackend:
+    """What the training loop needs from a data-parallel backend, on Horovod:
+    rank and size, a max-allreduce and a broadcast of scalars, the optimizer
+    wrapper and the callbacks that keep the ranks in step. Another backend
+    (e.g. tf.distribute where Horovod no longer builds) is another class with
+    these members."""
+
+    name = "horovod"
+
+    def __init__(self, hvd, hvt, server=None):
+        self._hvd, self._hvt, self._server = hvd, hvt, server
+
+    @property
+    def rank(self) -> int:
+        return int(self._hvd.rank())
+
+    @property
+    def size(self) -> int:
+        return int(self._hvd.size())
+
+    def max_int(self, value: int) -> int:
+        """The largest ``value`` over the ranks."""
+        import tensorflow as tf
+
+        return int(self._hvt.allreduce(tf.constant(int(value)), op=self._hvt.Max).numpy())
+
+    def broadcast_float(self, value: float, root: int = 0) -> float:
+        """Rank ``root``'s ``value`` on every rank."""
+        import tensorflow as tf
+
+        return float(self._hvt.broadcast(tf.constant(float(value)), root).numpy())
+
+    def optimizer(self, opt):
+        """``opt`` with its gradients averaged over the ranks."""
+        return self._hvd.DistributedOptimizer(opt)
+
+    def callbacks(self) -> list:
+        """Rank 0's initial weights to every rank; epoch metrics averaged."""
+        return [self._hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+                self._hvd.callbacks.MetricAverageCallback()]
+
+
+def init(expected_ranks: int | None, rendezvous_dir: str | Path) -> HorovodBackend:
+    """Start Horovod and return the training backend.
 
     ``expected_ranks``: the ranks the launcher started (None: not checked);
     a world of another size stops every rank before any work.
     """
+    import horovod.tensorflow as hvt
     import horovod.tensorflow.keras as hvd
 
     server = slurm_gloo_rendezvous(rendezvous_dir)
     hvd.init()  # returns once every rank has met: the files are no longer needed
     if server is not None:
-        hvd._cbedflow_rendezvous = server  # alive as long as the module
         import shutil
 
         step = _slurm_step()
         shutil.rmtree(Path(rendezvous_dir) / f".rendezvous-{step['step']}", ignore_errors=True)
     if expected_ranks is not None:
         check_world(hvd.size(), expected_ranks, "training", "train_launcher")
-    return hvd
+    return HorovodBackend(hvd, hvt, server)  # keeps rank 0's rendezvous server alive

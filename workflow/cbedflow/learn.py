@@ -1,13 +1,14 @@
-"""Horovod data-parallel training and evaluation of the paper's 3D-CNN.
+"""Data-parallel training and evaluation of the paper's 3D-CNN.
 
 Runs in the training environment (TensorFlow 2.15 + Horovod 0.28.1, numpy <
 2, zarr 3.0.x). Launch training under ``horovodrun``/``mpirun``/``jsrun``/
-``srun``; every process is one rank:
+``srun``; every process is one rank. The backend (Horovod) lives in
+:mod:`cbedflow.distributed` alone; this module only calls its members:
 
 * each rank reads its own shard of the (augmented) training set from zarr
   through ``tf.data``;
-* initial variables are broadcast from rank 0, gradients averaged by
-  ``hvd.DistributedOptimizer``, epoch metrics averaged across ranks;
+* initial variables are broadcast from rank 0, gradients averaged by the
+  backend's optimizer wrapper, epoch metrics averaged across ranks;
 * the learning rate is scaled by the configured rule (``linear``: lr x size,
   ``sqrt``: lr x sqrt(size), ``none``);
 * rank 0 alone writes checkpoints, the CSV log and TensorBoard; a rerun
@@ -297,8 +298,6 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     ``task``, ``n_classes`` and ``seed``; ``expected_ranks``: the ranks the
     launcher started (another world size is refused before any work)."""
     t_start = time.time()
-    import horovod.tensorflow as hvt
-    import horovod.tensorflow.keras as hvd
     import tensorflow as tf
 
     from .examples import check_examples
@@ -311,8 +310,8 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     from .distributed import init as init_distributed
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    init_distributed(expected_ranks, out_dir)
-    rank, size = hvd.rank(), hvd.size()
+    backend = init_distributed(expected_ranks, out_dir)
+    rank, size = backend.rank, backend.size
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     if rank == 0:
@@ -331,16 +330,16 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     if vshape != shape:
         raise ValueError(f"{val_path}: example shape {vshape} differs from training {shape}")
     # every rank must take the same number of steps or the allreduce hangs
-    n_tr_max = int(hvt.allreduce(tf.constant(n_tr), op=hvt.Max).numpy())
+    n_tr_max = backend.max_int(n_tr)
     steps = max(1, int(math.ceil(n_tr_max / batch)))
-    n_va_max = int(hvt.allreduce(tf.constant(n_va), op=hvt.Max).numpy())
+    n_va_max = backend.max_int(n_va)
     val_steps = max(1, int(math.ceil(n_va_max / batch)))
     tr = tr.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
     va = va.repeat().batch(batch).prefetch(tf.data.AUTOTUNE)
 
     model = model_from_params(params, shape)
     lr = params["learning_rate"] * lr_scale(params["lr_scaling"], size)
-    opt = hvd.DistributedOptimizer(
+    opt = backend.optimizer(
         tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=params["momentum"]))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
@@ -415,14 +414,13 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         def on_epoch_end(self, epoch, logs=None):
             self.longest = max(getattr(self, "longest", 0.0), time.time() - self.t0)
             late = float(time.time() + self.longest > deadline) if rank == 0 else 0.0
-            late = float(hvt.broadcast(tf.constant(late), 0).numpy())
+            late = backend.broadcast_float(late, 0)
             if late and epoch + 1 < epochs:
                 stopped["early"] = True
                 self.model.stop_training = True
 
     callbacks = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
+        *backend.callbacks(),
         RankLog(),
     ]
     if rank == 0:
