@@ -411,3 +411,22 @@ def test_snakemake_predict_rule(campaign, tmp_path):
     # without data the rule says what it needs
     r = snakemake("predict", "--cores", "1", "--configfile", str(CONFIG), cwd=tmp_path)
     assert r.returncode != 0 and "needs --config predict_input=" in r.stderr
+
+
+@pytest.mark.slow
+def test_summary_prints_every_models_accuracy_beside_its_baseline(campaign):
+    """What `make run` prints after the campaign: one line per model with the
+    CNN's and the baseline's held-out accuracy (it printed nothing while it
+    looked for evaluation/<task>/metrics.json)."""
+    r = subprocess.run([sys.executable, "-m", "cbedflow", "summary", "--configfile", str(CONFIG)],
+                       cwd=campaign["dir"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = campaign["results"]
+    for task, model in (("rough_vs_diffuse", "all"), ("step_position", "all"),
+                        ("step_position", "t39")):
+        met = json.loads((res / "evaluation" / task / model / "metrics.json").read_text())
+        base = json.loads((res / "evaluation" / task / model / "baseline.json").read_text())
+        want = (f"{task}/{model}: held-out accuracy CNN {met['accuracy']:.3f} "
+                f"(MC dropout {met['mc_dropout_accuracy']:.3f}), baseline {base['accuracy']:.3f} "
+                f"on {met['n_test']} examples")
+        assert want in r.stdout, r.stdout

@@ -228,13 +228,35 @@ def cmd_summary(args: argparse.Namespace) -> int:
     report = Path(camp.output_dir) / "report.html"
     if report.exists():
         print(f"report: {report.resolve()}")
-    for task in camp.config["tasks"]:
-        m = Path(camp.output_dir) / "evaluation" / task / "metrics.json"
-        if m.exists():
-            met = json.loads(m.read_text())
-            print(f"  {task}: held-out test accuracy {met['accuracy']:.3f} "
-                  f"({met['n_test']} examples from {met['n_test_structures']} test structures)")
+    for line in accuracy_lines(camp):
+        print(line)
     return 0
+
+
+def accuracy_lines(camp) -> list[str]:
+    """One line per trained model: held-out accuracy of the network (and its
+    MC-dropout mean) beside the baseline's on the same test set, from
+    ``evaluation/<task>/<model>/{metrics,baseline}.json``."""
+    from .tasks import model_specs
+
+    lines = []
+    for task in camp.config["tasks"]:
+        variants = camp.config["train"]["variants"].get(task, ["all"])
+        for spec in model_specs(variants, camp.thicknesses):
+            d = Path(camp.output_dir) / "evaluation" / task / spec.id
+            if not (d / "metrics.json").exists():
+                lines.append(f"  {task}/{spec.id}: not evaluated yet")
+                continue
+            met = json.loads((d / "metrics.json").read_text())
+            line = (f"  {task}/{spec.id}: held-out accuracy CNN {met['accuracy']:.3f}")
+            if met.get("mc_dropout_accuracy") is not None:
+                line += f" (MC dropout {met['mc_dropout_accuracy']:.3f})"
+            if (d / "baseline.json").exists():
+                base = json.loads((d / "baseline.json").read_text())
+                line += f", baseline {base['accuracy']:.3f}"
+            lines.append(line + f" on {met['n_test']} examples from "
+                         f"{met['n_test_structures']} test structures")
+    return lines
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
