@@ -12,7 +12,7 @@ from cbedflow.examples import (
     split_structures,
 )
 from cbedflow.learn import lr_scale
-from cbedflow.metrics import calibration, classification_metrics
+from cbedflow.metrics import classification_metrics
 from cbedflow.storage import CorruptOutputError, atomic_group
 
 

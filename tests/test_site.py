@@ -123,3 +123,11 @@ def test_horovod_is_used_in_one_module_only(root):
     users = sorted(p.name for p in (root / "workflow" / "cbedflow").rglob("*.py")
                    if re.search(r"^\s*(import|from)\s+horovod", p.read_text(), re.M))
     assert users == ["distributed.py"]
+
+
+def test_hashing_and_job_ids_exist_once(root):
+    """One short hash (storage.digest), one scheduler job id (site.scheduler_job_id)."""
+    pkg = root / "workflow" / "cbedflow"
+    hashing = sorted(p.name for p in pkg.rglob("*.py") if "hashlib" in p.read_text())
+    job_ids = sorted(p.name for p in pkg.rglob("*.py") if "LSB_JOBID" in p.read_text())
+    assert hashing == ["storage.py"] and job_ids == ["site.py"]

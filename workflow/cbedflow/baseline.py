@@ -10,15 +10,13 @@ is used once, for the reported metrics.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from .examples import check_examples
 from .metrics import classification_metrics
-from .storage import atomic_file
+from .storage import write_json
 from .tasks import THICKNESS_SCALE_A, ModelSpec, Task, select_examples
 
 #: Inverse regularisation strengths tried on the validation split.
@@ -77,6 +75,5 @@ def fit_and_test(task: Task, spec: ModelSpec, nominal: list[float], train: str, 
                rings=rings, C=best_c, validation_accuracy_by_C={str(k): v for k, v in
                                                               scores.items()},
                n_train=int(len(ytr)), n_test=int(len(yte)))
-    with atomic_file(out_json) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+    write_json(out_json, out)
     return out

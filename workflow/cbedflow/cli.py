@@ -361,7 +361,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import shutil
     import subprocess
 
-    from .storage import atomic_file
+    from .storage import write_json
     from .summary import check_summary
 
     res, out = Path(args.results), Path(args.out)
@@ -386,8 +386,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         "machine": args.machine,
         "plots": plots,
     }
-    with atomic_file(out / "run.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
+    write_json(out / "run.json", record)
     _log(f"published {len(plots)} plots and summary.json to {out}")
     return 0
 

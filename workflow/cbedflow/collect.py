@@ -9,7 +9,6 @@ one is named instead of being trained on.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .provenance import package_versions
-from .storage import CorruptOutputError, atomic_group, open_complete, write_attrs
+from .storage import CorruptOutputError, atomic_group, digest, open_complete, write_attrs
 
 #: Labels stored per sample: name -> dtype.
 LABELS = {
@@ -51,7 +50,7 @@ def check_unit(path: str | Path, data: np.ndarray, shape: tuple | None) -> None:
 
 
 def _checksum(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
+    return digest(arr)
 
 
 def unit_samples(group) -> list[tuple[dict, int | None]]:

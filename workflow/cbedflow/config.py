@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import math
 import re
@@ -358,4 +357,6 @@ def config_hash(config: dict, sections: tuple[str, ...] | None = None) -> str:
     """Stable short hash of (a part of) the config, for provenance."""
     part = config if sections is None else {k: config[k] for k in sections if k in config}
     blob = json.dumps(part, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    from .storage import digest
+
+    return digest(blob)

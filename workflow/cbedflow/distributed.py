@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from .site import check_world
+from .storage import write_json
 
 #: How long ranks wait for each other at the rendezvous [s].
 RENDEZVOUS_TIMEOUT_S = 600.0
@@ -40,12 +41,6 @@ def _slurm_step() -> dict | None:
             "local_rank": int(env.get("SLURM_LOCALID", 0)),
             "host": env.get("SLURMD_NODENAME") or socket.gethostname(),
             "step": f"{env.get('SLURM_JOB_ID', '0')}.{env['SLURM_STEP_ID']}"}
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def _wait_for(paths: list[Path], what: str, timeout_s: float) -> list[dict]:
@@ -108,7 +103,7 @@ def slurm_gloo_rendezvous(directory: str | Path, timeout_s: float = RENDEZVOUS_T
         return None
     d = Path(directory) / f".rendezvous-{step['step']}"
     d.mkdir(parents=True, exist_ok=True)
-    _write_json(d / f"rank{step['rank']}.json",
+    write_json(d / f"rank{step['rank']}.json",
                 {k: step[k] for k in ("rank", "host", "local_rank")})
     ranks = _wait_for([d / f"rank{i}.json" for i in range(step["size"])],
                       f"{step['size']} ranks", timeout_s)
@@ -123,7 +118,7 @@ def slurm_gloo_rendezvous(directory: str | Path, timeout_s: float = RENDEZVOUS_T
         server = RendezvousServer()
         port = server.start()
         server.init([SlotInfo(**p) for p in plan])
-        _write_json(d / "server.json", {"addr": addr, "port": port})
+        write_json(d / "server.json", {"addr": addr, "port": port})
     (srv,) = _wait_for([d / "server.json"], "rank 0's rendezvous server", timeout_s)
     mine = plan[step["rank"]]
     local = "127.0.0.1" if single_host else socket.gethostbyname(step["host"])

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .site import scheduler_job_id
+from .storage import digest, write_json
+
 
 def preprocess(x):
     """Network input from CBED intensities: sqrt (Poisson variance
@@ -238,23 +241,14 @@ def lr_scale(rule: str, size: int) -> float:
     raise ValueError(f"train.lr_scaling={rule!r} is not one of linear, sqrt, none")
 
 
-def _atomic_json(path: Path, obj: dict) -> None:
-    from .storage import atomic_file
-
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2))
-
-
 def resume_key(params: dict, train_path: str, val_path: str, size: int) -> str:
     """Identity of a training run: a checkpoint is resumed only by the same
     settings, rank count and input data (zarr.json size and mtime)."""
-    import hashlib
-
     ident = [json.dumps(params, sort_keys=True), size]
     for p in (train_path, val_path):
         st = (Path(p) / "zarr.json").stat()
         ident.append((st.st_size, st.st_mtime_ns))
-    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+    return digest(json.dumps(ident))
 
 
 def truncate_history(path: Path, epochs: int) -> None:
@@ -397,7 +391,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
                             val_accuracy=float(logs.get("val_accuracy", float("nan"))))
                 self._save(best_path)
             self._save(weights_path)
-            _atomic_json(state_path, {"epoch": epoch + 1, "key": key, "best": best, "logs": {
+            write_json(state_path, {"epoch": epoch + 1, "key": key, "best": best, "logs": {
                 k: float(v) for k, v in logs.items()}})
 
     deadline = walltime_deadline(walltime_s, margin_s, t_start)
@@ -460,12 +454,11 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         with atomic_file(final) as tmp:
             clean.save(str(tmp))
         write_model_manifest(out / "manifest.json", params, train_path, shape, size)
-        _atomic_json(out / "train_info.json", {
+        write_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,
             "best": best if params.get("keep_best", True) else None,
-            "scheduler_job": next((f"{v}={os.environ[v]}" for v in ("SLURM_JOB_ID", "LSB_JOBID")
-                                   if os.environ.get(v)), None),
+            "scheduler_job": scheduler_job_id(),
         })
         print(f"model written to {final}", flush=True)
     return 0
@@ -490,22 +483,19 @@ def model_indices(path: str | Path, params: dict) -> np.ndarray:
 
 def write_model_manifest(path: Path, params: dict, train_path: str, shape, size: int) -> None:
     """Provenance of a trained model, and the data geometry it accepts."""
-    import hashlib
-
     import zarr
 
     from .provenance import package_versions
 
     g = zarr.open_group(str(train_path), mode="r")
-    _atomic_json(path, {
+    write_json(path, {
         "task": params["task"],
         "classes": list(g.attrs["classes"]),
         "geometry": {"input_shape": list(shape),
                      "angular_sampling_mrad": list(g.attrs.get("angular_sampling_mrad", [])),
                      "scan_step_A": list(g.attrs.get("scan_step_A", [])),
                      "crop": g.attrs.get("crop")},
-        "train_params_hash": hashlib.sha256(
-            json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
+        "train_params_hash": digest(json.dumps(params, sort_keys=True)),
         "model": params.get("model", {"id": "all", "thickness_A": None,
                                       "thickness_input": False}),
         "nominal_thicknesses_A": list(params.get("nominal_thicknesses_A") or []),
@@ -613,5 +603,5 @@ def evaluate(model_path: str, test_path: str, classes: list[str], out_json: str,
     with atomic_file(out_predictions) as tmp:
         np.savez(tmp, probabilities=probs, mc_mean=mc_mean, mc_std=mc.std(axis=0), y=y,
                  predicted=pred, index=idx, thickness_A=g["thickness_A"][...][idx])
-    _atomic_json(Path(out_json), metrics)
+    write_json(Path(out_json), metrics)
     return metrics

@@ -13,18 +13,16 @@ unfinished units and nothing finished is simulated twice.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from .campaign import Campaign
-from .storage import CorruptOutputError, atomic_file, open_complete
+from .site import scheduler_job_id
+from .storage import CorruptOutputError, digest, open_complete, write_json
 
 
 def job_ids(campaign: Campaign, units_per_job: int) -> list[str]:
@@ -58,7 +56,7 @@ def mpi_comm():
 def unit_checksum(path: str | Path) -> str:
     """sha256 (16 hex digits) of a complete unit's CBED array."""
     g = open_complete(path)
-    return hashlib.sha256(np.ascontiguousarray(g["cbed"][...]).tobytes()).hexdigest()[:16]
+    return digest(g["cbed"][...])
 
 
 #: config sections whose every key shapes every unit
@@ -158,16 +156,7 @@ def remove_stale_temporaries(path: str | Path) -> int:
     return len(stale)
 
 
-def scheduler_job_id() -> str | None:
-    """The batch system's id of the job this process runs in (Slurm, LSF)."""
-    for var in ("SLURM_JOB_ID", "LSB_JOBID"):
-        if os.environ.get(var):
-            return f"{var}={os.environ[var]}"
-    return None
-
-
 def write_manifest(path: str | Path, job: str, records: list[dict], size: int) -> None:
     """Atomically write the job manifest (rank 0)."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps({"job": job, "ranks": size,
-                                   "units": sorted(records, key=lambda r: r["unit"])}, indent=1))
+    write_json(path, {"job": job, "ranks": size,
+                      "units": sorted(records, key=lambda r: r["unit"])}, indent=1)

@@ -80,6 +80,17 @@ def job_shape(site: dict, device: str, ranks: int) -> JobShape:
     return JobShape(ranks=ranks, nodes=nodes, gpus=gpus, cpus_per_rank=cpus)
 
 
+def scheduler_job_id() -> str | None:
+    """The batch system's id of the job this process runs in (Slurm, LSF),
+    as ``VAR=id``."""
+    import os
+
+    for var in ("SLURM_JOB_ID", "LSB_JOBID"):
+        if os.environ.get(var):
+            return f"{var}={os.environ[var]}"
+    return None
+
+
 class WorldSizeError(RuntimeError):
     """The launcher did not start the expected ranks as one MPI world."""
 

@@ -55,6 +55,26 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     os.replace(tmp, path)
 
 
+def write_json(path: str | Path, obj, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
+    import json
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent))
+
+
+def digest(data) -> str:
+    """sha256 of ``data`` (bytes, str or a numpy array, C order), 16 hex digits:
+    the one short hash of the package (unit checksums, config and resume keys)."""
+    import hashlib
+
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
+    elif isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def write_attrs(group: zarr.Group, attrs: dict) -> None:
     """Write JSON attributes to ``group``."""
     group.attrs.update(attrs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .storage import atomic_file
+from .storage import write_json
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "summary.schema.yaml"
 
@@ -102,5 +102,4 @@ def check_summary(doc: dict) -> None:
 
 def write_summary(doc: dict, out: str | Path) -> None:
     check_summary(doc)
-    with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
+    write_json(out, doc)
