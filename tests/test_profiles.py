@@ -183,3 +183,19 @@ def test_summit_submissions_captured(tmp_path):
                         "-o", f"logs/lsf/simulate_job-{jid}.%J.out",
                         "-e", f"logs/lsf/simulate_job-{jid}.%J.err", argv[-1]]
         assert "simulate_job" in s["jobscript"]
+
+
+def test_rules_hold_no_resource_literals():
+    """Memory and walltime come from the config's resources section."""
+    for f in (ROOT / "workflow" / "rules").glob("*.smk"):
+        assert not re.search(r"(mem_mb|runtime)=\d", f.read_text()), f.name
+
+
+@pytest.mark.slow
+def test_rule_resources_from_the_config(tmp_path):
+    r = snakemake("-n", "-p", "--profile", str(ROOT / "profiles" / "local"), "--configfile",
+                  str(ROOT / "config" / "config.yaml"), "--config",
+                  "resources={train: {runtime_min: 99}}", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "--walltime-min 99 " in out and "--walltime-min 240" not in out

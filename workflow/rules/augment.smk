@@ -9,8 +9,7 @@ rule augment:
     params:
         spec=lambda wc: stage_params("seed", "augment"),
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **rule_resources("augment"),
     conda:
         SIM_ENV
     shell:

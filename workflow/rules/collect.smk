@@ -9,8 +9,7 @@ rule collect:
     params:
         spec=lambda wc: stage_params("seed", "device", "output_dir", "structures", "microscope", "simulation"),
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **rule_resources("collect"),
     conda:
         SIM_ENV
     shell:

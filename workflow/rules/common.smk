@@ -153,6 +153,13 @@ for _rule, _res in (workflow.resource_settings.overwrite_resources or {}).items(
             "--config 'site={...}') instead\n")
         sys.exit(2)
 
+def rule_resources(name, mem_factor=1):
+    """Memory [MB] and walltime [min] of rule ``name`` from the config's
+    ``resources`` section (no literals in the rules; set-resources overrides)."""
+    r = config["resources"][name]
+    return {"mem_mb": r["mem_mb"] * mem_factor, "runtime": r["runtime_min"]}
+
+
 #: what a packed simulation job and a training job ask the scheduler for
 SIM_SHAPE = job_shape(config["site"], config["device"], config["site"]["ranks_per_job"])
 TRAIN_SHAPE = job_shape(config["site"], config["device"], config["site"]["train_ranks"])

@@ -12,8 +12,7 @@ rule crop:
         spec=lambda wc: stage_params("seed", "crop", "split"),
         out_dir=lambda wc: task_dir(wc.task),
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("crop"),
     conda:
         SIM_ENV
     shell:

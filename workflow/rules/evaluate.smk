@@ -18,8 +18,7 @@ rule evaluate:
     params:
         spec=lambda wc: stage_params("evaluate"),
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **rule_resources("evaluate"),
     conda:
         TRAIN_ENV
     shell:
@@ -42,8 +41,7 @@ rule baseline:
     params:
         spec=lambda wc: model_params(wc, "seed", "evaluate"),
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **rule_resources("baseline"),
     conda:
         SIM_ENV
     shell:
@@ -78,8 +76,7 @@ rule summarize:
                                      "crop", "split", "augment", "train", "evaluate"),
         models=" ".join(f"--model {shlex_quote(m)}" for m in _summary_models()),
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("summarize"),
     conda:
         SIM_ENV
     shell:

@@ -26,8 +26,7 @@ if config["predict_input"]:
                 if _PRED.get(key) is not None),
             mc=config["evaluate"]["mc_dropout_samples"],
         resources:
-            mem_mb=4000,
-            runtime=30,
+            **rule_resources("predict"),
         conda:
             TRAIN_ENV
         shell:

@@ -10,8 +10,7 @@ rule plot_dataset:
     params:
         semiangle=config["microscope"]["semiangle_mrad"],
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("plot", mem_factor=2),
     conda:
         SIM_ENV
     shell:
@@ -30,8 +29,7 @@ rule plot_curves:
     log:
         f"{OUT}/logs/plots/{{task}}/{{model}}_curves.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("plot"),
     conda:
         SIM_ENV
     shell:
@@ -49,8 +47,7 @@ rule plot_confusion:
     log:
         f"{OUT}/logs/plots/{{task}}/{{model}}_confusion.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("plot"),
     conda:
         SIM_ENV
     shell:
@@ -68,8 +65,7 @@ rule plot_reliability:
     log:
         f"{OUT}/logs/plots/{{task}}/{{model}}_reliability.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("plot"),
     conda:
         SIM_ENV
     shell:
@@ -88,8 +84,7 @@ rule plot_examples:
     log:
         f"{OUT}/logs/plots/{{task}}/{{model}}_examples.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("plot"),
     conda:
         SIM_ENV
     shell:
@@ -109,8 +104,7 @@ rule plot_overview:
     log:
         f"{OUT}/logs/plots/{{task}}/overview.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("plot"),
     conda:
         SIM_ENV
     shell:

@@ -19,8 +19,7 @@ rule train:
     # request comes from the site (cpus_per_task = site.cpus_per_rank per rank)
     threads: TRAIN_SHAPE.ranks
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **rule_resources("train"),
         # nodes, tasks, gpu, cpus_per_task (+ mpi): cbedflow.site
         **TRAIN_SHAPE.resources(),
     conda:
