@@ -78,3 +78,25 @@ def test_calibration_of_a_perfectly_and_an_over_confident_model():
     assert cal["ece"] == pytest.approx(0.4)
     assert sum(b["count"] for b in cal["bins"]) == 100
     assert cal["bins"][9]["count"] == 100  # 0.9 falls in the top bin [0.9, 1.0]
+
+
+def test_report_headline_from_the_committed_summary(root):
+    """The report's landing-page table: one row per model with the CNN, MC
+    dropout and baseline accuracies of summary.json, valid reStructuredText."""
+    import json
+
+    from docutils.core import publish_parts
+
+    from cbedflow.summary import headline_rst
+
+    doc = json.loads((root / "docs" / "results" / "summary.json").read_text())
+    rst = headline_rst(doc)
+    m = doc["tasks"]["rough_vs_diffuse"]["models"]["all"]
+    row = (f"rough_vs_diffuse all {m['cnn']['accuracy']:.3f} {m['cnn']['mc_dropout_accuracy']:.3f} "
+           f"{m['baseline']['accuracy']:.3f} {m['cnn']['n_test']}")
+    assert row in " ".join(rst.split())
+    n_models = sum(len(t["models"]) for t in doc["tasks"].values())
+    links = "\n.. _Evaluation: #e\n.. _accuracy_overview.png: #a\n.. _summary.json: #s\n"
+    html = publish_parts(rst + links, writer_name="html",
+                         settings_overrides={"halt_level": 2})["html_body"]
+    assert html.count("<tr>") == n_models + 1  # header + one row per model

@@ -109,6 +109,12 @@ def test_report_images_load_in_chromium(campaign, tmp_path):
 
     report = campaign["results"] / "report.html"
     assert report.exists()
+    # the landing page states the headline results (summary.json) with links
+    html = report.read_text()
+    met = json.loads((campaign["results"] / "evaluation" / "rough_vs_diffuse" / "all" /
+                      "metrics.json").read_text())
+    assert "Headline results" in html and f"<td>{met['accuracy']:.3f}</td>" in html
+    assert "app.showCategory('Evaluation')" in html
     chromium = "/usr/bin/chromium"
     assert Path(chromium).exists(), "Debian's chromium is needed (.ci/run installs it)"
     with sync_playwright() as p:

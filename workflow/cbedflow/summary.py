@@ -103,3 +103,32 @@ def check_summary(doc: dict) -> None:
 def write_summary(doc: dict, out: str | Path) -> None:
     check_summary(doc)
     write_json(out, doc)
+
+
+def headline_rst(doc: dict) -> str:
+    """The report's landing-page section: every model's held-out accuracy
+    (CNN, MC-dropout mean, baseline) from a summary document, with links to
+    the report's Evaluation category and accuracy figures (Snakemake report
+    targets, by file name)."""
+    rows = []
+    for task, t in sorted(doc["tasks"].items()):
+        for model, m in t["models"].items():
+            cnn, base = m["cnn"], m.get("baseline") or {}
+            rows.append((task, model, f"{cnn['accuracy']:.3f}",
+                         f"{cnn['mc_dropout_accuracy']:.3f}",
+                         f"{base['accuracy']:.3f}" if "accuracy" in base else "-",
+                         str(cnn["n_test"]), f"{t.get('target_accuracy', float('nan')):.2f}"))
+    head = ("task", "model", "CNN", "MC dropout", "baseline", "test examples", "target")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    line = " ".join("=" * w for w in widths)
+
+    def fmt(row):
+        return " ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+
+    table = "\n".join([line, fmt(head), line, *map(fmt, rows), line])
+    return ("\n\nHeadline results\n----------------\n\n"
+            "Held-out accuracy of every model on test structures that no model or baseline "
+            "saw in training (the baseline: ring-feature logistic regression on the same "
+            "examples). Figures: `Evaluation`_ (confusion matrices, reliability, examples, "
+            "`accuracy_overview.png`_ per task); the numbers: `summary.json`_.\n\n"
+            + table + "\n")

@@ -212,3 +212,25 @@ def final_targets():
                          "reliability")
         ]
     return targets
+
+
+def report_text():
+    """The report's landing page: workflow/report/workflow.rst, plus the
+    headline results from summary.json once it exists (written under
+    .snakemake/, so `snakemake --report` after a run shows the numbers)."""
+    base = Path(workflow.basedir) / "workflow" / "report" / "workflow.rst"
+    summary = Path(OUT) / "summary.json"
+    if not summary.exists():
+        return str(base)
+    from cbedflow.summary import headline_rst
+
+    try:
+        extra = headline_rst(json.loads(summary.read_text()))
+    except (KeyError, ValueError) as exc:  # an older summary: the page without numbers
+        sys.stderr.write(f"report: no headline from {summary} ({exc})\n")
+        return str(base)
+    out = Path(".snakemake") / "cbedflow-report" / "workflow.rst"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(base.read_text() + extra)
+    return str(out.resolve())
+
