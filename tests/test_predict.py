@@ -108,7 +108,8 @@ def test_good_zarr_input_loads_with_its_sampling(tmp_path):
     assert step.tolist() == [0.9, 0.9] and ang.tolist() == [1.5, 1.5]
 
 
-def _npy_case(path, case, cbed):
+def write_broken_npy(path, case, cbed):
+    """A .npy file broken in the way ``case`` names (also used by test_workflow)."""
     if case == "empty":
         path.write_bytes(b"")
     elif case == "text":
@@ -135,7 +136,7 @@ def _npy_case(path, case, cbed):
 ])
 def test_broken_npy_files_are_named_before_reading(tmp_path, case, message):
     path = tmp_path / "a.npy"
-    _npy_case(path, case, np.ones((5, 2, 40, 40)))
+    write_broken_npy(path, case, np.ones((5, 2, 40, 40)))
     with pytest.raises(PredictError, match=message):
         load_scan(path, scan_step_A=0.9, angular_sampling_mrad=1.5)
 

@@ -15,6 +15,7 @@ import yaml
 import zarr
 
 from conftest import train_env
+from test_predict import write_broken_npy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -343,18 +344,10 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
                 "dtype='f4')"), str(data)], check=True)
         else:
             data.write_text("not hdf5\n")
-    if case == "empty_npy":
-        data.write_bytes(b"")
-    elif case == "text_npy":
-        data.write_text("1 2 3\n4 5 6\n")
-    elif case == "bad_header":
-        np.save(data, cbed)
-        raw = bytearray(data.read_bytes())
-        raw[10:20] = b"garbage!!!"
-        data.write_bytes(bytes(raw))
-    elif case == "truncated_npy":
-        np.save(data, cbed)
-        data.write_bytes(data.read_bytes()[:-1000])
+    broken = {"empty_npy": "empty", "text_npy": "text", "bad_header": "header",
+              "truncated_npy": "truncated"}
+    if case in broken:
+        write_broken_npy(data, broken[case], cbed)
     elif data.suffix == ".npy":
         np.save(data, cbed)
     out = tmp_path / "pred"
