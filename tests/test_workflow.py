@@ -426,6 +426,6 @@ def test_summary_prints_every_models_accuracy_beside_its_baseline(campaign):
         met = json.loads((res / "evaluation" / task / model / "metrics.json").read_text())
         base = json.loads((res / "evaluation" / task / model / "baseline.json").read_text())
         want = (f"{task}/{model}: held-out accuracy CNN {met['accuracy']:.3f} "
-                f"(MC dropout {met['mc_dropout_accuracy']:.3f}), baseline {base['accuracy']:.3f} "
+                f"(MC dropout {met['mc_dropout']['accuracy']:.3f}), baseline {base['accuracy']:.3f} "
                 f"on {met['n_test']} examples")
         assert want in r.stdout, r.stdout

@@ -249,8 +249,9 @@ def accuracy_lines(camp) -> list[str]:
                 continue
             met = json.loads((d / "metrics.json").read_text())
             line = (f"  {task}/{spec.id}: held-out accuracy CNN {met['accuracy']:.3f}")
-            if met.get("mc_dropout_accuracy") is not None:
-                line += f" (MC dropout {met['mc_dropout_accuracy']:.3f})"
+            mc = (met.get("mc_dropout") or {}).get("accuracy")
+            if mc is not None:
+                line += f" (MC dropout {mc:.3f})"
             if (d / "baseline.json").exists():
                 base = json.loads((d / "baseline.json").read_text())
                 line += f", baseline {base['accuracy']:.3f}"
