@@ -146,7 +146,10 @@ def cmd_simulate_job(args: argparse.Namespace) -> int:
     from .site import check_world
 
     params = json.loads(args.params)
-    comm = mpi_comm()
+    # one rank needs no MPI: under a one-task srun (the Slurm jobstep's
+    # wrapper) the PMI descriptor is not passed on to this process, and MPI
+    # initialisation would fail where the site sets a PMI (MpiDefault=pmi2)
+    comm = None if args.ranks == 1 else mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
     # before any work: ranks that are not one world would each do every unit
     if args.ranks is not None:
