@@ -86,6 +86,11 @@ def host_plan(ranks: list[dict]) -> list[dict]:
     return out
 
 
+def _rendezvous_dir(directory: str | Path, step: dict) -> Path:
+    """The files of one Slurm step's rendezvous, under ``directory``."""
+    return Path(directory) / f".rendezvous-{step['step']}"
+
+
 def slurm_gloo_rendezvous(directory: str | Path, timeout_s: float = RENDEZVOUS_TIMEOUT_S,
                           ) -> object | None:
     """Set up Horovod's Gloo rendezvous for the tasks of this Slurm step.
@@ -101,7 +106,7 @@ def slurm_gloo_rendezvous(directory: str | Path, timeout_s: float = RENDEZVOUS_T
 
     if hvt.mpi_built():
         return None
-    d = Path(directory) / f".rendezvous-{step['step']}"
+    d = _rendezvous_dir(directory, step)
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / f"rank{step['rank']}.json",
                 {k: step[k] for k in ("rank", "host", "local_rank")})
@@ -190,8 +195,7 @@ def init(expected_ranks: int | None, rendezvous_dir: str | Path) -> HorovodBacke
     if server is not None:
         import shutil
 
-        step = _slurm_step()
-        shutil.rmtree(Path(rendezvous_dir) / f".rendezvous-{step['step']}", ignore_errors=True)
+        shutil.rmtree(_rendezvous_dir(rendezvous_dir, _slurm_step()), ignore_errors=True)
     if expected_ranks is not None:
         check_world(hvd.size(), expected_ranks, "training", "train_launcher")
     return HorovodBackend(hvd, hvt, server)  # keeps rank 0's rendezvous server alive
