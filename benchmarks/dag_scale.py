@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from cbedflow.campaign import Campaign  # noqa: E402
+from cbedflow.campaigns import get_campaign as Campaign  # noqa: E402
 from cbedflow.config import validate  # noqa: E402
 from cbedflow.packing import job_ids  # noqa: E402
 

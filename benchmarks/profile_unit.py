@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from simulation import config, paper_unit_config, structure  # noqa: E402
 
-from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
+from cbedflow.forward.cbed4d import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@
 
 Measures, in one run on one machine:
 
-1. a simulation unit's wall time (``cbedflow.simulate.simulate_unit``) against
+1. a simulation unit's wall time (``cbedflow.forward.cbed4d.simulate_unit``) against
    the bare-FFT floor of the same multislice: one forward and one inverse 2D
    FFT per slice per probe per frozen-phonon configuration, on the same grid,
    with the same library (pyfftw, FFTW_ESTIMATE, as abTEM) and threads, batched
@@ -36,10 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from cbedflow.campaign import Campaign  # noqa: E402
+from cbedflow.campaigns import get_campaign as Campaign  # noqa: E402
 from cbedflow.config import validate  # noqa: E402
-from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
-from cbedflow.structures import build_structure  # noqa: E402
+from cbedflow.forward.cbed4d import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
+from cbedflow.campaigns.lao_sto_cbed.structures import build_structure  # noqa: E402
 
 
 def config(quick: bool, thickness_A: float, configs: int, positions_y: int = 4,
@@ -168,7 +168,7 @@ def bench_thickness_series(quick: bool, thicknesses_A: list[float],
     diffuse structure cut at every thickness, 2 configurations) against the
     thickest sample alone and against one unit per thickness. ``paper``: the
     paper-scale geometry, probes and detector (:func:`paper_unit_config`)."""
-    from cbedflow.structures import build_series
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series
 
     if paper:
         cfg = paper_unit_config(max(thicknesses_A), device)
@@ -207,7 +207,7 @@ def bench_gpu_agreement() -> dict:
     and the relative difference of the total intensity."""
     import zarr
 
-    from cbedflow.structures import build_series
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,7 +238,7 @@ def bench_memory(quick: bool, thickness_A: float, configs: int, positions_y: int
 import json, resource, sys, tempfile
 sys.path.insert(0, {str(ROOT / 'workflow')!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
 from simulation import config, paper_unit_config, structure
-from cbedflow.simulate import SimulationSettings, simulate_unit, unit_seeds
+from cbedflow.forward.cbed4d import SimulationSettings, simulate_unit, unit_seeds
 import abtem, zarr
 if {paper}:
     cfg = paper_unit_config({thickness_A}, {device!r})
@@ -304,7 +304,7 @@ _PIPELINE = r"""
 import json, sys, tempfile, time
 import numpy as np, zarr, tensorflow as tf
 sys.path.insert(0, sys.argv[1])
-from cbedflow.learn import preprocess, zarr_dataset
+from cbedflow.learn.data import preprocess, zarr_dataset
 from cbedflow.storage import stack_chunk_length
 n, shape, batch = int(sys.argv[2]), (13, 16, 16), 16
 x = np.random.default_rng(0).random((n,) + shape).astype(np.float32)

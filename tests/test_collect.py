@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import zarr
 
+from cbedflow.campaigns import get_campaign
 from cbedflow.collect import collect
-from cbedflow.simulate import ScanSettings, SimulationSettings, simulate_unit
+from cbedflow.forward.cbed4d import ScanSettings, SimulationSettings, simulate_unit
 from cbedflow.storage import CorruptOutputError
-from cbedflow.structures import InterfaceGeometry, StructureSpec, build_structure
+from cbedflow.campaigns.lao_sto_cbed.structures import InterfaceGeometry, StructureSpec, build_structure
 
 from conftest import SIGMAS
 
+CAMP = get_campaign({})  # the default campaign (LAO/STO), no config needed to collect
 GEOM = InterfaceGeometry(n_substrate=1, n_film=2, y_repeats=4)
 SETTINGS = SimulationSettings(sigmas_A=SIGMAS, scan=ScanSettings(0.0, 1.0, 3, 2))
 
@@ -42,7 +44,7 @@ def _copy(units, tmp_path):
 
 
 def test_collect_averages_batches_and_labels(units, tmp_path):
-    ds_path = collect(units, tmp_path / "ds.zarr", progress=lambda m: None)
+    ds_path = collect(CAMP, units, tmp_path / "ds.zarr", progress=lambda m: None)
     ds = zarr.open_group(str(ds_path), mode="r")
     assert ds["cbed"].shape[0] == 2
     names = ds.attrs["structure_names"]
@@ -62,7 +64,7 @@ def test_collect_averages_batches_and_labels(units, tmp_path):
 def _expect_refusal(paths, bad, tmp_path, match):
     out = tmp_path / "ds.zarr"
     with pytest.raises(CorruptOutputError) as exc:
-        collect(paths, out, progress=lambda m: None)
+        collect(CAMP, paths, out, progress=lambda m: None)
     assert str(bad) in str(exc.value)
     assert match in str(exc.value)
     assert not out.exists()

@@ -115,9 +115,9 @@ def test_validate_command_prints_one_line(tmp_path, root):
 
 @pytest.mark.parametrize("change, words", [
     ({"split": {"validation": 0.5, "test": 0.5}},
-     ["'split'", "task step_position", "'k=3' has 3 structure(s), leaving validation 0"]),
+     ["'split'", "task step_position", "'k=3' has 3 sample(s), leaving validation 0"]),
     ({"structures": {"per_class": 1}},
-     ["task rough_vs_diffuse", "'diffuse' has 1 structure(s)", "validation 0, test 0"]),
+     ["task rough_vs_diffuse", "'diffuse' has 1 sample(s)", "validation 0, test 0"]),
 ])
 def test_every_split_gets_every_class_before_any_job(root, change, words):
     from cbedflow.config import check_splits
@@ -170,7 +170,7 @@ def test_tiny_config_comments_state_its_numbers(root):
     """The tiny config's comments name its held-out line scans and units."""
     import re
 
-    from cbedflow.campaign import Campaign
+    from cbedflow.campaigns import get_campaign as Campaign
     from cbedflow.examples import split_counts
 
     text = (root / "config" / "config.yaml").read_text()

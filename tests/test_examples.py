@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import zarr
 
+from cbedflow.campaigns import get_campaign
+from cbedflow.campaigns.lao_sto_cbed import crop_pattern
 from cbedflow.examples import (
     ExampleError,
     augment,
     check_examples,
-    crop_pattern,
     split_structures,
 )
-from cbedflow.learn import lr_scale
+from cbedflow.learn.loop import lr_scale
 from cbedflow.metrics import classification_metrics
 from cbedflow.storage import CorruptOutputError, atomic_group
 
@@ -49,15 +50,18 @@ def _examples(path, x, y):
         for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
                       ("line", "int16"), ("step_k", "int8"), ("intermix_fraction", "float32")):
             g.create_array(k, data=np.zeros(len(y), dt))
-        g.attrs.update(task="rough_vs_diffuse", complete=True, classes=["diffuse", "step"])
+        g.attrs.update(task="rough_vs_diffuse", complete=True, classes=["diffuse", "step"],
+                       dims=["example", "scan_x", "kx", "ky"])
 
 
 def test_augment_is_seeded_and_poisson(tmp_path):
     x = np.full((3, 5, 16, 16), 1.0 / 256, np.float32)  # total intensity 1 per pattern
     _examples(tmp_path / "train.zarr", x, [0, 1, 0])
-    kw = dict(copies=3, dose_range=(1e3, 1e4), max_rotation_deg=0.0, seed=4)
-    augment(tmp_path / "train.zarr", tmp_path / "a.zarr", progress=lambda m: None, **kw)
-    augment(tmp_path / "train.zarr", tmp_path / "b.zarr", progress=lambda m: None, **kw)
+    cfg = {"seed": 4, "augment": {"copies": 3, "keep_original": True,
+                                  "dose_e_per_pattern": [1e3, 1e4], "max_rotation_deg": 0.0}}
+    camp = get_campaign(cfg)
+    augment(camp, tmp_path / "train.zarr", tmp_path / "a.zarr", cfg, progress=lambda m: None)
+    augment(camp, tmp_path / "train.zarr", tmp_path / "b.zarr", cfg, progress=lambda m: None)
     a = zarr.open_group(str(tmp_path / "a.zarr"))
     b = zarr.open_group(str(tmp_path / "b.zarr"))
     np.testing.assert_array_equal(a["x"][...], b["x"][...])
@@ -94,7 +98,7 @@ def test_classification_metrics():
     y = [0, 0, 1, 1, 1, 0]
     p = [0, 1, 1, 1, 0, 0]
     m = classification_metrics(y, p, ["diffuse", "step"], [39.05] * 4 + [78.1] * 2,
-                               [-1, -1, 3, 5, 5, -1])
+                               {"step_k": [-1, -1, 3, 5, 5, -1]})
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["confusion_matrix"] == [[2, 1], [1, 2]]
     assert m["per_class"]["step"]["precision"] == pytest.approx(2 / 3)
@@ -110,7 +114,7 @@ def test_lr_scaling():
 
 
 def test_truncate_history(tmp_path):
-    from cbedflow.learn import truncate_history
+    from cbedflow.learn.loop import truncate_history
 
     h = tmp_path / "history.csv"
     h.write_text("epoch,accuracy,loss\n0,0.5,1\n1,0.6,0.9\n2,0.7,0.8\n3,0.7,0.8\n")
@@ -120,7 +124,7 @@ def test_truncate_history(tmp_path):
 
 
 def test_model_geometry_check():
-    from cbedflow.learn import check_model_geometry
+    from cbedflow.learn.manifest import check_model_geometry
 
     manifest = {"task": "rough_vs_diffuse",
                 "geometry": {"input_shape": [13, 16, 16], "angular_sampling_mrad": [5.1, 5.1],
@@ -128,7 +132,7 @@ def test_model_geometry_check():
     ok = {"angular_sampling_mrad": [5.1, 5.1], "scan_step_A": [0.98, 0.98],
           "task": "rough_vs_diffuse"}
     check_model_geometry(manifest, ok, (13, 16, 16), "t.zarr")
-    with pytest.raises(ValueError, match="t.zarr.*angular sampling"):
+    with pytest.raises(ValueError, match="t.zarr.*angular_sampling_mrad"):
         check_model_geometry(manifest, dict(ok, angular_sampling_mrad=[2.5, 2.5]),
                              (13, 16, 16), "t.zarr")
     with pytest.raises(ValueError, match="example shape"):
@@ -175,7 +179,7 @@ def test_stack_writer_writes_whole_chunks_in_order(tmp_path):
 
 
 def test_read_plan_keeps_order_and_reads_whole_chunks():
-    from cbedflow.learn import read_plan
+    from cbedflow.learn.data import read_plan
 
     idx = np.arange(0, 1000, 2)  # one rank of two
     blocks = read_plan(idx, chunk=100, min_block=64)

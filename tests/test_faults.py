@@ -17,7 +17,7 @@ import pytest
 import yaml
 import zarr
 
-from cbedflow.campaign import Campaign
+from cbedflow.campaigns import get_campaign as Campaign
 from cbedflow.config import validate
 from conftest import ROOT
 

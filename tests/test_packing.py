@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from cbedflow.campaign import Campaign
+from cbedflow.campaigns import get_campaign as Campaign
 from cbedflow.config import validate
 from cbedflow.packing import job_ids, job_units
 from conftest import ROOT
@@ -139,7 +139,7 @@ def test_growing_the_campaign_recomputes_no_unit(tmp_path):
 
 
 def test_structure_files_rebuilt_when_their_settings_change(tmp_path):
-    from cbedflow.cli import ensure_structure, read_frame
+    from cbedflow.campaigns.lao_sto_cbed.samples import ensure_structure, read_frame
 
     params = tiny_params(tmp_path)
     camp = Campaign(params)
@@ -168,16 +168,17 @@ def _two_thickness_params(out_dir, exit_planes=True, **structures):
 def test_exit_plane_units_and_their_keys(tmp_path):
     """Diffuse and flat-step structures get one series unit per batch, inner
     step classes one unit per thickness; keys follow what a unit computes."""
-    from cbedflow.campaign import SERIES
-    from cbedflow.packing import unit_key
+    from cbedflow.campaigns.lao_sto_cbed.samples import SERIES
+    from cbedflow.campaigns.lao_sto_cbed.samples import unit_key
 
     on = _two_thickness_params(tmp_path)
     units = Campaign(on).units()
-    assert units == [("step-0000", SERIES, 0), ("step-0001", "39", 0), ("step-0001", "78", 0),
-                     ("diffuse-0000", SERIES, 0), ("diffuse-0001", SERIES, 0)]
+    S = f"t{SERIES}"
+    assert units == [("step-0000", S, 0), ("step-0001", "t39", 0), ("step-0001", "t78", 0),
+                     ("diffuse-0000", S, 0), ("diffuse-0001", S, 0)]
     off = _two_thickness_params(tmp_path, exit_planes=False)
     assert len(Campaign(off).units()) == 8
-    assert SERIES not in {t for _, t, _ in Campaign(off).units()}
+    assert f"t{SERIES}" not in {t for _, t, _ in Campaign(off).units()}
     # toggling exit planes does not recompute the per-thickness units
     assert unit_key(on, "step-0001", "39") == unit_key(off, "step-0001", "39")
     # a new thickness recomputes series units, not per-thickness ones
@@ -205,7 +206,7 @@ def test_exit_plane_campaign_matches_per_thickness_campaign(tmp_path):
         assert len(manifest["units"]) == n == (5 if mode else 8)
         if mode:
             assert "with exit planes at 39.05 Å" in out
-        ds = collect(camp.unit_paths(), tmp_path / f"ds-{mode}.zarr", progress=lambda m: None)
+        ds = collect(camp, camp.unit_paths(), tmp_path / f"ds-{mode}.zarr", progress=lambda m: None)
         datasets[mode] = zarr.open_group(str(ds), mode="r")
     a, b = datasets[True], datasets[False]
     assert a["cbed"].shape == b["cbed"].shape and a["cbed"].shape[0] == 8

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from cbedflow.examples import crop_pattern
-from cbedflow.predict import PredictError, load_scan, resample_patterns, resample_scan
+from cbedflow.campaigns.lao_sto_cbed import crop_pattern
+from cbedflow.campaigns.lao_sto_cbed.measured import PredictError, load_scan, resample_patterns, resample_scan
 
 
 def geometry(n_sim=40, pattern_px=36, binning=3, s_sim=1.5, positions=5):

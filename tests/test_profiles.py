@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cbedflow.campaign import Campaign
+from cbedflow.campaigns import get_campaign as Campaign
 from cbedflow.config import load, validate
 from cbedflow.lsf import bsub_command, walltime
 

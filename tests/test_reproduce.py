@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbedflow.campaign import Campaign
+from cbedflow.campaigns import get_campaign as Campaign
 from cbedflow.config import load
 from cbedflow.examples import split_structures
 from cbedflow.metrics import calibration

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import zarr
 
-from cbedflow.analysis import dark_field, virtual_detector
-from cbedflow.simulate import (
+from cbedflow.campaigns.lao_sto_cbed.analysis import dark_field, virtual_detector
+from cbedflow.forward.cbed4d import (
     ScanSettings,
     SimulationConfigError,
     SimulationSettings,
@@ -14,7 +14,7 @@ from cbedflow.simulate import (
     smooth_size,
     unit_seeds,
 )
-from cbedflow.structures import InterfaceGeometry, StructureSpec, build_structure
+from cbedflow.campaigns.lao_sto_cbed.structures import InterfaceGeometry, StructureSpec, build_structure
 
 from conftest import SIGMAS
 
@@ -118,7 +118,7 @@ def test_optimized_path_matches_plain_abtem(tmp_path):
     of every position, averaged over configurations."""
     import abtem
 
-    from cbedflow.simulate import configure_abtem
+    from cbedflow.forward.cbed4d import configure_abtem
 
     s = SimulationSettings(sigmas_A=SIGMAS, detector_max_angle_mrad=40.0,
                            scan=ScanSettings(extent_cells=1.0, positions_x=3, positions_y=2))
@@ -145,7 +145,7 @@ def test_exit_planes_equal_separate_runs_without_phonons(tmp_path):
     """One propagation with exit planes records, at each plane, exactly what a
     separate simulation of the thinner cut gives (no phonons, so the two see
     the same atoms)."""
-    from cbedflow.structures import build_series
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series
 
     still = {el: 0.0 for el in SIGMAS}
     s = SimulationSettings(sigmas_A=still, scan=ScanSettings(0.0, 1.0, 3, 2))
@@ -167,7 +167,7 @@ def test_exit_planes_equal_separate_runs_without_phonons(tmp_path):
 
 
 def test_exit_planes_refuse_thickness_between_slices():
-    from cbedflow.simulate import exit_plane_indices
+    from cbedflow.forward.cbed4d import exit_plane_indices
 
     assert exit_plane_indices([7.81, 15.62], 1.9525, 15.62) == (3, 7)
     with pytest.raises(SimulationConfigError, match="8.0000 Å is not a whole number"):
@@ -179,7 +179,7 @@ def test_exit_planes_refuse_thickness_between_slices():
 def test_probe_blocks_do_not_change_the_result(tmp_path, monkeypatch):
     """Blocks of probes that cut across scan rows (a 5-probe budget on a 3 x 2
     scan) give the same patterns as one block of every probe."""
-    import cbedflow.simulate as sim
+    import cbedflow.forward.cbed4d as sim
 
     assert sim.probes_per_call(1599, (525, 525), sim.WAVE_BUDGET_BYTES["cpu"]) == 30
     assert sim.probes_per_call(1599, (525, 525), sim.WAVE_BUDGET_BYTES["gpu"]) == 486
@@ -197,7 +197,7 @@ def test_gpu_device_without_a_gpu_is_refused_before_any_work():
     this check before its first unit); this machine has neither cupy nor a GPU."""
     import importlib.util
 
-    from cbedflow.simulate import SimulationConfigError, check_device
+    from cbedflow.forward.cbed4d import SimulationConfigError, check_device
 
     check_device("cpu")
     assert importlib.util.find_spec("cupy") is None  # the premise of this test

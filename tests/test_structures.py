@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.geometry import get_distances
 
-from cbedflow.structures import (
+from cbedflow.campaigns.lao_sto_cbed.structures import (
     A_STO,
     InterfaceGeometry,
     StructureSpec,
@@ -143,7 +143,7 @@ def _atom_set(atoms):
 
 @pytest.mark.parametrize("k", [0, 10])
 def test_series_of_flat_steps_equals_direct_builds(k):
-    from cbedflow.structures import build_series, series_compatible
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series, series_compatible
 
     spec = StructureSpec("step-0000", "step", k, 0.0, 1)
     assert series_compatible(spec)
@@ -157,8 +157,8 @@ def test_series_of_flat_steps_equals_direct_builds(k):
 
 
 def test_series_of_diffuse_structure_is_cuts_with_own_labels():
-    from cbedflow.simulate import check_prefix_series
-    from cbedflow.structures import build_series, realised_fractions
+    from cbedflow.forward.cbed4d import check_prefix_series
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series, realised_fractions
 
     spec = StructureSpec("diffuse-0000", "diffuse", -1, 0.3, 7)
     frames = build_series(spec, GEOM, [39.0, 78.0], decay=0.5)
@@ -173,8 +173,8 @@ def test_series_of_diffuse_structure_is_cuts_with_own_labels():
 
 
 def test_inner_step_classes_refuse_a_series():
-    from cbedflow.simulate import SimulationConfigError, check_prefix_series
-    from cbedflow.structures import build_series, series_compatible
+    from cbedflow.forward.cbed4d import SimulationConfigError, check_prefix_series
+    from cbedflow.campaigns.lao_sto_cbed.structures import build_series, series_compatible
 
     spec = StructureSpec("step-0005", "step", 5, 0.0, 1)
     assert not series_compatible(spec)

@@ -194,7 +194,7 @@ def test_zarr_dataset_reads_the_selected_examples_in_order(tmp_path):
     code = f"""
 import sys, numpy as np, zarr
 sys.path.insert(0, {str(ROOT / 'workflow')!r})
-from cbedflow.learn import raw_chunk_files, zarr_dataset, preprocess
+from cbedflow.learn.data import raw_chunk_files, zarr_dataset, preprocess
 assert raw_chunk_files({str(zpath)!r}) is None  # compressed: read through zarr
 files = raw_chunk_files({str(rpath)!r})
 assert files is not None and len(files) == 10, files

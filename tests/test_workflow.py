@@ -179,7 +179,7 @@ def test_paper_scale_dry_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    from cbedflow.campaign import Campaign
+    from cbedflow.campaigns import get_campaign as Campaign
     from cbedflow.config import load
     from cbedflow.tasks import model_specs
 

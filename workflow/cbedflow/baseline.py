@@ -1,11 +1,11 @@
-"""Ring-feature logistic-regression baseline (scikit-learn).
+"""The simple baseline every network is judged against (scikit-learn).
 
-The CNN's accuracy means more beside a simple model on physically motivated
-features: the intensity in ``rings`` annuli of every CBED pattern along the
-line scan (the dark-field signal at several angles, probe position by probe
-position). Features are sqrt-transformed and standardised; the inverse
-regularisation ``C`` is chosen on the validation split only; the test split
-is used once, for the reported metrics.
+The campaign turns each example into a few physically motivated features
+(``Campaign.baseline_features``: e.g. ring intensities along a line scan);
+classification fits a logistic regression, regression a ridge regression
+(one per target set). Features are standardised; the regularisation is
+chosen on the validation split only; the test split is used once, for the
+reported metrics, on the same examples as the model.
 """
 
 from __future__ import annotations
@@ -15,65 +15,79 @@ from pathlib import Path
 import numpy as np
 
 from .examples import check_examples
-from .metrics import classification_metrics
+from .metrics import classification_metrics, regression_metrics
 from .storage import write_json
 from .tasks import THICKNESS_SCALE_A, ModelSpec, Task, select_examples
 
-#: Inverse regularisation strengths tried on the validation split.
+#: Inverse regularisation strengths (logistic) tried on the validation split.
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+#: Ridge penalties tried on the validation split.
+ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def ring_features(x: np.ndarray, rings: int) -> np.ndarray:
-    """(examples, positions, kx, ky) -> (examples, positions * rings): summed
-    intensity in ``rings`` equal-width annuli about the pattern centre, out
-    to the pattern edge."""
-    n = x.shape[-1]
-    c = (n - 1) / 2
-    ky, kx = np.meshgrid(np.arange(n) - c, np.arange(x.shape[-2]) - (x.shape[-2] - 1) / 2)
-    r = np.hypot(kx, ky)
-    which = np.minimum((r / (n / 2) * rings).astype(int), rings)  # rings = outside
-    onehot = np.stack([(which == i) for i in range(rings)], axis=-1).astype(np.float64)
-    f = np.einsum("epxy,xyr->epr", x.astype(np.float64), onehot)
-    return np.sqrt(np.clip(f, 0, None)).reshape(len(x), -1)
-
-
-def _load(path: str | Path, spec: ModelSpec, nominal: list[float], rings: int, n_classes: int):
-    g = check_examples(path, n_classes)
+def _load(camp, config: dict, path: str | Path, spec: ModelSpec, nominal: list[float],
+          task: Task):
+    g = check_examples(path, None if task.is_regression else task.n_classes)
     idx = select_examples(g["thickness_A"][...], spec, nominal)
     if len(idx) == 0:
         raise ValueError(f"{path}: no examples for model {spec.id!r}")
     x = g["x"].get_orthogonal_selection((np.asarray(idx, dtype=np.int64),))
-    f = ring_features(x, rings)
+    f = camp.baseline_features(x, config)
     if spec.thickness_input:
         f = np.column_stack([f, g["thickness_A"][...][idx] / THICKNESS_SCALE_A])
-    return f, g["y"][...][idx].astype(int), g["thickness_A"][...][idx], g["step_k"][...][idx]
+    by = {task.breakdown: g[task.breakdown][...][idx]} if task.breakdown else {}
+    return f, g["y"][...][idx], g["thickness_A"][...][idx], by
 
 
-def fit_and_test(task: Task, spec: ModelSpec, nominal: list[float], train: str, validation: str,
-                 test: str, rings: int, seed: int, out_json: str | Path) -> dict:
-    """Fit on ``train``, pick C on ``validation``, report on ``test``."""
-    from sklearn.linear_model import LogisticRegression
+def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
+                 train: str, validation: str, test: str, out_json: str | Path) -> dict:
+    """Fit on ``train``, pick the regularisation on ``validation``, report on
+    ``test``; ``config``: seed and the campaign's sections."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    ftr, ytr, _, _ = _load(train, spec, nominal, rings, task.n_classes)
-    fva, yva, _, _ = _load(validation, spec, nominal, rings, task.n_classes)
-    fte, yte, tte, kte = _load(test, spec, nominal, rings, task.n_classes)
+    seed = config["seed"]
+    ftr, ytr, _, _ = _load(camp, config, train, spec, nominal, task)
+    fva, yva, _, _ = _load(camp, config, validation, spec, nominal, task)
+    fte, yte, tte, by = _load(camp, config, test, spec, nominal, task)
+    if task.is_regression:
+        from sklearn.linear_model import Ridge
+
+        shape = yte.shape
+        flat = [y.reshape(len(y), -1) for y in (ytr, yva)]
+        grid, name = ALPHA_GRID, "alpha"
+
+        def make(a):
+            return make_pipeline(StandardScaler(), Ridge(alpha=a))
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        flat = [ytr.astype(int), yva.astype(int)]
+        grid, name = C_GRID, "C"
+
+        def make(c):
+            return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000,
+                                                                     random_state=seed))
     scores = {}
-    for c in C_GRID:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000,
-                                                                 random_state=seed))
-        clf.fit(ftr, ytr)
-        scores[c] = float(clf.score(fva, yva))
-    best_c = max(C_GRID, key=lambda c: (scores[c], -abs(np.log10(c))))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=best_c, max_iter=5000,
-                                                             random_state=seed))
-    clf.fit(ftr, ytr)
+    for v in grid:
+        clf = make(v)
+        clf.fit(ftr, flat[0])
+        scores[v] = float(clf.score(fva, flat[1]))  # accuracy or R²
+    best = max(grid, key=lambda v: (scores[v], -abs(np.log10(v))))
+    clf = make(best)
+    clf.fit(ftr, flat[0])
     pred = clf.predict(fte)
-    out = classification_metrics(yte, pred, task.classes, tte, kte, ordinal=task.ordinal)
-    out.update(task=task.name, model=spec.to_dict(), method="ring-feature logistic regression",
-               rings=rings, C=best_c, validation_accuracy_by_C={str(k): v for k, v in
-                                                              scores.items()},
-               n_train=int(len(ytr)), n_test=int(len(yte)))
+    if task.is_regression:
+        names = list(task.target_names) if len(task.target_names) == shape[-1] else [
+            f"target_{i}" for i in range(shape[-1])]
+        units = list(task.units) or [""] * len(names)
+        out = regression_metrics(yte, pred.reshape(shape), names, units)
+    else:
+        out = classification_metrics(yte.astype(int), pred, task.classes, tte, by,
+                                     ordinal=task.ordinal)
+    out.update(task=task.name, model=spec.to_dict(), method=camp.baseline_name,
+               kind=task.kind, n_train=int(len(ytr)), n_test=int(len(yte)))
+    out[name] = best
+    out[f"validation_score_by_{name}"] = {str(k): v for k, v in scores.items()}
     write_json(out_json, out)
     return out

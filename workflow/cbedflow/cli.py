@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -27,168 +29,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_structure(args: argparse.Namespace) -> int:
-    """Build one structure at every thickness, one extxyz frame each."""
-    from .campaign import Campaign
+def _campaign(params: dict):
+    from .campaigns import get_campaign
 
-    out = ensure_structure(Campaign(json.loads(args.params)), args.name, Path(args.out),
-                           force=True)
-    _log(f"{args.name} -> {out}")
-    return 0
-
-
-def read_frames(path: str | Path) -> list:
-    """Every frame of the structure file ``path``, thinnest first."""
-    import ase.io
-
-    frames = ase.io.read(path, index=":", format="extxyz", parallel=False)
-    return sorted(frames, key=lambda f: f.info["thickness_A"])
-
-
-def read_frame(path: str | Path, thickness_label: str):
-    """The frame of ``path`` whose nominal thickness has ``thickness_label``."""
-    from .campaign import thickness_label as label_of
-
-    frames = read_frames(path)
-    for atoms in frames:
-        if label_of(atoms.info["nominal_thickness_A"]) == thickness_label:
-            return atoms
-    have = [label_of(a.info["nominal_thickness_A"]) for a in frames]
-    raise SystemExit(f"{path}: no frame for thickness {thickness_label!r}; has {have}")
-
-
-def _simulate_one(params: dict, structure: str | Path, thickness: str, batch: int,
-                  out: str | Path, progress=_log) -> None:
-    from .config import config_hash
-    from .packing import unit_key
-    from .simulate import SimulationSettings, simulate_unit, unit_seeds
-
-    from .campaign import SERIES
-
-    settings = SimulationSettings.from_config(params)
-    series = None
-    if thickness == SERIES:  # every thickness from one propagation (exit planes)
-        *series, atoms = read_frames(structure)
-    else:
-        atoms = read_frame(structure, thickness)
-    bs = params["simulation"]["phonons"]["batch_size"]
-    seeds = unit_seeds(params["seed"], atoms.info["structure"],
-                       int(atoms.info["thickness_cells"]), batch, bs)
-    exits = (" with exit planes at " + ", ".join(f"{f.info['thickness_A']:.2f}" for f in series)
-             + " Å") if series else ""
-    progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å{exits} "
-             f"batch {batch} ({bs} configurations, grid {settings.gpts(atoms)})")
-    simulate_unit(atoms, settings, seeds, out, progress=progress, series=series, provenance={
-        "config_hash": config_hash(params),
-        "unit_key": unit_key(params, atoms.info["structure"], thickness),
-        "seed": params["seed"], "batch": batch,
-    })
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    _simulate_one(json.loads(args.params), args.structure, args.thickness, args.batch, args.out)
-    return 0
-
-
-def structure_key(camp, name: str) -> str:
-    """Hash of everything a structure file holds: its spec, the geometry and
-    the thicknesses."""
-    from dataclasses import asdict
-
-    from .config import config_hash
-
-    _, spec = camp.by_name[name]
-    s = camp.config["structures"]
-    return config_hash({"spec": asdict(spec), "geometry": asdict(camp.geometry),
-                        "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses),
-                        "series": camp.in_series(spec)})
-
-
-def ensure_structure(camp, name: str, path: Path | None = None, force: bool = False) -> Path:
-    """The structure file of ``name`` (all thicknesses, labels in each frame's
-    info), built and saved atomically if missing, if built from other settings
-    (its ``structure_key`` differs) or if ``force``."""
-    import ase.io
-
-    from .storage import atomic_file
-    from .structures import build_series, build_structure
-
-    path = Path(camp.structure_path(name)) if path is None else path
-    key = structure_key(camp, name)
-    if not force and path.exists():
-        try:
-            first = ase.io.read(path, index=0, format="extxyz", parallel=False)
-            force = first.info.get("structure_key") != key
-        except Exception:  # unreadable: rebuild
-            force = True
-    if force or not path.exists():
-        _, spec = camp.by_name[name]
-        decay = camp.config["structures"]["intermix_decay"]
-        if camp.in_series(spec):  # thinner samples are cuts of the thickest
-            frames = build_series(spec, camp.geometry, list(camp.thicknesses.values()), decay)
-        else:
-            frames = [build_structure(spec, camp.geometry, t, decay)
-                      for t in camp.thicknesses.values()]
-        for f in frames:
-            f.info["structure_key"] = key
-        with atomic_file(path) as tmp:
-            # parallel=False: under MPI, ASE would otherwise let only world rank 0 write
-            ase.io.write(tmp, frames, format="extxyz", parallel=False)
-    return path
+    return get_campaign(params)
 
 
 def cmd_simulate_job(args: argparse.Namespace) -> int:
     """One packed batch job: its units spread over the MPI ranks."""
-    from .campaign import Campaign
-    from .packing import job_units, mpi_comm, run_job, unit_key, write_manifest
+    from .packing import run_packed_job
 
-    from .simulate import check_device
-    from .site import check_world
+    run_packed_job(json.loads(args.params), args.job, args.units_per_job, args.ranks,
+                   args.manifest)
+    return 0
 
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """One unit, by hand (the packed jobs do the same for every unit)."""
     params = json.loads(args.params)
-    # one rank needs no MPI: under a one-task srun (the Slurm jobstep's
-    # wrapper) the PMI descriptor is not passed on to this process, and MPI
-    # initialisation would fail where the site sets a PMI (MpiDefault=pmi2)
-    comm = None if args.ranks == 1 else mpi_comm()
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
-    # before any work: ranks that are not one world would each do every unit
-    if args.ranks is not None:
-        check_world(size, args.ranks, f"job {args.job}", "mpi_launcher")
-    if rank == 0:
-        _log(f"job {args.job}: one MPI world of {size} rank(s)")
-    check_device(params["device"])
-    camp = Campaign(params)
-    units = job_units(camp, args.units_per_job, args.job)
-    if rank == 0:
-        _log(f"job {args.job}: {len(units)} units on {size} rank(s)")
-
-    def simulate_one(name, thickness, batch, out):
-        path = ensure_structure(camp, name)
-        _simulate_one(params, path, thickness, batch, out,
-                      progress=lambda m: _log(f"rank {rank}: {m}"))
-
-    try:
-        records = run_job(camp, units, simulate_one, rank, size,
-                          key=lambda name, t: unit_key(params, name, t), progress=_log)
-    except BaseException:
-        if comm is not None and size > 1:  # a failed rank must not leave the others waiting
-            import traceback
-
-            traceback.print_exc()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            comm.Abort(1)
-        raise
-    gathered = comm.gather(records, root=0) if comm else [records]
-    if rank == 0:
-        flat = [r for part in gathered for r in part]
-        write_manifest(args.manifest, args.job, flat, size)
-        by_rank = {}
-        for r in flat:
-            by_rank.setdefault(r["rank"], []).append(r["status"])
-        _log(f"job {args.job} done: " + ", ".join(
-            f"rank {k}: {v.count('simulated')} simulated, {len(v) - v.count('simulated')} "
-            "skipped" for k, v in sorted(by_rank.items())))
+    _campaign(params).simulate_unit(args.name, args.part, args.batch, args.out, progress=_log)
     return 0
 
 
@@ -197,12 +56,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .config import config_hash
 
     params = json.loads(args.params)
+    camp = _campaign(params)
     units = list(args.units)
     if args.campaign_units:
-        from .campaign import Campaign
-
-        units += Campaign(params).unit_paths()
-    collect(units, args.out, progress=_log, provenance={
+        units += camp.unit_paths()
+    collect(camp, units, args.out, progress=_log, provenance={
         "config_hash": config_hash(params), "seed": params.get("seed"),
     })
     print(f"dataset written to {Path(args.out).resolve()}")
@@ -210,67 +68,28 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """Print where the campaign's dataset is and what it holds."""
-    import numpy as np
-    import zarr
-
-    from .campaign import Campaign
+    """Print where the campaign's dataset is, what it holds, and every
+    model's held-out result beside its baseline's."""
     from .config import load
+    from .summary import status_lines
 
-    camp = Campaign(load(args.configfile))
-    path = Path(camp.dataset_path)
-    if not path.exists():
-        print(f"no dataset yet at {path.resolve()}: run snakemake first", file=sys.stderr)
+    try:
+        lines = status_lines(load(args.configfile))
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    ds = zarr.open_group(str(path), mode="r")
-    rough = ds["rough"][...]
-    print(f"dataset: {path.resolve()}")
-    print(f"  cbed {ds['cbed'].shape} float32, dims {ds.attrs['dims']}")
-    print(f"  {int(np.sum(rough == 1))} step (rough) + {int(np.sum(rough == 0))} diffuse samples, "
-          f"thicknesses {sorted(set(np.round(ds['thickness_A'][...].astype(float), 2).tolist()))} Å")
-    report = Path(camp.output_dir) / "report.html"
-    if report.exists():
-        print(f"report: {report.resolve()}")
-    for line in accuracy_lines(camp):
-        print(line)
+    print("\n".join(lines))
     return 0
 
 
-def accuracy_lines(camp) -> list[str]:
-    """One line per trained model: held-out accuracy of the network (and its
-    MC-dropout mean) beside the baseline's on the same test set, from
-    ``evaluation/<task>/<model>/{metrics,baseline}.json``."""
-    from .tasks import model_specs
-
-    lines = []
-    for task in camp.config["tasks"]:
-        variants = camp.config["train"]["variants"].get(task, ["all"])
-        for spec in model_specs(variants, camp.thicknesses):
-            d = Path(camp.output_dir) / "evaluation" / task / spec.id
-            if not (d / "metrics.json").exists():
-                lines.append(f"  {task}/{spec.id}: not evaluated yet")
-                continue
-            met = json.loads((d / "metrics.json").read_text())
-            line = (f"  {task}/{spec.id}: held-out accuracy CNN {met['accuracy']:.3f}")
-            mc = (met.get("mc_dropout") or {}).get("accuracy")
-            if mc is not None:
-                line += f" (MC dropout {mc:.3f})"
-            if (d / "baseline.json").exists():
-                base = json.loads((d / "baseline.json").read_text())
-                line += f", baseline {base['accuracy']:.3f}"
-            lines.append(line + f" on {met['n_test']} examples from "
-                         f"{met['n_test_structures']} test structures")
-    return lines
-
-
 def cmd_crop(args: argparse.Namespace) -> int:
-    from .examples import crop_and_split
+    from .examples import examples_for_task
     from .tasks import get_task
 
     params = json.loads(args.params)
-    crop_and_split(args.dataset, get_task(args.task), args.out_dir,
-                   params["crop"]["pattern_px"], params["crop"]["binning"],
-                   params["split"], params["seed"], progress=_log)
+    camp = _campaign(params)
+    examples_for_task(camp, args.dataset, get_task(camp, args.task), args.out_dir, params,
+                      progress=_log)
     return 0
 
 
@@ -278,19 +97,19 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from .examples import augment
 
     params = json.loads(args.params)
-    a = params["augment"]
-    augment(args.train, args.out, a["copies"], tuple(a["dose_e_per_pattern"]),
-            a["max_rotation_deg"], params["seed"], a["keep_original"], progress=_log)
+    augment(_campaign(params), args.train, args.out, params, progress=_log)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .learn import train
+    from .learn.loop import train
     from .tasks import get_task
 
     params = json.loads(args.params)
-    task = get_task(args.task)
-    p = dict(params["train"], task=task.name, n_classes=task.n_classes, seed=params["seed"])
+    camp = _campaign(params)
+    task = get_task(camp, args.task)
+    p = dict(params["train"], task=task.name, task_spec=task.to_dict(), seed=params["seed"],
+             campaign=camp.name, geometry_keys=list(camp.geometry_keys))
     p.pop("variants", None)  # which models exist is the workflow's business
     if "model" in params:
         p.update(model=params["model"],
@@ -301,18 +120,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .learn import evaluate
+    from .learn.evaluate import evaluate
+    from .summary import _cnn, model_line
     from .tasks import get_task
 
-    task = get_task(args.task)
-    ev = json.loads(args.params)["evaluate"] if args.params else {}
-    m = evaluate(args.model, args.test, list(task.classes), args.out_json, args.out_predictions,
+    params = json.loads(args.params) if args.params else {}
+    task = get_task(_campaign(params), args.task)
+    ev = params.get("evaluate", {})
+    m = evaluate(args.model, args.test, task, args.out_json, args.out_predictions,
                  mc_samples=ev.get("mc_dropout_samples", 30),
-                 bins=ev.get("calibration_bins", 10), ordinal=task.ordinal)
-    _log(f"{task.name}/{m['model']['id']}: test accuracy {m['accuracy']:.3f} "
-         f"(MC dropout {m['mc_dropout']['accuracy']:.3f}, ECE "
-         f"{m['mc_dropout']['calibration']['ece']:.3f}) on {m['n_test']} examples "
-         f"({m['n_test_structures']} structures)")
+                 bins=ev.get("calibration_bins", 10), validation_path=args.validation)
+    line = model_line(f"{task.name}/{m['model']['id']}",
+                      {"cnn": _cnn(m, args.out_predictions), "baseline": {}})
+    if not task.is_regression:
+        line += f", MC-dropout ECE {m['mc_dropout']['calibration']['ece']:.3f}"
+    _log(line)
     return 0
 
 
@@ -321,24 +143,34 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from .tasks import ModelSpec, get_task
 
     params = json.loads(args.params)
-    task = get_task(args.task)
+    camp = _campaign(params)
+    task = get_task(camp, args.task)
     spec = ModelSpec(**params["model"])
-    m = fit_and_test(task, spec, params["nominal_thicknesses_A"], args.train, args.validation,
-                     args.test, params["evaluate"]["baseline_rings"], params["seed"],
-                     args.out_json)
-    _log(f"{task.name}/{spec.id}: ring-feature logistic regression test accuracy "
-         f"{m['accuracy']:.3f} (C={m['C']:g}) on {m['n_test']} examples")
+    m = fit_and_test(camp, params, task, spec, params["nominal_thicknesses_A"], args.train,
+                     args.validation, args.test, args.out_json)
+    score = (f"R² {m['r2_mean']:.3f} (alpha={m['alpha']:g})" if task.is_regression
+             else f"accuracy {m['accuracy']:.3f} (C={m['C']:g})")
+    _log(f"{task.name}/{spec.id}: {camp.baseline_name} test {score} on {m['n_test']} examples")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
-    r = predict(args.model, args.task, args.input, args.out_dir, args.scan_step_A,
-                args.angular_sampling_mrad, args.thickness_A, args.mc_samples,
-                args.negative_floor)
-    for i, (p, c) in enumerate(zip(r["probabilities"], r["predicted"])):
-        _log(f"line {i}: {c} ({100 * max(p):.1f}%)")
+    params = json.loads(args.params) if args.params else {}
+    options = {"scan_step_A": args.scan_step_A,
+               "angular_sampling_mrad": args.angular_sampling_mrad,
+               "negative_floor": args.negative_floor}
+    r = predict(_campaign(params), args.model, args.task, args.input, args.out_dir, options,
+                args.thickness_A, args.mc_samples)
+    if r["kind"] == "regression":
+        for i, (m, s) in enumerate(zip(r["predicted"], r["predicted_std"])):
+            _log(f"example {i}: " + ", ".join(
+                f"{n} {float(np.ravel(m)[j]):.4g} +- {float(np.ravel(s)[j]):.2g}"
+                for j, n in enumerate(r["targets"][:len(np.ravel(m))])))
+    else:
+        for i, (p, c) in enumerate(zip(r["probabilities"], r["predicted"])):
+            _log(f"line {i}: {c} ({100 * max(p):.1f}%)")
     _log(f"predictions written to {args.out_dir}")
     return 0
 
@@ -350,48 +182,21 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     models = [json.loads(m) for m in args.model]
     doc = build_summary(params, models)
     write_summary(doc, args.out)
+    from .summary import model_line
+
     for task, t in doc["tasks"].items():
         for mid, m in t["models"].items():
-            _log(f"{task}/{mid}: CNN {m['cnn']['accuracy']:.3f} (MC dropout "
-                 f"{m['cnn']['mc_dropout_accuracy']:.3f}, ECE {m['cnn']['mc_dropout_ece']:.3f}), "
-                 f"baseline {m['baseline']['accuracy']:.3f}, per thickness "
-                 f"{m['cnn']['per_thickness_accuracy']}")
+            _log(model_line(f"{task}/{mid}", m))
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Copy a finished campaign's summary and plots to a results folder with
     the run record (command, commit, wall time, peak memory)."""
-    import shutil
-    import subprocess
+    from .summary import publish
 
-    from .storage import write_json
-    from .summary import check_summary
-
-    res, out = Path(args.results), Path(args.out)
-    summary = json.loads((res / "summary.json").read_text())
-    check_summary(summary)
-    runs = [json.loads(Path(m).read_text()) for m in args.measured]
-    out.mkdir(parents=True, exist_ok=True)
-    plots = []
-    for png in sorted((res / "plots").rglob("*.png")):
-        name = "_".join(png.relative_to(res / "plots").parts)
-        shutil.copyfile(png, out / name)
-        plots.append(name)
-    shutil.copyfile(res / "summary.json", out / "summary.json")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    record = {
-        "command": runs[-1]["command"],
-        "commit": args.commit or commit,
-        "wall_s": round(sum(r["wall_s"] for r in runs), 1),
-        "peak_rss_GiB": max(r["peak_rss_GiB"] for r in runs),
-        "steps": runs,
-        "machine": args.machine,
-        "plots": plots,
-    }
-    write_json(out / "run.json", record)
-    _log(f"published {len(plots)} plots and summary.json to {out}")
+    plots = publish(args.results, args.measured, args.out, args.commit, args.machine)
+    _log(f"published {len(plots)} plots and summary.json to {args.out}")
     return 0
 
 
@@ -399,7 +204,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
 
     if args.what == "dataset":
-        plots.dataset_overview(args.dataset, args.out, args.semiangle_mrad)
+        _campaign(json.loads(args.params or "{}")).plot_dataset(args.dataset, args.out)
     elif args.what == "curves":
         plots.training_curves(args.history, args.out)
     elif args.what == "confusion":
@@ -410,6 +215,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plots.reliability(args.metrics, args.out)
     elif args.what == "overview":
         plots.accuracy_overview(args.summary, args.task, args.out)
+    elif args.what == "parity":
+        plots.parity(args.metrics, args.predictions, args.out)
+    elif args.what == "residuals":
+        plots.residuals(args.metrics, args.predictions, args.out)
     _log(f"plot written to {args.out}")
     return 0
 
@@ -434,18 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--show", action="store_true", help="print the config with defaults")
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("structure", help="build one structure at every thickness")
-    s.add_argument("--params", required=True, help="JSON: seed and structures sections")
-    s.add_argument("--name", required=True, help="structure id, e.g. step-0003")
-    s.add_argument("--out", required=True, help="output .extxyz")
-    s.set_defaults(func=cmd_structure)
-
-    m = sub.add_parser("simulate", help="simulate one (structure, thickness, batch) unit")
-    m.add_argument("--params", required=True,
-                   help="JSON: seed, device, microscope and simulation sections")
-    m.add_argument("--structure", required=True, help="structure .extxyz")
-    m.add_argument("--thickness", required=True, help="thickness label, e.g. 39")
-    m.add_argument("--batch", type=int, required=True, help="phonon batch index")
+    m = sub.add_parser("simulate", help="simulate one unit (sample, part, batch) by hand")
+    m.add_argument("--params", required=True, help="JSON: the campaign config")
+    m.add_argument("--name", required=True, help="sample id, e.g. step-0003")
+    m.add_argument("--part", required=True, help="unit part, e.g. t39")
+    m.add_argument("--batch", type=int, required=True, help="batch index")
     m.add_argument("--out", required=True, help="output zarr group")
     m.set_defaults(func=cmd_simulate)
 
@@ -465,21 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="collect every unit of the campaign in --params (needs the full config)")
     c.add_argument("units", nargs="*", help="unit zarr groups")
     c.set_defaults(func=cmd_collect)
-    k = sub.add_parser("crop", help="crop patterns, form examples, split by structure")
-    k.add_argument("--params", required=True, help="JSON: seed, crop and split sections")
+    k = sub.add_parser("crop", help="cut the campaign's examples, split by sample")
+    k.add_argument("--params", required=True,
+                   help="JSON: campaign, seed, split and the campaign's sections")
     k.add_argument("--task", required=True)
     k.add_argument("--dataset", required=True, help="collected dataset zarr group")
     k.add_argument("--out-dir", required=True, help="writes {train,validation,test}.zarr")
     k.set_defaults(func=cmd_crop)
 
-    a = sub.add_parser("augment", help="Poisson noise and rotations of the training split")
-    a.add_argument("--params", required=True, help="JSON: seed and augment sections")
+    a = sub.add_parser("augment", help="the campaign's augmentations of the training split")
+    a.add_argument("--params", required=True, help="JSON: campaign, seed and augment sections")
     a.add_argument("--train", required=True)
     a.add_argument("--out", required=True)
     a.set_defaults(func=cmd_augment)
 
-    t = sub.add_parser("train", help="train the 3D-CNN (run under horovodrun/mpirun/srun)")
-    t.add_argument("--params", required=True, help="JSON: seed and train sections")
+    t = sub.add_parser("train", help="train the task's network (under horovodrun/mpirun/srun)")
+    t.add_argument("--params", required=True, help="JSON: campaign, seed and train sections")
     t.add_argument("--task", required=True)
     t.add_argument("--train", required=True, help="(augmented) training examples")
     t.add_argument("--validation", required=True)
@@ -495,14 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--task", required=True)
     e.add_argument("--model", required=True)
     e.add_argument("--test", required=True)
+    e.add_argument("--validation", default=None,
+                   help="validation examples: calibrate regression intervals on them")
     e.add_argument("--out-json", required=True)
     e.add_argument("--out-predictions", required=True)
-    e.add_argument("--params", default=None, help="JSON: the evaluate section")
+    e.add_argument("--params", default=None, help="JSON: campaign and evaluate sections")
     e.set_defaults(func=cmd_evaluate)
 
-    b = sub.add_parser("baseline", help="ring-feature logistic-regression baseline of a model")
+    b = sub.add_parser("baseline", help="the campaign's simple baseline of a model")
     b.add_argument("--params", required=True,
-                   help="JSON: seed, evaluate, model spec, nominal_thicknesses_A")
+                   help="JSON: campaign, seed, evaluate, model spec, nominal_thicknesses_A")
     b.add_argument("--task", required=True)
     b.add_argument("--train", required=True)
     b.add_argument("--validation", required=True)
@@ -510,9 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out-json", required=True)
     b.set_defaults(func=cmd_baseline)
 
-    r = sub.add_parser("predict", help="apply a trained model to new 4D-STEM data",
-                       description="Apply a trained model to new 4D-STEM data (scan_x, scan_y, "
-                                   "kx, ky): zarr group (array cbed), .npy or .h5 (dataset cbed).")
+    r = sub.add_parser("predict", help="apply a trained model to measured data",
+                       description="Apply a trained model to measured data, read by the "
+                                   "campaign (lao_sto_cbed: 4D-STEM (scan_x, scan_y, kx, ky) "
+                                   "as a zarr group with array cbed, .npy or .h5 with dataset "
+                                   "cbed).")
+    r.add_argument("--params", default=None, help="JSON: {campaign: name} (default lao_sto_cbed)")
     r.add_argument("--model", required=True, help="models/<task>/<model>/model.keras")
     r.add_argument("--task", required=True, help="task the model was trained for")
     r.add_argument("--input", required=True, help="the data (.npy, .h5 or zarr group)")
@@ -547,12 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="figures of the report")
     pl.add_argument("what", choices=["dataset", "curves", "confusion", "examples",
-                                     "reliability", "overview"])
+                                     "reliability", "overview", "parity", "residuals"])
+    pl.add_argument("--params", default=None, help="JSON: the campaign config (dataset plot)")
     pl.add_argument("--summary")
     pl.add_argument("--task")
     pl.add_argument("--out", required=True)
     pl.add_argument("--dataset")
-    pl.add_argument("--semiangle-mrad", type=float, default=20.0)
     pl.add_argument("--history")
     pl.add_argument("--metrics")
     pl.add_argument("--test")

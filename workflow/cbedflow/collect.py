@@ -1,10 +1,11 @@
 """Collect simulation units into one dataset (zarr v3).
 
-Averages the phonon-configuration batches of each (structure, thickness),
-whether a unit holds one thickness or a whole series at exit planes, stacks
-the samples and stores labels and provenance. Every input is checked
-(complete group, shape, finite values, total intensity in (0, 1]) and a bad
-one is named instead of being trained on.
+Averages the batches of each sample (weighted by a unit's ``num_configs``,
+e.g. frozen-phonon configurations), whether a unit holds one sample or
+several along a leading axis (``plane_labels``), stacks the samples and
+stores the campaign's labels (declared once, ``Campaign.labels``) and
+provenance. Every input is checked (complete group, shape, the campaign's
+``check_signal``) and a bad one is named instead of being trained on.
 """
 
 from __future__ import annotations
@@ -20,121 +21,102 @@ from . import __version__
 from .provenance import package_versions
 from .storage import CorruptOutputError, atomic_group, digest, open_complete, write_attrs
 
-#: Labels stored per sample: name -> dtype.
-LABELS = {
-    "rough": "int8",
-    "step_k": "int8",
-    "step_depth_A": "float32",
-    "thickness_A": "float32",
-    "intermix_fraction": "float32",
-    "structure_index": "int32",
-}
-
-#: Allowed excess of the total intensity over 1 (float32 rounding).
-_INTENSITY_TOL = 1e-3
+#: Label added to the campaign's labels: index into ``structure_names``.
+INDEX_LABEL = ("structure_index", "int32")
 
 
-def check_unit(path: str | Path, data: np.ndarray, shape: tuple | None) -> None:
-    """Validate one unit's CBED array; raise CorruptOutputError naming ``path``."""
+def check_unit(camp, path: str | Path, data: np.ndarray, shape: tuple | None) -> None:
+    """Validate one unit's signal; raise CorruptOutputError naming ``path``."""
     if shape is not None and data.shape != shape:
-        raise CorruptOutputError(f"{path}: cbed shape {data.shape} differs from {shape} "
-                                 "of the other units")
-    if not np.all(np.isfinite(data)):
-        n = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        raise CorruptOutputError(f"{path}: cbed holds {n} non-finite values")
-    total = data.sum(axis=(-2, -1), dtype=np.float64)
-    if total.min() <= 0 or total.max() > 1 + _INTENSITY_TOL:
-        raise CorruptOutputError(
-            f"{path}: total CBED intensity per pattern spans [{total.min():.4g}, "
-            f"{total.max():.4g}]; valid: (0, 1] of the incident probe")
-
-
-def _checksum(arr: np.ndarray) -> str:
-    return digest(arr)
+        raise CorruptOutputError(f"{path}: {camp.signal} shape {data.shape} differs from "
+                                 f"{shape} of the other units")
+    camp.check_signal(str(path), data)
 
 
 def unit_samples(group) -> list[tuple[dict, int | None]]:
     """(labels, exit-plane index) of every sample a unit holds: one sample
-    (index None) for a single-thickness unit, one per exit plane for a
-    thickness-series unit (``cbed`` then has a leading exit-plane axis)."""
+    (index None) for a unit of one sample, one per entry of ``plane_labels``
+    for a unit of several (its signal then has a leading sample axis)."""
     if "plane_labels" in group.attrs:
         return [(lab, i) for i, lab in enumerate(group.attrs["plane_labels"])]
     return [(group.attrs["labels"], None)]
 
 
 def collect(
+    camp,
     units: Sequence[str | Path],
     out: str | Path,
     provenance: dict | None = None,
     progress: Callable[[str], None] = print,
 ) -> Path:
-    """Average, validate and stack ``units`` into the dataset group ``out``.
+    """Average, validate and stack ``units`` of campaign ``camp`` into the
+    dataset group ``out``.
 
-    Every unit is opened before anything is written; a thickness-series unit
-    contributes one sample per exit plane.
+    Every unit is opened before anything is written; a unit of several
+    samples (``plane_labels``) contributes one sample per entry.
     """
+    sig = camp.signal
     groups = {}
     for p in units:
-        groups[str(p)] = open_complete(p)
+        groups[str(p)] = open_complete(p, array=sig)
     by_sample: dict[tuple[str, float], list[tuple[str, int | None]]] = defaultdict(list)
     sample_labels: dict[tuple[str, float], dict] = {}
     for p, g in groups.items():
         for lab, plane in unit_samples(g):
-            key = (lab["structure"], lab["thickness_A"])
+            key = (lab["structure"], lab.get("thickness_A", 0.0))
             by_sample[key].append((p, plane))
             sample_labels.setdefault(key, lab)
     keys = sorted(by_sample, key=lambda k: (k[0], k[1]))
     names = sorted({k[0] for k in keys})
     first = groups[str(units[0])]
-    shape = tuple(first["cbed"].shape[-4:])
+    shape = tuple(first[sig].shape[-len(camp.signal_dims):])
     n = len(keys)
     checksums = {}
     t0 = time.perf_counter()
     with atomic_group(out) as ds:
-        cbed = ds.create_array("cbed", shape=(n,) + shape, dtype="float32",
-                               chunks=(1,) + shape, fill_value=0.0,
-                               compressors=None)  # float32 patterns do not compress
-        labels = {k: np.zeros(n, dtype=dt) for k, dt in LABELS.items()}
+        signal = ds.create_array(sig, shape=(n,) + shape, dtype="float32",
+                                 chunks=(1,) + shape, fill_value=0.0,
+                                 compressors=None)  # float32 signals hardly compress
+        dtypes = {lab.name: lab.dtype for lab in camp.labels}
+        dtypes[INDEX_LABEL[0]] = INDEX_LABEL[1]
+        labels: dict[str, np.ndarray] = {}
         for i, key in enumerate(keys):
             parts = sorted(by_sample[key], key=lambda x: (x[0], x[1] or 0))
-            weights = np.array([groups[p].attrs["num_configs"] for p, _ in parts], float)
+            weights = np.array([groups[p].attrs.get("num_configs", 1) for p, _ in parts], float)
             acc = np.zeros(shape, dtype=np.float64)
             for (p, plane), w in zip(parts, weights):
-                data = groups[p]["cbed"][...] if plane is None else groups[p]["cbed"][plane]
-                name = p if plane is None else f"{p}[exit plane {plane}]"
-                check_unit(name, data, shape)
-                checksums[name] = _checksum(data)
+                data = groups[p][sig][...] if plane is None else groups[p][sig][plane]
+                name = p if plane is None else f"{p}[sample {plane}]"
+                check_unit(camp, name, data, shape)
+                checksums[name] = digest(data)
                 acc += data * w
             mean = (acc / weights.sum()).astype(np.float32)
-            cbed[i] = mean
-            lab = sample_labels[key]
-            labels["rough"][i] = lab["rough"]
-            labels["step_k"][i] = lab["step_k"]
-            labels["step_depth_A"][i] = np.nan if lab["step_depth_A"] < 0 else lab["step_depth_A"]
-            labels["thickness_A"][i] = lab["thickness_A"]
-            labels["intermix_fraction"][i] = lab["intermix_fraction"]
-            labels["structure_index"][i] = names.index(key[0])
+            signal[i] = mean
+            values = camp.sample_labels(sample_labels[key])
+            values[INDEX_LABEL[0]] = names.index(key[0])
+            for k, dt in dtypes.items():
+                v = np.asarray(values[k], dtype=dt)
+                if k not in labels:  # a label may be an array per sample (a curve)
+                    labels[k] = np.zeros((n,) + v.shape, dtype=dt)
+                labels[k][i] = v
             progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
                      f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
-        for k, v in labels.items():
+        for k in dtypes:
+            v = labels[k]
             arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape)
             arr[...] = v
-        a = first.attrs
         write_attrs(ds, {
-            "dims": ["sample", "scan_x", "scan_y", "kx", "ky"],
+            "dims": ["sample", *camp.signal_dims],
             "structure_names": names,
-            "labels": list(LABELS),
-            "classes": {"rough": ["diffuse", "step"]},
-            "scan_step_A": a["scan_step_A"],
-            "angular_sampling_mrad": a["angular_sampling_mrad"],
-            "reciprocal_sampling_invA": a["reciprocal_sampling_invA"],
-            "real_space_sampling_A": a["real_space_sampling_A"],
-            "settings": a["settings"],
-            "abtem_version": a["abtem_version"],
+            "labels": list(dtypes),
+            "classes": {lab.name: list(lab.classes) for lab in camp.labels if lab.classes},
+            "units": {lab.name: lab.unit for lab in camp.labels if lab.unit},
+            **camp.dataset_attrs(dict(first.attrs)),
+            "campaign": camp.name,
             "cbedflow_version": __version__,
             "unit_checksums": {Path(p).as_posix(): c for p, c in sorted(checksums.items())},
             "provenance": provenance or {},
-            "versions": package_versions(("abtem", "ase", "zarr", "numpy", "cbedflow")),
+            "versions": package_versions(camp.packages),
             "complete": True,
         })
     progress(f"dataset: {out} ({n} samples, shape {shape})")

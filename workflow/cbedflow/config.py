@@ -26,13 +26,48 @@ class ConfigError(ValueError):
 
 
 @functools.lru_cache(maxsize=1)
-def _schema() -> dict:
+def _core_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def load_schema() -> dict:
-    """The config schema (a fresh copy)."""
-    return copy.deepcopy(_schema())
+def merge_fragment(schema: dict, fragment: dict) -> dict:
+    """``schema`` with a campaign's schema fragment merged in (in place): a
+    top-level key of the fragment that the schema lacks is a new section; one
+    it has adds its ``properties`` (and may replace the description)."""
+    props = schema["properties"]
+    for key, sub in fragment.items():
+        if key in props and props[key].get("type") == "object":
+            props[key].setdefault("properties", {}).update(sub.get("properties", {}))
+            if "description" in sub:
+                props[key]["description"] = sub["description"]
+        else:
+            props[key] = sub
+    return schema
+
+
+@functools.lru_cache(maxsize=8)
+def _schema(campaign: str | None) -> dict:
+    from .campaigns import DEFAULT, CampaignError, campaign_class
+
+    try:
+        cls = campaign_class(campaign)
+    except CampaignError as exc:
+        raise ConfigError(str(exc)) from None
+    schema = merge_fragment(copy.deepcopy(_core_schema()), cls.schema_fragment())
+    props = schema["properties"]
+    names = list(cls.tasks)
+    props["campaign"]["default"] = DEFAULT
+    props["tasks"]["items"]["enum"] = names
+    props["tasks"]["default"] = names[:1]
+    props["train"]["properties"]["variants"]["propertyNames"] = {"enum": names}
+    props["predict"]["properties"]["task"]["enum"] = names + [None]
+    return schema
+
+
+def load_schema(campaign: str | None = None) -> dict:
+    """The config schema of ``campaign`` (default: the default campaign): the
+    core schema, the campaign's fragment and its task names (a fresh copy)."""
+    return copy.deepcopy(_schema(campaign))
 
 
 def _fill_defaults(instance: Any, schema: dict) -> Any:
@@ -202,10 +237,14 @@ def validate(config: dict | None, default_site: str | Path | None = None) -> dic
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of keys, got {type(config).__name__}")
     config = resolve_site(config, default_site)
-    instance = _fill_defaults(copy.deepcopy(config), load_schema())
+    campaign = config.get("campaign")
+    if campaign is not None and not isinstance(campaign, str):
+        raise ConfigError(f"config key 'campaign': value {campaign!r} is invalid; valid: a "
+                          "campaign name (cbedflow.campaigns.REGISTRY) or module:Class")
+    schema = load_schema(campaign)
+    instance = _fill_defaults(copy.deepcopy(config), schema)
     import jsonschema  # only the simulation environment validates configs
 
-    schema = load_schema()
     # strict integers: JSON Schema accepts 2.0 as an integer, numpy seeds and
     # array sizes do not
     base = jsonschema.Draft202012Validator
@@ -219,115 +258,45 @@ def validate(config: dict | None, default_site: str | Path | None = None) -> dic
     return instance
 
 
-def wavelength_A(energy_kV: float) -> float:
-    """Relativistic electron wavelength [Å] at ``energy_kV`` [kV].
-
-    Closed form (h / sqrt(2 m e V (1 + eV / 2mc^2))); written here so that
-    validating a config needs no physics package.
-    """
-    v = energy_kV * 1e3
-    return 12.264259 / math.sqrt(v * (1.0 + 0.978476e-6 * v))
-
-
 def check_consistency(config: dict) -> None:
-    """Checks across keys that the JSON schema cannot express."""
-    from .structures import A_STO, ELEMENTS, N_STEP_CLASSES, thickness_cells
+    """Checks across keys that the JSON schema cannot express: the
+    campaign's own (``Campaign.check_config``)."""
+    from .campaigns import get_campaign
 
-    s, sim = config["structures"], config["simulation"]
-    lo, hi = s["intermix_fraction"]
-    if lo > hi:
-        raise ConfigError(f"config key 'structures.intermix_fraction': value {[lo, hi]} "
-                          "is invalid; valid: [min, max] with min <= max")
-    ph = sim["phonons"]
-    if ph["configs"] % ph["batch_size"]:
-        raise ConfigError(
-            f"config key 'simulation.phonons.configs': value {ph['configs']} is invalid; "
-            f"valid: a multiple of simulation.phonons.batch_size={ph['batch_size']}")
-    missing = sorted(set(ELEMENTS) - set(ph["sigmas_A"]))
-    if missing:
-        raise ConfigError(
-            f"config key 'simulation.phonons.sigmas_A': value {ph['sigmas_A']} is invalid; "
-            f"valid: a sigma [Å] for every element of the structures ({', '.join(ELEMENTS)}), "
-            f"missing {', '.join(missing)}")
-    for t in s["thicknesses_A"]:
-        nz = thickness_cells(t)
-        if nz < N_STEP_CLASSES - 1:
-            raise ConfigError(
-                f"config key 'structures.thicknesses_A': value {t} is invalid; valid: >= "
-                f"{(N_STEP_CLASSES - 1) * A_STO:.2f} Å ({N_STEP_CLASSES - 1} unit cells), so "
-                f"that the {N_STEP_CLASSES} step classes have distinct depths")
-        exact = nz * A_STO
-        n_slices = exact / sim["slice_thickness_A"]
-        if abs(n_slices - round(n_slices)) > 1e-6:
-            raise ConfigError(
-                f"config key 'simulation.slice_thickness_A': value {sim['slice_thickness_A']} "
-                f"is invalid; valid: a divisor of every thickness (here {exact:.4f} Å = {nz} "
-                f"unit cells), e.g. {A_STO / 2}")
-    # the detector must stay inside the antialiasing aperture (2/3 Nyquist)
-    k_max = (2.0 / 3.0) / (2.0 * sim["sampling_A"])
-    max_mrad = k_max * wavelength_A(config["microscope"]["energy_kV"]) * 1e3
-    if sim["detector_max_angle_mrad"] > max_mrad:
-        raise ConfigError(
-            f"config key 'simulation.detector_max_angle_mrad': value "
-            f"{sim['detector_max_angle_mrad']} is invalid; valid: <= {max_mrad:.1f} mrad at "
-            f"simulation.sampling_A={sim['sampling_A']} (or a finer sampling)")
-    crop = config["crop"]
-    if crop["pattern_px"] % crop["binning"]:
-        raise ConfigError(
-            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: a "
-            f"multiple of crop.binning={crop['binning']}")
-    cells_x = s["n_substrate"] + s["n_film"] + 1
-    mrad_per_px = wavelength_A(config["microscope"]["energy_kV"]) / (cells_x * A_STO) * 1e3
-    n_px = 2 * math.ceil(sim["detector_max_angle_mrad"] / mrad_per_px) + 1
-    if crop["pattern_px"] > n_px:
-        raise ConfigError(
-            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: <= "
-            f"{n_px}, the simulated pattern size ({mrad_per_px:.2f} mrad pixels out to "
-            f"simulation.detector_max_angle_mrad={sim['detector_max_angle_mrad']})")
-    d = config["augment"]["dose_e_per_pattern"]
-    if d[0] > d[1]:
-        raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
-                          "valid: [min, max] with min <= max")
-    if config["microscope"]["semiangle_mrad"] >= sim["detector_max_angle_mrad"]:
-        raise ConfigError(
-            f"config key 'simulation.detector_max_angle_mrad': value "
-            f"{sim['detector_max_angle_mrad']} is invalid; valid: larger than "
-            f"microscope.semiangle_mrad={config['microscope']['semiangle_mrad']} "
-            "(the bright-field disc must fit on the detector)")
+    get_campaign(config).check_config(config)
 
 
 def check_splits(config: dict) -> None:
-    """Every split of every task gets at least one structure of every class
-    (the split is stratified by class: ``examples.split_counts``).
+    """Every split of every task gets at least one sample of every class
+    (the split is stratified by class: ``examples.split_counts``; a
+    regression task is one class).
 
     A check of the learning half, not of the physics: ``common.smk`` and
     ``cbedflow validate`` run it before any job (not after the simulation
     half); :func:`validate` alone does not, so a simulation-only use of the
-    package (packing tests, a dataset of a few structures) stays possible."""
-    from .campaign import Campaign
+    package (packing tests, a dataset of a few samples) stays possible."""
+    from .campaigns import get_campaign
     from .examples import split_counts
-    from .tasks import get_task, structure_label
+    from .tasks import get_task
 
     fr = config["split"]
-    specs = Campaign(config).structures
+    camp = get_campaign(config)
     for name in config["tasks"]:
-        task = get_task(name)
+        task = get_task(camp, name)
         by_class: dict[int, int] = {}
-        for spec in specs:
-            lab = structure_label(task, spec)
-            if lab is not None:
-                by_class[lab] = by_class.get(lab, 0) + 1
+        for lab in camp.sample_classes(task).values():
+            by_class[lab] = by_class.get(lab, 0) + 1
         for lab, n in sorted(by_class.items()):
             n_test, n_val, n_train = split_counts(n, fr)
             short = [f"{k} {v}" for k, v in (("train", n_train), ("validation", n_val),
                                              ("test", n_test)) if v < 1]
             if short:
+                what = f"class {task.classes[lab]!r}" if task.classes else "the task"
                 raise ConfigError(
                     f"config key 'split': value {{'validation': {fr['validation']}, 'test': "
-                    f"{fr['test']}}} is invalid for task {name}: class {task.classes[lab]!r} "
-                    f"has {n} structure(s), leaving {', '.join(short)}; valid: fractions that "
-                    "give every split >= 1 structure of every class (or raise "
-                    "structures.per_class)")
+                    f"{fr['test']}}} is invalid for task {name}: {what} has {n} sample(s), "
+                    f"leaving {', '.join(short)}; valid: fractions that give every split >= 1 "
+                    "sample of every class (or more samples per class)")
 
 
 def load(path: str | Path, default_site: str | Path | None = None) -> dict:

@@ -1,10 +1,12 @@
-"""Crop, split and augment: from the collected dataset to training examples.
+"""Examples, splits and augmentation: from the collected dataset to training
+examples.
 
-One example is the sequence of cropped CBED patterns along one line scan
-across the interface: a volume (positions, kx, ky). Line scans at other y
-give more examples; tasks with ``average_y`` average the lines instead (the
-paper needed this for the step position). Splits are by structure, seeded
-and stratified by the task label, so no structure leaks across splits.
+The campaign cuts each sample's signal into examples
+(``Campaign.cut_examples``: e.g. one line scan, one image patch, one set of
+curves) and augments them (``Campaign.augment_example``); this module does
+the rest for every campaign. Splits are by sample (structure), seeded and
+stratified by the task label (a regression task is one class), so no sample
+leaks across splits.
 """
 
 from __future__ import annotations
@@ -29,14 +31,11 @@ from .tasks import Task
 
 SPLITS = ("train", "validation", "test")
 
-#: Per-example metadata arrays of an example group: name -> dtype.
-META = {
-    "y": "int32",
+#: Per-example metadata of every example group (name -> dtype), before the
+#: campaign's ``example_meta``; ``y`` is int32 (a class) or float32 (targets).
+CORE_META = {
     "structure_index": "int32",
     "thickness_A": "float32",
-    "line": "int16",
-    "step_k": "int8",
-    "intermix_fraction": "float32",
 }
 
 
@@ -44,25 +43,9 @@ class ExampleError(ValueError):
     """Bad crop/split/augment input (one line naming the value)."""
 
 
-def crop_pattern(cbed: np.ndarray, pattern_px: int, binning: int) -> np.ndarray:
-    """Central ``pattern_px`` x ``pattern_px`` pixels, summed in ``binning`` blocks.
-
-    Summing (not averaging) keeps intensities as fractions of the probe, so a
-    dose in electrons per pattern stays meaningful after binning.
-    """
-    nkx, nky = cbed.shape[-2:]
-    if pattern_px > min(nkx, nky):
-        raise ExampleError(f"crop.pattern_px={pattern_px} is larger than the simulated "
-                           f"patterns ({nkx} x {nky} pixels); valid: <= {min(nkx, nky)}")
-    if pattern_px % binning:
-        raise ExampleError(f"crop.pattern_px={pattern_px} is not a multiple of "
-                           f"crop.binning={binning}")
-    sx, sy = nkx // 2 - pattern_px // 2, nky // 2 - pattern_px // 2
-    c = cbed[..., sx:sx + pattern_px, sy:sy + pattern_px]
-    if binning > 1:
-        n = pattern_px // binning
-        c = c.reshape(c.shape[:-2] + (n, binning, n, binning)).sum(axis=(-3, -1))
-    return c
+def meta_dtypes(camp) -> dict[str, str]:
+    """Per-example metadata arrays of an example group (besides ``y``)."""
+    return {**CORE_META, **camp.example_meta}
 
 
 def split_counts(n: int, fractions: dict[str, float]) -> tuple[int, int, int]:
@@ -99,16 +82,18 @@ def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: 
     return out
 
 
-def _create(group: zarr.Group, n: int, shape: tuple) -> tuple:
+def _create(group: zarr.Group, n: int, shape: tuple, meta_dt: dict, y_shape: tuple = (),
+            y_dtype: str = "int32") -> tuple:
     """The example array (chunks of whole examples, ~1 MiB) behind a
     sequential :class:`~cbedflow.storage.StackWriter`, and the metadata."""
-    # uncompressed: noisy float32 patterns hardly compress, zstd cost 30% of
+    # uncompressed: noisy float32 signals hardly compress, zstd cost 30% of
     # the first epoch's read rate, and TensorFlow reads plain chunks itself
     # (learn.raw_chunk_files, docs/performance.md)
     x = group.create_array("x", shape=(n,) + shape, dtype="float32",
                            chunks=(min(max(1, n), stack_chunk_length(shape)),) + shape,
                            fill_value=0.0, compressors=None)
-    meta = {k: np.zeros(n, dtype=dt) for k, dt in META.items()}
+    meta = {"y": np.zeros((n,) + tuple(y_shape), dtype=y_dtype)}
+    meta.update({k: np.zeros(n, dtype=dt) for k, dt in meta_dt.items()})
     return StackWriter(x), meta
 
 
@@ -121,74 +106,93 @@ def iter_chunks(x: zarr.Array):
 
 def _finish(group: zarr.Group, meta: dict, attrs: dict) -> None:
     for k, v in meta.items():
-        group.create_array(k, shape=v.shape, dtype=v.dtype, chunks=(max(1, len(v)),))[...] = v
+        group.create_array(k, shape=v.shape, dtype=v.dtype,
+                           chunks=(max(1, len(v)),) + v.shape[1:])[...] = v
     write_attrs(group, {**attrs, "complete": True})
 
 
-def crop_and_split(
+def task_targets(ds, task: Task, n_samples: int) -> np.ndarray:
+    """y of every sample: the class index (classification), the targets
+    stacked on a last axis (regression on scalar labels) or the one label's
+    per-sample array (a curve-to-curve task)."""
+    arrays = [ds[name][...] for name in task.labels]
+    if not task.is_regression:
+        return arrays[0]
+    if len(arrays) == 1 and arrays[0].ndim > 1:
+        return arrays[0].astype(np.float32)
+    return np.stack(arrays, axis=-1).astype(np.float32).reshape(n_samples, -1)
+
+
+def examples_for_task(
+    camp,
     dataset: str | Path,
     task: Task,
     out_dir: str | Path,
-    pattern_px: int,
-    binning: int,
-    fractions: dict[str, float],
-    seed: int,
+    config: dict,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Path]:
-    """Write ``{out_dir}/{split}.zarr`` for every split of ``task``."""
-    ds = open_complete(dataset)
-    n_samples = ds["cbed"].shape[0]
-    lab = {k: ds[k][...] for k in ("rough", "step_k", "thickness_A", "intermix_fraction",
-                                   "structure_index")}
-    if task.label not in ds:
-        raise ExampleError(f"{dataset}: has no label array {task.label!r} for task {task.name}")
-    y_all = ds[task.label][...]
+    """Write ``{out_dir}/{split}.zarr`` for every split of ``task``: the
+    campaign's examples of every sample, split by sample. ``config``: the
+    validated config (``seed``, ``split`` and the campaign's sections)."""
+    ds = open_complete(dataset, array=camp.signal)
+    sig = ds[camp.signal]
+    n_samples = sig.shape[0]
+    missing = [name for name in task.labels if name not in ds]
+    if missing:
+        raise ExampleError(f"{dataset}: has no label array {missing[0]!r} for task {task.name}")
+    meta_dt = meta_dtypes(camp)
+    lab = {k: ds[k][...] for k in meta_dt if k in ds}
+    if "thickness_A" not in lab:
+        lab["thickness_A"] = np.full(n_samples, np.nan, np.float32)
+    y_all = task_targets(ds, task, n_samples)
     keep = np.ones(n_samples, bool)
     if task.only:
         keep &= ds[task.only[0]][...] == task.only[1]
     if not keep.any():
         raise ExampleError(f"{dataset}: no samples for task {task.name}")
-    struct_label = {int(s): int(y) for s, y, k in zip(lab["structure_index"], y_all, keep) if k}
-    assign = split_structures(struct_label, fractions, seed)
+    struct_label = {int(s): (0 if task.is_regression else int(y))
+                    for s, y, k in zip(lab["structure_index"], y_all, keep) if k}
+    assign = split_structures(struct_label, config["split"], config["seed"])
     empty = [s for s in SPLITS if s not in assign.values()]
     if empty:
         raise ExampleError(
             f"task {task.name}: split(s) {', '.join(empty)} would be empty with "
-            f"{len(struct_label)} structures; raise structures.per_class or the split fractions")
-    ny = ds["cbed"].shape[2]
-    lines = 1 if task.average_y else ny
-    ang = list(np.asarray(ds.attrs["angular_sampling_mrad"]) * binning)
+            f"{len(struct_label)} samples; add samples or raise the split fractions")
+    y_dtype = "float32" if task.is_regression else "int32"
+    attrs = camp.example_attrs(dict(ds.attrs), config, task)
+    if task.is_regression:
+        attrs["targets"] = list(task.target_names)
+        attrs["units"] = list(task.units)
     outs = {}
     t0 = time.perf_counter()
     for split in SPLITS:
         samples = [i for i in range(n_samples) if keep[i]
                    and assign[int(lab["structure_index"][i])] == split]
-        n = len(samples) * lines
+        # every sample gives as many examples as the first (checked): the
+        # array is created once, and examples are cut one sample at a time
+        per_sample = len(camp.cut_examples(sig[samples[0]], task, config)) if samples else 0
+        n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
         with atomic_group(path) as g:
             x = None
             j = 0
             for i in samples:
-                c = crop_pattern(ds["cbed"][i], pattern_px, binning)  # (sx, sy, k, k)
-                vols = [c.mean(axis=1)] if task.average_y else [c[:, iy] for iy in range(ny)]
-                for iy, v in enumerate(vols):
+                examples = camp.cut_examples(sig[i], task, config)
+                if len(examples) != per_sample:
+                    raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
+                                       f"the others {per_sample}")
+                for v, extra in examples:
                     if x is None:
-                        x, meta = _create(g, n, v.shape)
+                        x, meta = _create(g, n, v.shape, meta_dt, y_all.shape[1:], y_dtype)
                     x[j] = v.astype(np.float32)
                     meta["y"][j] = y_all[i]
-                    meta["structure_index"][j] = lab["structure_index"][i]
-                    meta["thickness_A"][j] = lab["thickness_A"][i]
-                    meta["line"][j] = -1 if task.average_y else iy
-                    meta["step_k"][j] = lab["step_k"][i]
-                    meta["intermix_fraction"][j] = lab["intermix_fraction"][i]
+                    for k in meta_dt:
+                        meta[k][j] = extra[k] if k in extra else lab[k][i]
                     j += 1
             x.close()
             _finish(g, meta, {
                 "task": task.name, "split": split, "classes": list(task.classes),
-                "dims": ["example", "scan_x", "kx", "ky"],
-                "angular_sampling_mrad": ang,
-                "scan_step_A": ds.attrs["scan_step_A"],
-                "crop": {"pattern_px": pattern_px, "binning": binning},
+                **attrs,
                 "structure_names": ds.attrs["structure_names"],
                 "source": str(dataset),
             })
@@ -199,69 +203,66 @@ def crop_and_split(
 
 
 def augment(
+    camp,
     train: str | Path,
     out: str | Path,
-    copies: int,
-    dose_range: tuple[float, float],
-    max_rotation_deg: float,
-    seed: int,
-    keep_original: bool = True,
+    config: dict,
     progress: Callable[[str], None] = print,
 ) -> Path:
     """Write an augmented copy of the training split.
 
-    Every example gets ``copies`` versions (the first the original if
-    ``keep_original``), each rotated by one angle drawn uniformly from
-    +-``max_rotation_deg`` (all patterns of the volume alike) and with Poisson
-    noise at a dose drawn log-uniformly from ``dose_range`` [electrons per
-    pattern]. Draws are seeded per (example, copy), so the result does not
-    depend on processing order.
+    Every example gets ``augment.copies`` versions (the first the original if
+    ``augment.keep_original``), each made by the campaign's
+    ``augment_example``. Draws are seeded per (example, copy), so the result
+    does not depend on processing order.
     """
-    from scipy.ndimage import rotate
-
+    a = config["augment"]
+    copies, keep_original, seed = a["copies"], a["keep_original"], config["seed"]
     src = open_complete(train, array="x")
     n = src["x"].shape[0]
     key = zlib.crc32(str(src.attrs["task"]).encode())
-    lo, hi = np.log(dose_range[0]), np.log(dose_range[1])
+    meta_dt = meta_dtypes(camp)
     t0 = time.perf_counter()
     with atomic_group(out) as g:
-        x, meta = _create(g, n * copies, src["x"].shape[1:])
-        dose = np.zeros(n * copies, np.float32)
-        angle = np.zeros(n * copies, np.float32)
-        src_meta = {k: src[k][...] for k in META}
+        y_src = src["y"][...]
+        x, meta = _create(g, n * copies, src["x"].shape[1:], meta_dt, y_src.shape[1:],
+                          str(y_src.dtype))
+        extra = {k: np.zeros(n * copies, dt) for k, (dt, _) in camp.augment_meta.items()}
+        src_meta = {k: src[k][...] for k in ("y", *meta_dt)}
         vols = ((i0 + k, v) for i0, block in iter_chunks(src["x"]) for k, v in enumerate(block))
         for i, vol in vols:
             vol = vol.astype(np.float64)
             for c in range(copies):
                 j = i * copies + c
-                for k in META:
+                for k in src_meta:
                     meta[k][j] = src_meta[k][i]
                 if keep_original and c == 0:
                     x[j] = vol.astype(np.float32)
-                    dose[j], angle[j] = np.inf, 0.0
+                    for k, (_, same) in camp.augment_meta.items():
+                        extra[k][j] = same
                     continue
                 rng = np.random.default_rng([seed, key, i, c])
-                a = rng.uniform(-max_rotation_deg, max_rotation_deg)
-                d = float(np.exp(rng.uniform(lo, hi)))
-                v = rotate(vol, a, axes=(-2, -1), reshape=False, order=1, mode="constant")
-                v = rng.poisson(np.clip(v, 0, None) * d) / d
+                v, drawn = camp.augment_example(vol, rng, config)
                 x[j] = v.astype(np.float32)
-                dose[j], angle[j] = d, a
+                for k, value in drawn.items():
+                    extra[k][j] = value
             if (i + 1) % max(1, n // 10) == 0 or i == n - 1:
                 progress(f"augment {i + 1}/{n} examples ({time.perf_counter() - t0:.1f} s)")
         x.close()
-        meta_extra = {"dose_e_per_pattern": dose, "rotation_deg": angle}
-        for k, v in meta_extra.items():
+        for k, v in extra.items():
             g.create_array(k, shape=v.shape, dtype=v.dtype, chunks=(max(1, len(v)),))[...] = v
         attrs = dict(src.attrs)
-        attrs.update(split="train_augmented", copies=copies, dose_range=list(dose_range),
-                     max_rotation_deg=max_rotation_deg, source=str(train))
+        attrs.update(split="train_augmented", copies=copies, **camp.augment_attrs(config),
+                     source=str(train))
         _finish(g, meta, attrs)
     return Path(out)
 
 
-def check_examples(path: str | Path, n_classes: int | None = None) -> zarr.Group:
-    """Open an example group and refuse missing, misshapen or non-finite data.
+def check_examples(path: str | Path, n_classes: int | None = None,
+                   ndim: int | None = None) -> zarr.Group:
+    """Open an example group and refuse missing, misshapen or non-finite data
+    (``n_classes``: class labels must lie in 0..n_classes-1, None: float
+    targets; ``ndim``: the dimensions of one example a network takes).
 
     Raises :class:`CorruptOutputError` naming ``path`` and the problem.
     """
@@ -270,9 +271,12 @@ def check_examples(path: str | Path, n_classes: int | None = None) -> zarr.Group
         raise CorruptOutputError(f"{path}: split is missing")
     g = open_complete(path, array="x")
     x = g["x"]
-    if x.ndim != 4:
-        raise CorruptOutputError(f"{path}: x has shape {x.shape}; expected "
-                                 "(examples, positions, kx, ky)")
+    dims = list(g.attrs.get("dims") or [])
+    if dims and x.ndim != len(dims):
+        raise CorruptOutputError(f"{path}: x has shape {x.shape}; expected ({', '.join(dims)})")
+    if ndim is not None and x.ndim != ndim + 1:
+        raise CorruptOutputError(f"{path}: x has shape {x.shape}; the network takes examples "
+                                 f"of {ndim} dimensions (examples, {ndim} axes)")
     if x.shape[0] == 0:
         raise CorruptOutputError(f"{path}: split holds no examples")
     for i0, block in iter_chunks(x):
@@ -281,7 +285,10 @@ def check_examples(path: str | Path, n_classes: int | None = None) -> zarr.Group
             raise CorruptOutputError(f"{path}: example {i0 + int(np.argmax(bad))} holds "
                                      "non-finite values")
     y = g["y"][...]
-    if n_classes is not None and (y.min() < 0 or y.max() >= n_classes):
+    if n_classes is None:
+        if not np.all(np.isfinite(y)):
+            raise CorruptOutputError(f"{path}: targets y hold non-finite values")
+    elif y.min() < 0 or y.max() >= n_classes:
         raise CorruptOutputError(f"{path}: labels span {y.min()}..{y.max()}, "
                                  f"valid 0..{n_classes - 1}")
     return g

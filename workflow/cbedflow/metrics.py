@@ -1,4 +1,5 @@
-"""Classification metrics and calibration (pure numpy; both environments)."""
+"""Classification and regression metrics, calibration and interval coverage
+(pure numpy; both environments)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ def fraction_by_thickness(hits, thickness_A) -> dict:
             for t in sorted(set(np.round(t_all, 2).tolist()))}
 
 
-def classification_metrics(y, pred, classes, thickness_A, step_k, ordinal: bool = False
-                           ) -> dict:
-    """Metrics dict (pure numpy, shared by evaluation and tests)."""
+def classification_metrics(y, pred, classes, thickness_A, by: dict | None = None,
+                           ordinal: bool = False) -> dict:
+    """Metrics dict (pure numpy, shared by evaluation and tests). ``by``:
+    label name -> per-example values; each gives ``accuracy_by_<name>``
+    (accuracy per value)."""
     y, pred = np.asarray(y), np.asarray(pred)
     k = len(classes)
     cm = np.zeros((k, k), dtype=int)
@@ -29,18 +32,18 @@ def classification_metrics(y, pred, classes, thickness_A, step_k, ordinal: bool 
             "recall": float(tp / cm[i].sum()) if cm[i].sum() else None,
             "support": int(cm[i].sum()),
         }
-    by_k = {}
-    for kk in sorted(set(np.asarray(step_k).tolist())):
-        m = np.asarray(step_k) == kk
-        by_k[str(kk)] = float(np.mean(y[m] == pred[m]))
     out = {
         "accuracy": float(np.mean(y == pred)),
         "classes": list(classes),
         "per_class": per_class,
         "per_thickness_accuracy": fraction_by_thickness(y == pred, thickness_A),
-        "accuracy_by_step_k": by_k,
         "confusion_matrix": cm.tolist(),
     }
+    for name, values in (by or {}).items():
+        values = np.asarray(values)
+        out[f"accuracy_by_{name}"] = {
+            str(v): float(np.mean(y[values == v] == pred[values == v]))
+            for v in sorted(set(values.tolist()))}
     if ordinal:
         near = np.abs(y - pred) <= 1
         out["within_one_class"] = float(np.mean(near))
@@ -67,3 +70,49 @@ def calibration(probs: np.ndarray, y: np.ndarray, bins: int) -> dict:
                      "accuracy": acc, "confidence": c})
     return {"ece": float(ece), "bins": rows, "mean_confidence": float(conf.mean()),
             "accuracy": float(correct.mean())}
+
+
+def _per_target(a: np.ndarray, n_targets: int) -> np.ndarray:
+    """(examples, ..., targets) -> (values, targets)."""
+    return np.asarray(a, np.float64).reshape(-1, n_targets)
+
+
+def regression_metrics(y, pred, names, units) -> dict:
+    """MAE, RMSE and R² of every target (the last axis of ``y``; a curve's
+    points pooled), in the target's unit, plus their mean R²."""
+    names = list(names)
+    y2, p2 = _per_target(y, len(names)), _per_target(pred, len(names))
+    err = p2 - y2
+    out = {}
+    for j, name in enumerate(names):
+        ss_res = float(np.sum(err[:, j] ** 2))
+        ss_tot = float(np.sum((y2[:, j] - y2[:, j].mean()) ** 2))
+        out[name] = {"mae": float(np.mean(np.abs(err[:, j]))),
+                     "rmse": float(np.sqrt(np.mean(err[:, j] ** 2))),
+                     "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+                     "std_of_truth": float(y2[:, j].std()),
+                     "unit": units[j] if j < len(units) else ""}
+    r2 = [v["r2"] for v in out.values() if np.isfinite(v["r2"])]
+    return {"targets": out, "r2_mean": float(np.mean(r2)) if r2 else float("nan")}
+
+
+#: Central normal intervals: name -> z (mean +- z std holds that fraction).
+INTERVALS = {"68": 1.0, "95": 1.959964}
+
+
+def interval_coverage(y, mean, std) -> dict:
+    """Fraction of true values inside mean +- z std for every interval of
+    :data:`INTERVALS` (a calibrated 68 % interval covers 0.68)."""
+    y, mean, std = (np.asarray(a, np.float64) for a in (y, mean, std))
+    return {k: float(np.mean(np.abs(y - mean) <= z * std)) for k, z in INTERVALS.items()}
+
+
+def uncertainty_scale(y, mean, std) -> float:
+    """Factor s such that mean +- s std covers 68.27 % of ``y`` (the
+    68.27th percentile of |error| / std): MC-dropout spreads are too narrow
+    or too wide by this factor. 1 if every std is zero."""
+    y, mean, std = (np.asarray(a, np.float64) for a in (y, mean, std))
+    ok = std > 0
+    if not ok.any():
+        return 1.0
+    return float(np.quantile(np.abs(y - mean)[ok] / std[ok], 0.6827))

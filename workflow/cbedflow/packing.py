@@ -1,6 +1,7 @@
 """Packing simulation units into batch jobs, spread over MPI ranks.
 
-A campaign has thousands of (structure, thickness, phonon batch) units; a site
+A campaign has thousands of (sample, part, batch) units (``Campaign.units``,
+e.g. structure x thickness x phonon batch); a site
 allows about a hundred queued jobs. One Snakemake job (``simulate_job``) packs
 ``site.units_per_job`` consecutive units; inside it, mpi4py spreads them over
 the allocation's ranks (one rank per GPU, launched by jsrun/srun/mpirun),
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-
-from .campaign import Campaign
+from .campaigns import Campaign
 from .site import scheduler_job_id
 from .storage import CorruptOutputError, digest, open_complete, write_json
 
@@ -53,56 +54,17 @@ def mpi_comm():
     return MPI.COMM_WORLD
 
 
-def unit_checksum(path: str | Path) -> str:
-    """sha256 (16 hex digits) of a complete unit's CBED array."""
-    g = open_complete(path)
-    return digest(g["cbed"][...])
+def unit_checksum(path: str | Path, signal: str) -> str:
+    """sha256 (16 hex digits) of a complete unit's signal array."""
+    g = open_complete(path, array=signal)
+    return digest(g[signal][...])
 
 
-#: config sections whose every key shapes every unit
-UNIT_SECTIONS = ("seed", "device", "microscope", "simulation")
-#: keys of ``structures`` that shape every structure (the rest choose which
-#: structures exist and with which parameters: per_class, step_classes,
-#: thicknesses_A, intermix_fraction; a structure's own spec enters its key)
-_GEOMETRY_KEYS = ("n_substrate", "n_film", "y_repeats")
-
-
-def unit_key(config: dict, structure: str | None = None, thickness: str | None = None) -> str:
-    """Hash of the settings a unit is computed with: the sections that shape
-    every unit, the structure geometry, the unit's own structure spec (kind,
-    step class or intermixing fraction, seed; the intermixing decay for
-    diffuse ones) and thickness (all thicknesses for a series unit). Adding
-    structures or thicknesses (except to a series unit), or changing a
-    parameter that only other structures use, leaves a unit's key unchanged,
-    so it is not recomputed."""
-    from dataclasses import asdict
-
-    from .campaign import Campaign
-    from .config import config_hash
-
-    from .campaign import SERIES
-
-    part = {k: config[k] for k in UNIT_SECTIONS if k in config}
-    # exit_planes chooses which units exist (series or per thickness), which
-    # the unit's thickness label says; it does not change a unit's physics
-    part["simulation"] = {k: v for k, v in part.get("simulation", {}).items()
-                          if k != "exit_planes"}
-    part["geometry"] = {k: config["structures"][k] for k in _GEOMETRY_KEYS}
-    if thickness == SERIES:
-        part["series_A"] = sorted(config["structures"]["thicknesses_A"])
-    if structure is not None:
-        _, spec = Campaign(config).by_name[structure]
-        part["structure"] = asdict(spec)
-        if spec.kind == "diffuse":
-            part["geometry"]["intermix_decay"] = config["structures"]["intermix_decay"]
-    part["unit"] = [structure, thickness]
-    return config_hash(part)
-
-
-def is_complete(path: str | Path, key: str | None = None) -> bool:
-    """True if ``path`` is a complete unit computed with settings ``key``."""
+def is_complete(path: str | Path, key: str | None = None, signal: str | None = None) -> bool:
+    """True if ``path`` is a complete unit (with the array ``signal``)
+    computed with settings ``key``."""
     try:
-        g = open_complete(path)
+        g = open_complete(path, array=signal)
     except CorruptOutputError:
         return False
     return key is None or g.attrs.get("provenance", {}).get("unit_key") == key
@@ -119,23 +81,22 @@ def run_job(
 ) -> list[dict]:
     """Simulate this rank's share of ``units``; returns one record per unit.
 
-    ``simulate_one(structure, thickness, batch, out_path)`` does the work; a
-    unit already complete with the settings ``key(structure, thickness)`` is
-    skipped.
+    ``simulate_one(name, part, batch, out_path)`` does the work; a unit
+    already complete with the settings ``key(name, part)`` is skipped.
     """
     records = []
     mine = units[rank::size]
     t0 = time.perf_counter()
-    for k, (name, thickness, batch) in enumerate(mine):
-        out = campaign.unit_path(name, thickness, batch)
+    for k, (name, part, batch) in enumerate(mine):
+        out = campaign.unit_path(name, part, batch)
         status = "skipped (complete)"
-        if not is_complete(out, None if key is None else key(name, thickness)):
+        if not is_complete(out, None if key is None else key(name, part), campaign.signal):
             remove_stale_temporaries(out)
-            simulate_one(name, thickness, batch, out)
+            simulate_one(name, part, batch, out)
             status = "simulated"
         records.append({"unit": out, "rank": rank, "host": socket.gethostname(),
                         "scheduler_job": scheduler_job_id(),
-                        "status": status, "checksum": unit_checksum(out)})
+                        "status": status, "checksum": unit_checksum(out, campaign.signal)})
         progress(f"rank {rank}/{size}: unit {k + 1}/{len(mine)} {out} {status} "
                  f"({time.perf_counter() - t0:.1f} s)")
     return records
@@ -160,3 +121,62 @@ def write_manifest(path: str | Path, job: str, records: list[dict], size: int) -
     """Atomically write the job manifest (rank 0)."""
     write_json(path, {"job": job, "ranks": size,
                       "units": sorted(records, key=lambda r: r["unit"])}, indent=1)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_packed_job(params: dict, job: str, units_per_job: int, ranks: int | None,
+                   manifest: str | Path) -> None:
+    """One packed batch job (``cbedflow simulate-job``): its units spread over
+    the MPI ranks the launcher started, a manifest written by rank 0.
+
+    One rank needs no MPI: under a one-task srun (the Slurm jobstep's
+    wrapper) the PMI descriptor is not passed on to this process, and MPI
+    initialisation would fail where the site sets a PMI (MpiDefault=pmi2).
+    Ranks that are not one world (``ranks`` differs from the world size)
+    are refused before any work, or each would do every unit.
+    """
+    from .campaigns import get_campaign
+    from .forward import check_device
+    from .site import check_world
+
+    comm = None if ranks == 1 else mpi_comm()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    if ranks is not None:
+        check_world(size, ranks, f"job {job}", "mpi_launcher")
+    if rank == 0:
+        _log(f"job {job}: one MPI world of {size} rank(s)")
+    check_device(params.get("device", "cpu"))
+    camp = get_campaign(params)
+    units = job_units(camp, units_per_job, job)
+    if rank == 0:
+        _log(f"job {job}: {len(units)} units on {size} rank(s)")
+
+    def simulate_one(name, part, batch, out):
+        camp.simulate_unit(name, part, batch, out,
+                           progress=lambda m: _log(f"rank {rank}: {m}"))
+
+    try:
+        records = run_job(camp, units, simulate_one, rank, size, key=camp.unit_key,
+                          progress=_log)
+    except BaseException:
+        if comm is not None and size > 1:  # a failed rank must not leave the others waiting
+            import traceback
+
+            traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
+    gathered = comm.gather(records, root=0) if comm else [records]
+    if rank == 0:
+        flat = [r for part in gathered for r in part]
+        write_manifest(manifest, job, flat, size)
+        by_rank: dict[int, list[str]] = {}
+        for r in flat:
+            by_rank.setdefault(r["rank"], []).append(r["status"])
+        _log(f"job {job} done: " + ", ".join(
+            f"rank {k}: {v.count('simulated')} simulated, {len(v) - v.count('simulated')} "
+            "skipped" for k, v in sorted(by_rank.items())))

@@ -11,51 +11,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import zarr  # noqa: E402
 
-from .analysis import dark_field  # noqa: E402
 from .storage import atomic_file  # noqa: E402
 
 
-def _save(fig, out: str | Path) -> None:
+def save(fig, out: str | Path) -> None:
     with atomic_file(out) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-
-
-def dataset_overview(dataset: str | Path, out: str | Path, semiangle_mrad: float,
-                     sample: int | None = None) -> None:
-    """Dark-field image of one simulation and the CBED montage along one line
-    (as the paper's Fig. 2d-e). Picks the first step structure by default."""
-    ds = zarr.open_group(str(dataset), mode="r")
-    if sample is None:
-        rough = ds["rough"][...]
-        sample = int(np.argmax(rough == 1)) if (rough == 1).any() else 0
-    cbed = ds["cbed"][sample]  # (sx, sy, kx, ky)
-    ang = ds.attrs["angular_sampling_mrad"]
-    step = ds.attrs["scan_step_A"]
-    df = dark_field(cbed, ang, semiangle_mrad)
-    name = ds.attrs["structure_names"][int(ds["structure_index"][sample])]
-    nx, ny = cbed.shape[:2]
-    line = 0
-    fig = plt.figure(figsize=(12, 4.2))
-    gs = fig.add_gridspec(2, nx, height_ratios=[2.2, 1])
-    ax = fig.add_subplot(gs[0, : max(2, nx // 3)])
-    ax.imshow(df.T, origin="lower", cmap="inferno", aspect="equal",
-              extent=(-step[0] / 2, (nx - 0.5) * step[0], -step[1] / 2, (ny - 0.5) * step[1]))
-    ax.axhline(line * step[1], color="cyan", ls="--", lw=1)
-    ax.set_xlabel("x across the interface [Å]")
-    ax.set_ylabel("y [Å]")
-    ax.set_title(f"{name}: dark field (> {1.2 * semiangle_mrad:.0f} mrad)")
-    for i in range(nx):
-        a = fig.add_subplot(gs[1, i])
-        a.imshow(np.sqrt(cbed[i, line].T), origin="lower", cmap="gray")
-        a.set_xticks([])
-        a.set_yticks([])
-        a.set_title(f"{i * step[0]:.1f} Å", fontsize=7)
-    fig.suptitle(f"CBED along the dashed line (sqrt intensity), {ang[0]:.2f} mrad/pixel",
-                 fontsize=9, y=0.02)
-    _save(fig, out)
 
 
 def training_curves(history_csv: str | Path, out: str | Path) -> None:
@@ -66,15 +29,17 @@ def training_curves(history_csv: str | Path, out: str | Path) -> None:
         raise ValueError(f"{history_csv}: no epochs logged")
     ep = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ("loss", "accuracy")):
+    metric = "accuracy" if "accuracy" in rows[0] else "mae"
+    for ax, key in zip(axes, ("loss", metric)):
         ax.plot(ep, [float(r[key]) for r in rows], label="training")
         if f"val_{key}" in rows[0]:
             ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.legend()
-    axes[1].set_ylim(0, 1.02)
-    _save(fig, out)
+    if "accuracy" in rows[0]:
+        axes[1].set_ylim(0, 1.02)
+    save(fig, out)
 
 
 def confusion(metrics_json: str | Path, out: str | Path) -> None:
@@ -92,38 +57,87 @@ def confusion(metrics_json: str | Path, out: str | Path) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{m['task']}: accuracy {m['accuracy']:.3f} (n = {m['n_test']})")
-    _save(fig, out)
+    save(fig, out)
+
+
+def _show(fig, cell, x: np.ndarray, title: str = "") -> None:
+    """Draw one example in a gridspec cell: a sequence of images (3D), an
+    image (2D) or a curve (1D)."""
+    if x.ndim == 3:
+        sub = cell.subgridspec(1, x.shape[0], wspace=0.05)
+        for j in range(x.shape[0]):
+            ax = fig.add_subplot(sub[0, j])
+            ax.imshow(np.sqrt(np.clip(x[j], 0, None)).T, origin="lower", cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(title, fontsize=7)
+        return
+    ax = fig.add_subplot(cell)
+    if x.ndim == 2:
+        ax.imshow(x.T, origin="lower", cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.plot(x.ravel(), lw=0.8)
+        ax.tick_params(labelsize=6)
+    ax.set_ylabel(title, fontsize=7)
 
 
 def example_predictions(test: str | Path, predictions: str | Path, out: str | Path,
                         n: int = 4) -> None:
-    """Image sequences of test examples with the MC-dropout class
-    probabilities beside them (as the paper's Figs. 3c and 4c): up to ``n``
-    examples of different classes, spread over the classes."""
+    """Test examples beside what the model made of them (as the paper's Figs.
+    3c and 4c): classification, up to ``n`` examples of different classes
+    with their MC-dropout class probabilities (+-1 std over passes);
+    regression, ``n`` examples spread over the first target's range with
+    the prediction and its MC-dropout interval against the truth."""
+    import zarr
+
     g = zarr.open_group(str(test), mode="r")
     p = np.load(predictions)
-    classes = list(g.attrs["classes"])
-    y, probs = p["y"], p["mc_mean"] if "mc_mean" in p else p["probabilities"]
-    std = p["mc_std"] if "mc_std" in p else np.zeros_like(probs)
+    y = p["y"]
     index = p["index"] if "index" in p else np.arange(len(y))
-    present = sorted(set(y.tolist()))
-    wanted = [present[int(round(i))] for i in np.linspace(0, len(present) - 1,
-                                                            min(n, len(present)))]
-    picks = [int(np.flatnonzero(y == c)[0]) for c in dict.fromkeys(wanted)]
-    npos = g["x"].shape[1]
-    fig = plt.figure(figsize=(npos * 0.8 + 3.2, 1.3 * len(picks) + 0.4))
-    gs = fig.add_gridspec(len(picks), npos + 1, width_ratios=[1] * npos + [4], hspace=0.7)
+    regression = not np.issubdtype(y.dtype, np.integer)
+    if regression:
+        first = y.reshape(len(y), -1)[:, 0]
+        order = np.argsort(first)
+        picks = sorted(set(int(order[int(round(q))]) for q in
+                           np.linspace(0, len(y) - 1, min(n, len(y)))))
+    else:
+        classes = list(g.attrs["classes"])
+        probs = p["mc_mean"] if "mc_mean" in p else p["probabilities"]
+        std = p["mc_std"] if "mc_std" in p else np.zeros_like(probs)
+        present = sorted(set(y.tolist()))
+        wanted = [present[int(round(i))] for i in np.linspace(0, len(present) - 1,
+                                                                min(n, len(present)))]
+        picks = [int(np.flatnonzero(y == c)[0]) for c in dict.fromkeys(wanted)]
+    shape = g["x"].shape[1:]
+    width = (shape[0] * 0.8 if len(shape) == 3 else 2.5) + 3.2
+    fig = plt.figure(figsize=(width, 1.4 * len(picks) + 0.4))
+    gs = fig.add_gridspec(len(picks), 2, width_ratios=[width - 3.2, 3.2], hspace=0.7)
     for r, i in enumerate(picks):
-        vol = g["x"][int(index[i])]
+        x = g["x"][int(index[i])]
+        ax_title = f"true {classes[y[i]]}" if not regression else f"example {int(index[i])}"
+        _show(fig, gs[r, 0], x, ax_title)
+        ax = fig.add_subplot(gs[r, 1])
+        if regression:
+            t, m, s = (np.ravel(a[i]) for a in (y, p["mc_mean"], p["mc_std"]))
+            xs = np.arange(len(t))
+            if len(t) > 12:  # a curve of targets
+                ax.plot(xs, t, color="k", lw=0.8, label="true")
+                ax.plot(xs, m, color="tab:red", lw=0.8, label="predicted")
+                ax.fill_between(xs, m - s, m + s, color="tab:red", alpha=0.3, lw=0)
+            else:
+                ax.errorbar(xs, m, yerr=s, fmt="o", color="tab:red", ms=3, capsize=2,
+                            label="predicted +-1 std")
+                ax.plot(xs, t, "kx", label="true")
+                names = list(g.attrs.get("targets", [])) or [str(k) for k in xs]
+                ax.set_xticks(xs, names[:len(xs)], fontsize=6, rotation=30)
+            ax.tick_params(axis="y", labelsize=6)
+            if r == 0:
+                ax.legend(fontsize=6)
+            continue
         pred = int(np.argmax(probs[i]))
-        for j in range(npos):
-            ax = fig.add_subplot(gs[r, j])
-            ax.imshow(np.sqrt(np.clip(vol[j], 0, None)).T, origin="lower", cmap="gray")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(f"true {classes[y[i]]}", fontsize=7)
-        ax = fig.add_subplot(gs[r, npos])
         colors = ["tab:green" if c == y[i] else "tab:gray" for c in range(len(classes))]
         ax.bar(range(len(classes)), probs[i], yerr=std[i], color=colors, capsize=1.5)
         ax.set_ylim(0, 1)
@@ -134,9 +148,10 @@ def example_predictions(test: str | Path, predictions: str | Path, out: str | Pa
         ok = "correct" if pred == y[i] else "wrong"
         ax.set_title(f"predicted {classes[pred]} ({100 * probs[i, pred]:.0f}%, {ok})",
                      fontsize=7)
-    fig.suptitle("test examples: CBED along the line (sqrt) and MC-dropout probabilities "
-                 "(green = true class, bars = +-1 std over passes)", fontsize=8, y=1.0)
-    _save(fig, out)
+    what = ("MC-dropout predictions against the truth" if regression else
+            "MC-dropout probabilities (green = true class, bars = +-1 std over passes)")
+    fig.suptitle(f"test examples (sequences: sqrt intensity) and {what}", fontsize=8, y=1.0)
+    save(fig, out)
 
 
 def reliability(metrics_json: str | Path, out: str | Path) -> None:
@@ -157,24 +172,47 @@ def reliability(metrics_json: str | Path, out: str | Path) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title(f"{m['task']}/{m['model']['id']}: n = {m['n_test']}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    _save(fig, out)
+    save(fig, out)
 
 
 def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> None:
-    """Per-thickness test accuracy of every model of ``task`` (CNN, MC dropout
-    and the ring-feature baseline), and accuracy by step class k of the
-    models that test on several step classes."""
-    sm = json.loads(Path(summary_json).read_text())["tasks"][task]
+    """Every model of ``task`` against its baseline. Classification:
+    per-thickness test accuracy (CNN, MC dropout, baseline) and the accuracy
+    broken down by the task's breakdown label (``accuracy_by_<label>``, e.g.
+    a position class) of models that test on several of its values.
+    Regression: R² per target of every model and its baseline."""
+    doc = json.loads(Path(summary_json).read_text())
+    sm = doc["tasks"][task]
     models = sm["models"]
+    if sm.get("kind") == "regression":
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        labels, cnn_r2, base_r2 = [], [], []
+        for mid, m in models.items():
+            for name, v in m["cnn"]["targets"].items():
+                labels.append(f"{mid}\n{name}")
+                cnn_r2.append(v["r2"])
+                base_r2.append((m["baseline"].get("targets") or {}).get(name, {}).get("r2",
+                                                                                     np.nan))
+        xs = np.arange(len(labels))
+        ax.bar(xs - 0.2, cnn_r2, 0.4, label="network")
+        ax.bar(xs + 0.2, base_r2, 0.4, label="baseline")
+        ax.set_xticks(xs, labels, fontsize=7)
+        ax.set_ylabel("held-out R²")
+        ax.set_ylim(min(0.0, np.nanmin(cnn_r2 + base_r2)), 1.05)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{task}: R² per model and target", fontsize=9)
+        save(fig, out)
+        return
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     ax = axes[0]
-    labels, series = [], {"CNN": [], "CNN, MC dropout": [], "ring-feature LR": []}
+    labels, series = [], {"CNN": [], "CNN, MC dropout": [], "baseline": []}
     for mid, m in models.items():
         for t, acc in m["cnn"]["per_thickness_accuracy"].items():
             labels.append(f"{mid}\n{float(t):g} Å")
             series["CNN"].append(acc)
             series["CNN, MC dropout"].append(m["cnn"]["mc_dropout_per_thickness_accuracy"][t])
-            series["ring-feature LR"].append(m["baseline"]["per_thickness_accuracy"].get(t))
+            series["baseline"].append(m["baseline"]["per_thickness_accuracy"].get(t))
     w = 0.27
     for i, (name, vals) in enumerate(series.items()):
         xs = np.arange(len(labels)) + (i - 1) * w
@@ -186,48 +224,70 @@ def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> N
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{task}: accuracy per model and thickness", fontsize=9)
     ax = axes[1]
+    key = next((k for m in models.values() for k in m["cnn"] if k.startswith("accuracy_by_")),
+               None)
+    title = sm.get("breakdown_title") or (key or "")[len("accuracy_by_"):]
     for mid, m in models.items():
-        by_k = {int(k): v for k, v in m["cnn"]["accuracy_by_step_k"].items() if int(k) >= 0}
-        if len(by_k) > 1:
-            ks = sorted(by_k)
-            ax.plot(ks, [by_k[k] for k in ks], marker="o", label=f"CNN {mid}")
-            bk = {int(k): v for k, v in m["baseline"]["accuracy_by_step_k"].items()}
+        by = {int(k): v for k, v in m["cnn"].get(key, {}).items() if int(k) >= 0}
+        if len(by) > 1:
+            ks = sorted(by)
+            ax.plot(ks, [by[k] for k in ks], marker="o", label=f"CNN {mid}")
+            bk = {int(k): v for k, v in m["baseline"].get(key, {}).items()}
             ax.plot(ks, [bk.get(k, np.nan) for k in ks], marker="x", ls="--",
-                    label=f"LR {mid}")
-    ax.set_xlabel("step class k (step depth = k/10 of the thickness)")
-    ax.set_ylabel("accuracy on rough structures of class k")
+                    label=f"baseline {mid}")
+    ax.set_xlabel(title)
+    ax.set_ylabel("accuracy of the examples with this value")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=6, ncol=2)
-    ax.set_title("by step class (shallow steps look like intermixing)", fontsize=9)
-    _save(fig, out)
+    if ax.lines:
+        ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"by {title}" if key else "no breakdown", fontsize=9)
+    save(fig, out)
 
 
-def prediction_map(cbed: np.ndarray, angular_sampling_mrad, probs: np.ndarray,
-                   std: np.ndarray, classes: list[str], scan_step_A, out: str | Path) -> None:
-    """New data's dark-field image (mean intensity in the outer half of the
-    detector) beside the class probabilities of every scan line (MC-dropout
-    mean)."""
-    theta_max = min(cbed.shape[-2] // 2 * angular_sampling_mrad[0],
-                    cbed.shape[-1] // 2 * angular_sampling_mrad[1])
-    from .analysis import virtual_detector
+def parity(metrics_json: str | Path, predictions: str | Path, out: str | Path) -> None:
+    """Predicted (MC-dropout mean) against true value of every target, with
+    the identity line, R² and MAE in the target's unit."""
+    m = json.loads(Path(metrics_json).read_text())
+    p = np.load(predictions)
+    names = list(m["targets"])
+    y = p["y"].reshape(-1, len(names))
+    pred = p["mc_mean"].reshape(-1, len(names))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False)
+    for j, (ax, name) in enumerate(zip(axes[0], names)):
+        t = m["targets"][name]
+        ax.scatter(y[:, j], pred[:, j], s=4, alpha=0.5)
+        lo, hi = np.nanmin([y[:, j].min(), pred[:, j].min()]), np.nanmax(
+            [y[:, j].max(), pred[:, j].max()])
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
+        unit = f" [{t['unit']}]" if t["unit"] else ""
+        ax.set_xlabel(f"true {name}{unit}", fontsize=8)
+        ax.set_ylabel(f"predicted {name}{unit}", fontsize=8)
+        ax.set_title(f"R² {t['r2']:.3f}, MAE {t['mae']:.3g}", fontsize=8)
+    fig.suptitle(f"{m['task']}/{m['model']['id']}: parity on {m['n_test']} test examples",
+                 fontsize=9)
+    save(fig, out)
 
-    df = virtual_detector(cbed, angular_sampling_mrad, 0.5 * theta_max, theta_max)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6),
-                             gridspec_kw={"width_ratios": [1.2, 1]})
-    nx, ny = df.shape
-    axes[0].imshow(df.T, origin="lower", cmap="inferno", aspect="equal",
-                   extent=(0, nx * scan_step_A[0], 0, ny * scan_step_A[1]))
-    axes[0].set_xlabel("x across the interface [Å]")
-    axes[0].set_ylabel("y [Å]")
-    axes[0].set_title(f"dark field ({0.5 * theta_max:.0f}-{theta_max:.0f} mrad)", fontsize=9)
-    im = axes[1].imshow(probs, aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                        origin="lower", interpolation="nearest")
-    axes[1].set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
-    axes[1].set_ylabel("scan line (y)" if len(probs) > 1 else "all lines averaged")
-    for (i, j), v in np.ndenumerate(probs):
-        if probs.shape[0] * probs.shape[1] <= 60:
-            axes[1].text(j, i, f"{v:.2f}\n±{std[i, j]:.2f}", ha="center", va="center",
-                         fontsize=6, color="w" if v < 0.5 else "k")
-    fig.colorbar(im, ax=axes[1], label="probability (MC dropout)")
-    axes[1].set_title("class probabilities per scan line", fontsize=9)
-    _save(fig, out)
+
+def residuals(metrics_json: str | Path, predictions: str | Path, out: str | Path) -> None:
+    """Residual (predicted - true) against the true value per target, with
+    the MC-dropout +-1 std of every prediction as error bars and the
+    interval coverage."""
+    m = json.loads(Path(metrics_json).read_text())
+    p = np.load(predictions)
+    names = list(m["targets"])
+    y = p["y"].reshape(-1, len(names))
+    res = p["mc_mean"].reshape(-1, len(names)) - y
+    std = p["mc_std"].reshape(-1, len(names)) * float(p["calibration_scale"])
+    cov = m["mc_dropout"]["calibrated_coverage"]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
+    for j, (ax, name) in enumerate(zip(axes[0], names)):
+        stride = max(1, len(y) // 400)  # at most ~400 error bars
+        ax.errorbar(y[::stride, j], res[::stride, j], yerr=std[::stride, j], fmt=".", ms=2,
+                    lw=0.5, alpha=0.6)
+        ax.axhline(0, color="k", lw=0.8)
+        unit = f" [{m['targets'][name]['unit']}]" if m["targets"][name]["unit"] else ""
+        ax.set_xlabel(f"true {name}{unit}", fontsize=8)
+        ax.set_ylabel(f"residual{unit}", fontsize=8)
+    fig.suptitle(f"{m['task']}/{m['model']['id']}: residuals, calibrated MC-dropout +-1 std "
+                 f"(68/95 % intervals cover {cov['68']:.2f}/{cov['95']:.2f})", fontsize=9)
+    save(fig, out)

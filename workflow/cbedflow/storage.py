@@ -80,12 +80,12 @@ def write_attrs(group: zarr.Group, attrs: dict) -> None:
     group.attrs.update(attrs)
 
 
-def open_complete(path: str | Path, array: str = "cbed") -> zarr.Group:
+def open_complete(path: str | Path, array: str | None = None) -> zarr.Group:
     """Open a group written by :func:`atomic_group` and check it is complete.
 
     Raises :class:`CorruptOutputError` naming ``path`` if the group cannot be
-    opened, lacks the ``complete`` mark or the ``array``, or if any chunk of
-    ``array`` is missing on disk.
+    opened, lacks the ``complete`` mark or the ``array`` (if given), or if
+    any chunk of ``array`` is missing on disk.
     """
     path = Path(path)
     try:
@@ -94,6 +94,8 @@ def open_complete(path: str | Path, array: str = "cbed") -> zarr.Group:
         raise CorruptOutputError(f"{path}: not a readable zarr v3 group ({exc})") from exc
     if not group.attrs.get("complete", False):
         raise CorruptOutputError(f"{path}: group is not marked complete (partial write?)")
+    if array is None:
+        return group
     if array not in group:
         raise CorruptOutputError(f"{path}: array {array!r} is missing")
     arr = group[array]

@@ -1,6 +1,6 @@
 """The campaign's results in one JSON document (``{output_dir}/summary.json``).
 
-Gathers every model's held-out metrics and its ring-feature baseline per task,
+Gathers every model's held-out metrics and its baseline per task,
 validates the document against ``workflow/schemas/summary.schema.yaml`` and
 writes it atomically. ``docs/results/`` holds a committed copy of the
 reproduction run's summary; a test checks it against the same schema.
@@ -17,9 +17,6 @@ from .storage import write_json
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "summary.schema.yaml"
 
-#: Accuracy bars of the reproduction (issue: rough vs diffuse >= 95 %, step
-#: position >= 85 % per thickness), shown as a line in the accuracy plots.
-TARGETS = {"rough_vs_diffuse": 0.95, "step_position": 0.85}
 
 
 def _mc_per_thickness(predictions: str | Path) -> dict:
@@ -32,10 +29,29 @@ def _mc_per_thickness(predictions: str | Path) -> dict:
     return fraction_by_thickness(p["mc_mean"].argmax(axis=1) == p["y"], p["thickness_A"])
 
 
+def _by_keys(d: dict) -> list[str]:
+    return [k for k in d if k.startswith("accuracy_by_")]
+
+
+def _targets(t: dict) -> dict:
+    return {name: {k: v[k] for k in ("mae", "rmse", "r2", "unit")} for name, v in t.items()}
+
+
 def _cnn(metrics: dict, predictions: str | Path) -> dict:
-    keep = ("accuracy", "per_thickness_accuracy", "accuracy_by_step_k", "confusion_matrix",
+    if metrics.get("kind") == "regression":
+        mc = metrics["mc_dropout"]
+        return {"kind": "regression", "targets": _targets(metrics["targets"]),
+                "r2_mean": metrics["r2_mean"], "n_test": metrics["n_test"],
+                "n_test_structures": metrics["n_test_structures"],
+                "mc_dropout_samples": mc["samples"],
+                "mc_dropout_targets": _targets(mc["targets"]),
+                "mc_dropout_r2_mean": mc["r2_mean"],
+                "mc_dropout_coverage": mc["coverage"],
+                "mc_dropout_calibrated_coverage": mc["calibrated_coverage"],
+                "mc_dropout_calibration_scale": mc["calibration_scale"]}
+    keep = ("accuracy", "per_thickness_accuracy", "confusion_matrix",
             "classes", "n_test", "n_test_structures", "within_one_class",
-            "per_thickness_within_one_class", "per_class")
+            "per_thickness_within_one_class", "per_class", *_by_keys(metrics))
     out = {k: metrics[k] for k in keep if k in metrics}
     out["mc_dropout_accuracy"] = metrics["mc_dropout"]["accuracy"]
     out["mc_dropout_samples"] = metrics["mc_dropout"]["samples"]
@@ -46,22 +62,36 @@ def _cnn(metrics: dict, predictions: str | Path) -> dict:
 
 
 def _baseline(b: dict) -> dict:
-    keep = ("accuracy", "per_thickness_accuracy", "accuracy_by_step_k", "within_one_class",
-            "per_thickness_within_one_class", "method", "C", "n_train", "n_test")
+    if b.get("kind") == "regression":
+        return {"kind": "regression", "targets": _targets(b["targets"]),
+                "r2_mean": b["r2_mean"], "method": b["method"], "alpha": b["alpha"],
+                "n_train": b["n_train"], "n_test": b["n_test"]}
+    keep = ("accuracy", "per_thickness_accuracy", "within_one_class",
+            "per_thickness_within_one_class", "method", "C", "n_train", "n_test",
+            *_by_keys(b))
     return {k: b[k] for k in keep if k in b}
+
+
+def _breakdown_title(camp, task: str) -> str:
+    t = camp.tasks.get(task)
+    return t.breakdown_title if t is not None else ""
 
 
 def build_summary(config: dict, models: list[dict]) -> dict:
     """``models``: dicts with ``task``, ``model`` (id), ``metrics``,
     ``predictions`` and ``baseline`` paths."""
+    from .campaigns import get_campaign
     from .config import config_hash
     from .provenance import package_versions
 
+    camp = get_campaign(config)
     tasks: dict[str, dict] = {}
     for m in models:
         metrics = json.loads(Path(m["metrics"]).read_text())
         base = json.loads(Path(m["baseline"]).read_text())
-        t = tasks.setdefault(m["task"], {"target_accuracy": TARGETS.get(m["task"]),
+        t = tasks.setdefault(m["task"], {"target_accuracy": camp.target_accuracy.get(m["task"]),
+                                         "kind": metrics.get("kind", "classification"),
+                                         "breakdown_title": _breakdown_title(camp, m["task"]),
                                          "models": {}})
         t["models"][m["model"]] = {"spec": metrics["model"],
                                    "cnn": _cnn(metrics, m["predictions"]),
@@ -70,16 +100,8 @@ def build_summary(config: dict, models: list[dict]) -> dict:
         "schema_version": 1,
         "config_hash": config_hash(config),
         "seed": config["seed"],
-        "campaign": {
-            "structures_per_class": config["structures"]["per_class"],
-            "thicknesses_A": config["structures"]["thicknesses_A"],
-            "phonon_configurations": config["simulation"]["phonons"]["configs"],
-            "sampling_A": config["simulation"]["sampling_A"],
-            "detector_max_angle_mrad": config["simulation"]["detector_max_angle_mrad"],
-            "scan_positions": [config["simulation"]["scan"]["positions_x"],
-                               config["simulation"]["scan"]["positions_y"]],
-        },
-        "versions": package_versions(("abtem", "numpy", "zarr", "scikit-learn", "cbedflow")),
+        "campaign": {"name": camp.name, **camp.summary_info()},
+        "versions": package_versions(tuple(camp.packages) + ("scikit-learn",)),
         "tasks": tasks,
     }
 
@@ -105,30 +127,154 @@ def write_summary(doc: dict, out: str | Path) -> None:
     write_json(out, doc)
 
 
-def headline_rst(doc: dict) -> str:
-    """The report's landing-page section: every model's held-out accuracy
-    (CNN, MC-dropout mean, baseline) from a summary document, with links to
-    the report's Evaluation category and accuracy figures (Snakemake report
-    targets, by file name)."""
-    rows = []
-    for task, t in sorted(doc["tasks"].items()):
-        for model, m in t["models"].items():
-            cnn, base = m["cnn"], m.get("baseline") or {}
-            rows.append((task, model, f"{cnn['accuracy']:.3f}",
-                         f"{cnn['mc_dropout_accuracy']:.3f}",
-                         f"{base['accuracy']:.3f}" if "accuracy" in base else "-",
-                         str(cnn["n_test"]), f"{t.get('target_accuracy', float('nan')):.2f}"))
-    head = ("task", "model", "CNN", "MC dropout", "baseline", "test examples", "target")
+def model_line(mid: str, m: dict) -> str:
+    """One line of a model's held-out result beside its baseline's."""
+    cnn, base = m["cnn"], m.get("baseline") or {}
+    if cnn.get("kind") == "regression":
+        parts = []
+        for name, t in cnn["targets"].items():
+            b = (base.get("targets") or {}).get(name, {})
+            unit = f" {t['unit']}" if t["unit"] else ""
+            parts.append(f"{name}: R² {t['r2']:.3f} MAE {t['mae']:.3g}{unit}"
+                         + (f" (baseline R² {b['r2']:.3f})" if b else ""))
+        cov = cnn["mc_dropout_calibrated_coverage"]
+        return (f"{mid}: network R² {cnn['r2_mean']:.3f}, baseline "
+                f"{base.get('r2_mean', float('nan')):.3f}; " + "; ".join(parts)
+                + f"; MC-dropout 68/95 % intervals cover {cov['68']:.2f}/{cov['95']:.2f} "
+                f"(calibrated) on {cnn['n_test']} examples")
+    line = f"{mid}: held-out accuracy CNN {cnn['accuracy']:.3f}"
+    if cnn.get("mc_dropout_accuracy") is not None:
+        line += f" (MC dropout {cnn['mc_dropout_accuracy']:.3f})"
+    if "accuracy" in base:
+        line += f", baseline {base['accuracy']:.3f}"
+    return line + (f" on {cnn['n_test']} examples from {cnn['n_test_structures']} test "
+                   "structures")
+
+
+def _rst_table(head, rows) -> str:
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     line = " ".join("=" * w for w in widths)
 
     def fmt(row):
         return " ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
 
-    table = "\n".join([line, fmt(head), line, *map(fmt, rows), line])
-    return ("\n\nHeadline results\n----------------\n\n"
-            "Held-out accuracy of every model on test structures that no model or baseline "
-            "saw in training (the baseline: ring-feature logistic regression on the same "
-            "examples). Figures: `Evaluation`_ (confusion matrices, reliability, examples, "
-            "`accuracy_overview.png`_ per task); the numbers: `summary.json`_.\n\n"
-            + table + "\n")
+    return "\n".join([line, fmt(head), line, *map(fmt, rows), line])
+
+
+def headline_rst(doc: dict) -> str:
+    """The report's landing-page section: every model's held-out result
+    (classification: CNN, MC-dropout mean, baseline accuracy; regression: R²
+    and MAE per target, baseline R², interval coverage) from a summary
+    document, with links to the report's Evaluation category and figures
+    (Snakemake report targets, by file name)."""
+    cls_rows, reg_rows = [], []
+    for task, t in sorted(doc["tasks"].items()):
+        for model, m in t["models"].items():
+            cnn, base = m["cnn"], m.get("baseline") or {}
+            if cnn.get("kind") == "regression":
+                for name, v in cnn["targets"].items():
+                    b = (base.get("targets") or {}).get(name, {})
+                    cov = cnn["mc_dropout_calibrated_coverage"]
+                    reg_rows.append((task, model, name, f"{v['r2']:.3f}",
+                                     f"{v['mae']:.3g} {v['unit']}".strip(),
+                                     f"{b['r2']:.3f}" if b else "-",
+                                     f"{cov['68']:.2f}/{cov['95']:.2f}", str(cnn["n_test"])))
+                continue
+            target = t.get("target_accuracy")
+            cls_rows.append((task, model, f"{cnn['accuracy']:.3f}",
+                             f"{cnn['mc_dropout_accuracy']:.3f}",
+                             f"{base['accuracy']:.3f}" if "accuracy" in base else "-",
+                             str(cnn["n_test"]), "-" if target is None else f"{target:.2f}"))
+    out = ("\n\nHeadline results\n----------------\n\n"
+           "Held-out results of every model on test structures that no model or baseline "
+           "saw in training (the baseline: the campaign's features with logistic or ridge "
+           "regression on the same examples). Figures: `Evaluation`_ (confusion matrices, "
+           "reliability, parity and residual plots, examples, `accuracy_overview.png`_ per "
+           "task); the numbers: `summary.json`_.\n\n")
+    if cls_rows:
+        out += _rst_table(("task", "model", "CNN", "MC dropout", "baseline", "test examples",
+                           "target"), cls_rows) + "\n"
+    if reg_rows:
+        out += ("\n" if cls_rows else "") + _rst_table(
+            ("task", "model", "target", "R²", "MAE", "baseline R²",
+             "68/95 % coverage", "test examples"), reg_rows) + "\n"
+    return out
+
+
+def status_lines(config: dict) -> list[str]:
+    """What ``cbedflow summary`` (``make run``) prints: where the dataset is
+    and what it holds, where the report is, and every model's held-out
+    result beside its baseline's (from ``evaluation/<task>/<model>/``)."""
+    import zarr
+
+    from .campaigns import get_campaign
+
+    camp = get_campaign(config)
+    path = Path(camp.dataset_path)
+    if not path.exists():
+        raise FileNotFoundError(f"no dataset yet at {path.resolve()}: run snakemake first")
+    ds = zarr.open_group(str(path), mode="r")
+    lines = [f"dataset: {path.resolve()}", *camp.describe_dataset(ds)]
+    report = Path(camp.output_dir) / "report.html"
+    if report.exists():
+        lines.append(f"report: {report.resolve()}")
+    return lines + accuracy_lines(camp)
+
+
+def accuracy_lines(camp) -> list[str]:
+    """One line per trained model: its held-out result (classification: CNN
+    accuracy and its MC-dropout mean; regression: R² and MAE per target,
+    interval coverage) beside the baseline's on the same test set, from
+    ``evaluation/<task>/<model>/{metrics,baseline}.json``."""
+    from .tasks import model_specs
+
+    lines = []
+    for task in camp.config["tasks"]:
+        variants = camp.config["train"]["variants"].get(task, ["all"])
+        for spec in model_specs(variants, camp.thicknesses):
+            d = Path(camp.output_dir) / "evaluation" / task / spec.id
+            if not (d / "metrics.json").exists():
+                lines.append(f"  {task}/{spec.id}: not evaluated yet")
+                continue
+            met = json.loads((d / "metrics.json").read_text())
+            base = json.loads((d / "baseline.json").read_text()) if (
+                d / "baseline.json").exists() else {}
+            lines.append("  " + model_line(f"{task}/{spec.id}", {
+                "cnn": _cnn(met, d / "predictions.npz"), "baseline": _baseline(base)
+                if base else {}}))
+    return lines
+
+
+def publish(results: str | Path, measured: list[str], out: str | Path,
+            commit: str | None = None, machine: str = "") -> list[str]:
+    """Copy a finished campaign's summary and plots to a results folder with
+    the run record (command, commit, wall time, peak memory)."""
+    import shutil
+    import subprocess
+
+    res, out = Path(results), Path(out)
+    summary = json.loads((res / "summary.json").read_text())
+    check_summary(summary)
+    runs = [json.loads(Path(m).read_text()) for m in measured]
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for png in sorted((res / "plots").rglob("*.png")):
+        name = "_".join(png.relative_to(res / "plots").parts)
+        shutil.copyfile(png, out / name)
+        plots.append(name)
+    shutil.copyfile(res / "summary.json", out / "summary.json")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    record = {
+        "command": runs[-1]["command"],
+        "commit": commit or head,
+        "wall_s": round(sum(r["wall_s"] for r in runs), 1),
+        "peak_rss_GiB": max(r["peak_rss_GiB"] for r in runs),
+        "steps": runs,
+        "machine": machine,
+        "plots": plots,
+    }
+    write_json(out / "run.json", record)
+    return plots
+
+

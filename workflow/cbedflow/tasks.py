@@ -1,68 +1,109 @@
-"""Learning tasks: which label a network predicts and how examples are formed.
+"""Learning tasks and model variants (generic: campaigns declare their tasks).
 
-A task is data, not code, so a new campaign adds an entry here (its label
-array must exist in the collected dataset).
+A task is data, not code: a campaign lists its :class:`Task` objects in
+``Campaign.tasks`` (their label arrays must exist in the collected dataset).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Task:
-    """One classification task.
+    """One learning task of a campaign.
 
     Parameters
     ----------
     name : str
         Task id used in paths and configs.
-    label : str
-        Dataset label array holding the class index.
+    label : str or tuple of str
+        Dataset label array(s) the network predicts: one class-index array
+        (classification), or one or more continuous arrays (regression; one
+        array whose samples are curves is a curve-to-curve task).
+    kind : str
+        ``classification`` or ``regression``.
     classes : tuple of str
-        Class names, index = label value.
-    average_y : bool
-        Average the CBED patterns over the line scans in y (one example per
-        sample) instead of one example per line scan.
+        Class names, index = label value (classification).
+    targets : tuple of str
+        Names of the regression outputs (the last axis of y); default: the
+        label names.
+    units : tuple of str
+        Unit of every regression target (e.g. 'Å', 'pm', '').
+    network : str
+        Network of :mod:`cbedflow.learn.networks` (``cnn3d``, ``cnn2d``, ``unet1d``).
+    transform : str
+        Input transform of :mod:`cbedflow.learn.data` (``sqrt_standardize``,
+        ``standardize``).
     only : tuple (label, value) or None
         Keep only samples whose label array equals value.
     ordinal : bool
         Classes are ordered (a position): report the fraction of predictions
         within +-1 class as well.
+    breakdown : str or None
+        Per-example label by whose values the metrics are broken down
+        (``accuracy_by_<breakdown>``).
+    breakdown_title : str
+        Axis title of that breakdown in the plots.
+    options : dict
+        Campaign-specific options of how examples are cut.
     """
 
     name: str
-    label: str
-    classes: tuple[str, ...]
-    average_y: bool = False
+    label: str | tuple[str, ...]
+    kind: str = "classification"
+    classes: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    network: str = "cnn3d"
+    transform: str = "sqrt_standardize"
     only: tuple[str, int] | None = None
     ordinal: bool = False
+    breakdown: str | None = None
+    breakdown_title: str = ""
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name}: kind {self.kind!r} is not one of {KINDS}")
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The dataset label array(s) of y."""
+        return (self.label,) if isinstance(self.label, str) else tuple(self.label)
 
-TASKS: dict[str, Task] = {
-    "rough_vs_diffuse": Task("rough_vs_diffuse", "rough", ("diffuse", "step")),
-    "step_position": Task("step_position", "step_k", tuple(f"k={k}" for k in range(11)),
-                          average_y=True, only=("rough", 1), ordinal=True),
-}
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """Names of the regression outputs."""
+        return self.targets or self.labels
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "regression"
+
+    def to_dict(self) -> dict:
+        """What a model manifest and the training records keep of the task."""
+        return {"name": self.name, "kind": self.kind, "classes": list(self.classes),
+                "targets": list(self.target_names) if self.is_regression else [],
+                "units": list(self.units), "network": self.network,
+                "transform": self.transform, "ordinal": self.ordinal,
+                "breakdown": self.breakdown}
 
 
-def structure_label(task: Task, spec) -> int | None:
-    """The label ``task`` gives every sample of the structure ``spec``
-    (a :class:`~cbedflow.structures.StructureSpec`), None if the task skips it."""
-    values = {"rough": int(spec.kind == "step"), "step_k": int(spec.step_k)}
-    if task.only and values[task.only[0]] != task.only[1]:
-        return None
-    return values[task.label]
+#: Task kinds.
+KINDS = ("classification", "regression")
 
 
-def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"task {name!r} is not one of {', '.join(TASKS)}")
-    return TASKS[name]
+def get_task(campaign, name: str) -> Task:
+    """Task ``name`` of ``campaign`` (a campaign class or instance)."""
+    if name not in campaign.tasks:
+        raise ValueError(f"task {name!r} is not one of {', '.join(campaign.tasks)} "
+                         f"(campaign {campaign.name})")
+    return campaign.tasks[name]
 
 
 #: Model variants of a task (config ``train.variants``): one model for all

@@ -1,5 +1,6 @@
 rule augment:
-    """Poisson noise at several doses and small rotations of the training split."""
+    """The campaign's augmentations of the training split (lao_sto_cbed: Poisson noise at
+    several doses and small rotations)."""
     input:
         f"{OUT}/tasks/{{task}}/train.zarr",
     output:

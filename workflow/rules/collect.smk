@@ -1,5 +1,5 @@
 rule collect:
-    """Average phonon batches, validate every unit and stack the dataset (zarr v3)."""
+    """Average batches, validate every unit and stack the dataset (zarr v3)."""
     input:
         sim_jobs(),
     output:
@@ -7,7 +7,7 @@ rule collect:
     log:
         f"{OUT}/logs/collect.log",
     params:
-        spec=lambda wc: stage_params("seed", "device", "output_dir", "structures", "microscope", "simulation"),
+        spec=lambda wc: stage_params(*UNIT_SECTIONS, "output_dir"),
     resources:
         **rule_resources("collect"),
     conda:

@@ -15,7 +15,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_PKG_DIR, os.environ.get("PYTHONPATH", "")) if p
 )
 
-from cbedflow.campaign import Campaign
+from cbedflow.campaigns import CampaignError, get_campaign
 from cbedflow.config import SITE_ENV, ConfigError, check_splits, validate
 from cbedflow.site import job_shape
 
@@ -50,8 +50,13 @@ def _profile_site():
 from snakemake.utils import update_config  # noqa: E402
 from cbedflow.config import coerce_strings, load_schema  # noqa: E402
 
-update_config(config, coerce_strings(dict(workflow.config_settings.config or {}),
-                                     load_schema()))
+_name = config.get("campaign")
+try:
+    _cli_schema = load_schema(_name if isinstance(_name, str) else None)
+except ConfigError as _exc:
+    sys.stderr.write(f"error: {_exc}\n")
+    sys.exit(2)
+update_config(config, coerce_strings(dict(workflow.config_settings.config or {}), _cli_schema))
 
 _SITE = _profile_site()
 if _SITE:
@@ -59,7 +64,7 @@ if _SITE:
 try:
     _validated = validate(dict(config), default_site=_SITE)
     check_splits(_validated)  # the learning half's splits, before any job
-except ConfigError as _exc:
+except (ConfigError, CampaignError) as _exc:
     sys.stderr.write(f"error: {_exc}\n")
     sys.exit(2)
 config.clear()
@@ -73,7 +78,7 @@ from snakemake.settings.types import DeploymentMethod  # noqa: E402
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     shell.prefix(f"set -euo pipefail; export PATH={shlex_quote(str(Path(sys.executable).parent))}:$PATH; ")
 
-CAMPAIGN = Campaign(config)
+CAMPAIGN = get_campaign(config)
 OUT = CAMPAIGN.output_dir
 SIM_ENV = "../../envs/simulate-gpu.yaml" if config["device"] == "gpu" else "../../envs/simulate.yaml"
 
@@ -97,8 +102,8 @@ _NOT_PER_MODEL = {"train": ("variants",)}
 
 def stage_params(*sections, **extra):
     """JSON of the config sections a stage depends on (rerun when they
-    change), plus ``extra`` entries."""
-    out = {}
+    change), plus ``extra`` entries; always the campaign's name."""
+    out = {"campaign": config["campaign"]}
     for k in sections:
         v = config[k]
         drop = _LAUNCH_ONLY.get(k, ()) + _NOT_PER_MODEL.get(k, ())
@@ -127,8 +132,8 @@ def model_params(wc, *sections):
                         nominal_thicknesses_A=list(CAMPAIGN.thicknesses.values()))
 
 
-#: config sections that define what a simulation unit computes
-from cbedflow.packing import UNIT_SECTIONS  # noqa: E402
+#: config sections that define which units exist and what each computes
+UNIT_SECTIONS = CAMPAIGN.unit_sections + CAMPAIGN.sample_sections
 
 
 def sim_jobs():
@@ -201,16 +206,22 @@ def all_models():
     return [(task, m.id) for task in config["tasks"] for m in task_models(task)]
 
 
+from cbedflow.tasks import get_task  # noqa: E402
+
+
+def task_figures(task):
+    """Per-model figures of ``task``: classification or regression ones."""
+    if get_task(CAMPAIGN, task).is_regression:
+        return ("parity", "residuals", "training_curves", "example_predictions")
+    return ("confusion_matrix", "training_curves", "example_predictions", "reliability")
+
+
 def final_targets():
     targets = [f"{OUT}/plots/dataset_overview.png", f"{OUT}/summary.json"]
     for task in config["tasks"]:
         targets.append(f"{OUT}/plots/{task}/accuracy_overview.png")
     for task, model in all_models():
-        targets += [
-            f"{OUT}/plots/{task}/{model}/{name}.png"
-            for name in ("confusion_matrix", "training_curves", "example_predictions",
-                         "reliability")
-        ]
+        targets += [f"{OUT}/plots/{task}/{model}/{name}.png" for name in task_figures(task)]
     return targets
 
 

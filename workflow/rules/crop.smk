@@ -1,5 +1,6 @@
 rule crop:
-    """Crop patterns to their centre, form line-scan examples, split by structure."""
+    """Cut the campaign's examples from every sample (lao_sto_cbed: cropped patterns along
+    a line scan), split by sample."""
     input:
         CAMPAIGN.dataset_path,
     output:
@@ -9,7 +10,7 @@ rule crop:
     log:
         f"{OUT}/logs/crop/{{task}}.log",
     params:
-        spec=lambda wc: stage_params("seed", "crop", "split"),
+        spec=lambda wc: stage_params("seed", "split", *CAMPAIGN.example_sections),
         out_dir=lambda wc: task_dir(wc.task),
     resources:
         **rule_resources("crop"),

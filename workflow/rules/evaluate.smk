@@ -1,9 +1,10 @@
 rule evaluate:
-    """Held-out test metrics of one model, with MC-dropout probabilities and
-    their calibration."""
+    """Held-out test metrics of one model, with MC dropout and its calibration
+    (classification: ECE; regression: interval coverage, scaled on the validation split)."""
     input:
         model=f"{OUT}/models/{{task}}/{{model}}/model.keras",
         test=f"{OUT}/tasks/{{task}}/test.zarr",
+        validation=f"{OUT}/tasks/{{task}}/validation.zarr",
     output:
         metrics=report(
             f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
@@ -23,13 +24,14 @@ rule evaluate:
         TRAIN_ENV
     shell:
         TRAIN_PATH + "python -m cbedflow evaluate --task {wildcards.task} --model {input.model} "
-        "--test {input.test} --params {params.spec:q} --out-json {output.metrics} "
+        "--test {input.test} --validation {input.validation} --params {params.spec:q} "
+        "--out-json {output.metrics} "
         "--out-predictions {output.predictions} > {log} 2>&1"
 
 
 rule baseline:
-    """Ring-feature logistic regression on the same examples as the model
-    (C chosen on the validation split)."""
+    """The campaign's baseline on the same examples as the model (lao_sto_cbed: ring-feature
+    logistic regression; regularisation chosen on the validation split)."""
     input:
         train=f"{OUT}/tasks/{{task}}/train.zarr",
         validation=f"{OUT}/tasks/{{task}}/validation.zarr",
@@ -72,8 +74,8 @@ rule summarize:
     log:
         f"{OUT}/logs/summarize.log",
     params:
-        spec=lambda wc: stage_params("seed", "tasks", "structures", "microscope", "simulation",
-                                     "crop", "split", "augment", "train", "evaluate"),
+        spec=lambda wc: stage_params("seed", "tasks", *CAMPAIGN.config_sections,
+                                     "split", "augment", "train", "evaluate"),
         models=" ".join(f"--model {shlex_quote(m)}" for m in _summary_models()),
     resources:
         **rule_resources("summarize"),

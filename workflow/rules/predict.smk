@@ -1,5 +1,6 @@
-# `snakemake predict --config predict_input=<data>`: apply a trained model to new
-# 4D-STEM data (.npy, .h5 or zarr group). Options: the `predict` config section.
+# `snakemake predict --config predict_input=<data>`: apply a trained model to measured
+# data, read by the campaign (lao_sto_cbed: 4D-STEM .npy, .h5 or zarr group). Options: the
+# `predict` config section.
 
 _PRED = config["predict"]
 _PRED_TASK = _PRED["task"] or config["tasks"][0]
@@ -7,7 +8,8 @@ _PRED_TASK = _PRED["task"] or config["tasks"][0]
 if config["predict_input"]:
 
     rule predict:
-        """Class probabilities of every scan line of new data, and a map plot."""
+        """The model's output for every example of the measured data (lao_sto_cbed: class
+        probabilities of every scan line), and a map plot."""
         input:
             model=f"{OUT}/models/{_PRED_TASK}/{_PRED['model']}/model.keras",
             data=config["predict_input"],
@@ -25,6 +27,7 @@ if config["predict_input"]:
                     ("negative_floor", "negative-floor"))
                 if _PRED.get(key) is not None),
             mc=config["evaluate"]["mc_dropout_samples"],
+            spec=stage_params(),
         resources:
             **rule_resources("predict"),
         conda:
@@ -32,6 +35,7 @@ if config["predict_input"]:
         shell:
             TRAIN_PATH + "python -m cbedflow predict --model {input.model} --task "
             f"{_PRED_TASK} --input {{input.data:q}} {{params.flags}} --mc-samples {{params.mc}} "
+            "--params {params.spec:q} "
             "--out-dir {output} > {log} 2>&1 || {{ cat {log} >&2; exit 2; }}"
 
 else:

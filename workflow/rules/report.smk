@@ -1,5 +1,6 @@
 rule plot_dataset:
-    """Dark-field image and CBED montage along one line of one simulation."""
+    """The campaign's overview of the dataset (lao_sto_cbed: dark-field image and CBED
+    montage along one line of one simulation)."""
     input:
         CAMPAIGN.dataset_path,
     output:
@@ -8,13 +9,13 @@ rule plot_dataset:
     log:
         f"{OUT}/logs/plots/dataset_overview.log",
     params:
-        semiangle=config["microscope"]["semiangle_mrad"],
+        spec=lambda wc: stage_params(*CAMPAIGN.config_sections),
     resources:
         **rule_resources("plot", mem_factor=2),
     conda:
         SIM_ENV
     shell:
-        "python -m cbedflow plot dataset --dataset {input} --semiangle-mrad {params.semiangle} "
+        "python -m cbedflow plot dataset --dataset {input} --params {params.spec:q} "
         "--out {output} > {log} 2>&1"
 
 
@@ -72,6 +73,46 @@ rule plot_reliability:
         "python -m cbedflow plot reliability --metrics {input} --out {output} > {log} 2>&1"
 
 
+rule plot_parity:
+    """Regression: predicted (MC-dropout mean) against true value of every target."""
+    input:
+        metrics=f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
+        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
+    output:
+        report(f"{OUT}/plots/{{task}}/{{model}}/parity.png",
+               caption="../report/parity.rst", category="Evaluation",
+               subcategory="{task}", labels={"model": "{model}", "figure": "parity"}),
+    log:
+        f"{OUT}/logs/plots/{{task}}/{{model}}_parity.log",
+    resources:
+        **rule_resources("plot"),
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow plot parity --metrics {input.metrics} "
+        "--predictions {input.predictions} --out {output} > {log} 2>&1"
+
+
+rule plot_residuals:
+    """Regression: residuals against the true value, with calibrated MC-dropout intervals."""
+    input:
+        metrics=f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
+        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
+    output:
+        report(f"{OUT}/plots/{{task}}/{{model}}/residuals.png",
+               caption="../report/residuals.rst", category="Evaluation",
+               subcategory="{task}", labels={"model": "{model}", "figure": "residuals"}),
+    log:
+        f"{OUT}/logs/plots/{{task}}/{{model}}_residuals.log",
+    resources:
+        **rule_resources("plot"),
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow plot residuals --metrics {input.metrics} "
+        "--predictions {input.predictions} --out {output} > {log} 2>&1"
+
+
 rule plot_examples:
     """Example test predictions with their MC-dropout probabilities."""
     input:
@@ -93,8 +134,8 @@ rule plot_examples:
 
 
 rule plot_overview:
-    """Per-thickness accuracy of every model of a task against the baseline,
-    and accuracy by step class."""
+    """Every model of a task against its baseline: per-thickness accuracy and the task's
+    breakdown (classification), R² per target (regression)."""
     input:
         f"{OUT}/summary.json",
     output:

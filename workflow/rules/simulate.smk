@@ -1,14 +1,13 @@
 rule simulate_job:
-    """A packed batch job: site.units_per_job simulation units (structure x thickness, or
-    structure x thickness series from exit planes, x
-    phonon batch), spread over site.ranks_per_job MPI ranks. Builds and saves the
-    structures it needs (ase), skips units already complete with the same settings."""
+    """A packed batch job: site.units_per_job simulation units of the campaign (e.g.
+    structure x thickness x phonon batch), spread over site.ranks_per_job MPI ranks.
+    Builds the samples it needs, skips units already complete with the same settings."""
     output:
         f"{OUT}/simulations/jobs/{{job}}.json",
     log:
         f"{OUT}/logs/simulate/{{job}}.log",
     params:
-        spec=lambda wc: stage_params(*UNIT_SECTIONS, "structures", "output_dir"),
+        spec=lambda wc: stage_params(*UNIT_SECTIONS, "output_dir"),
         launcher=lambda wc: sim_launcher(),
         units_per_job=config["site"]["units_per_job"],
         ranks=SIM_SHAPE.ranks,

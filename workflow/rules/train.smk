@@ -1,5 +1,5 @@
 rule train:
-    """Horovod data-parallel training of the 3D-CNN (launcher from config/profile);
+    """Horovod data-parallel training of the task's network (launcher from config/profile);
     one model per (task, model id): all thicknesses, one thickness, or all with a
     thickness input (config train.variants)."""
     input:

@@ -36,8 +36,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from ase import Atoms
+
+if TYPE_CHECKING:  # ase is imported where atoms are built: the training
+    from ase import Atoms  # environment reads this module's constants without it
 
 #: Pseudo-cubic lattice parameter of SrTiO3 [Å]. The LAO film is taken as
 #: coherently strained to the substrate, so the whole cell uses this value.
@@ -168,6 +172,8 @@ def build_interface(
             _add_plane(symbols, positions, kind, cation, ip * a / 2,
                        geometry.y_repeats, z_cells, a)
     lx, ly = geometry.extent_A
+    from ase import Atoms
+
     atoms = Atoms(symbols=symbols, positions=positions, cell=[lx, ly, nz * a], pbc=True)
     atoms.info["scan_x0_A"] = geometry.interface_x_A
     atoms.info["unit_cell_A"] = a

@@ -28,16 +28,13 @@ from typing import Callable, Sequence
 import numpy as np
 from ase import Atoms
 
-from . import __version__
-from .storage import atomic_group, write_attrs
+from .. import __version__
+from ..storage import atomic_group, write_attrs
+from . import SimulationConfigError, check_device  # noqa: F401 (re-exported)
 
 #: abTEM release the physics was validated with; ``sigmas`` changed meaning
 #: between releases, so other versions are refused.
 ABTEM_VERSION = "1.0.11"
-
-
-class SimulationConfigError(ValueError):
-    """A simulation setting that would silently give wrong results."""
 
 
 def check_fft_threading(fft_threads: int, scheduler: str) -> None:
@@ -55,27 +52,6 @@ def check_fft_threading(fft_threads: int, scheduler: str) -> None:
             "silently wrong results in abTEM 1.0.11; use fft_threads: 1 or the "
             "'synchronous' scheduler"
         )
-
-
-def check_device(device: str) -> None:
-    """Refuse ``device`` gpu where cupy cannot reach a GPU, before any work
-    (a packed job would otherwise fail unit by unit, or a user would wait for
-    a CPU run they did not ask for)."""
-    if device != "gpu":
-        return
-    try:
-        import cupy
-
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # noqa: BLE001 - import errors and CUDA errors alike
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SimulationConfigError(
-            f"device 'gpu': cupy cannot use a GPU here ({type(exc).__name__}: {first}); "
-            "valid: a GPU node with the simulate-gpu environment (envs/simulate-gpu.yaml), "
-            "or device: cpu") from None
-    if n < 1:
-        raise SimulationConfigError("device 'gpu': cupy sees no GPU on this node; valid: a GPU "
-                                    "node (the job's GPUs: site.gpus_per_node), or device: cpu")
 
 
 def smooth_size(n: int, primes: Sequence[int] = (2, 3, 5, 7)) -> int:

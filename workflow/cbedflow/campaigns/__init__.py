@@ -1,0 +1,294 @@
+"""Campaigns: what one use of the method knows that the generic stages do not.
+
+The method is one pipeline (samples -> forward model -> collect -> examples
+-> augment -> train -> evaluate -> baseline -> summary/report -> predict).
+A *campaign* is one sub-package that hands the generic stages a
+:class:`Campaign` subclass, found by the config key ``campaign`` in
+:data:`REGISTRY` (as abTEM picks a potential parametrization by name). Its
+contract, every member documented below:
+
+================  ============================================================
+piece             members
+================  ============================================================
+samples, units    :meth:`Campaign.units`, :meth:`~Campaign.unit_key`,
+                  :meth:`~Campaign.simulate_unit`, :attr:`~Campaign.unit_sections`,
+                  :attr:`~Campaign.thicknesses`, :meth:`~Campaign.sample_classes`
+forward model     called by ``simulate_unit`` (e.g. :mod:`cbedflow.forward.cbed4d`)
+labels            :attr:`Campaign.labels` (declared once: name, dtype, unit),
+                  :meth:`~Campaign.sample_labels`
+tasks             :attr:`Campaign.tasks` (:class:`cbedflow.tasks.Task`)
+examples          :meth:`~Campaign.cut_examples`, :attr:`~Campaign.example_meta`,
+                  :meth:`~Campaign.example_attrs`, :attr:`~Campaign.geometry_keys`
+augmentations     :meth:`~Campaign.augment_example`, :attr:`~Campaign.augment_meta`
+baseline          :meth:`~Campaign.baseline_features`, :attr:`~Campaign.baseline_name`
+measured data     :meth:`~Campaign.read_measured` (``predict``)
+plots             :meth:`~Campaign.plot_dataset`, :meth:`~Campaign.plot_measured`
+config            :meth:`~Campaign.schema_fragment`, :meth:`~Campaign.check_config`
+================  ============================================================
+
+A campaign outside this package (a user's, or the toy campaign of the tests)
+is named ``module:Class``; the module must be importable by every job
+(``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+#: The campaign of a config without ``campaign``.
+DEFAULT = "lao_sto_cbed"
+
+#: Campaign name -> ``module:Class`` (imported on first use).
+REGISTRY: dict[str, str] = {
+    "lao_sto_cbed": "cbedflow.campaigns.lao_sto_cbed:LaoStoCbed",
+}
+
+
+@dataclass(frozen=True)
+class Label:
+    """One per-sample label of the collected dataset.
+
+    Parameters
+    ----------
+    name : str
+        Array name in the dataset.
+    dtype : str
+        numpy dtype of the array.
+    unit : str
+        Physical unit ('' for a class index or a dimensionless number).
+    description : str
+        One sentence.
+    classes : tuple of str
+        Class names (index = value) of a class label; empty otherwise.
+    """
+
+    name: str
+    dtype: str
+    unit: str = ""
+    description: str = ""
+    classes: tuple[str, ...] = ()
+
+
+class CampaignError(ValueError):
+    """An unknown or broken campaign (one line)."""
+
+
+class Campaign:
+    """Base class of a campaign; a subclass fills in the physics.
+
+    Parameters
+    ----------
+    config : dict
+        The validated config (or the sections a stage was given).
+    """
+
+    #: Registry name.
+    name: str = ""
+    #: One line: what the campaign learns from what.
+    title: str = ""
+    #: Dataset array of the forward model's output (per sample).
+    signal: str = "signal"
+    #: Names of the signal's axes after the sample axis.
+    signal_dims: tuple[str, ...] = ()
+    #: Per-sample labels, declared once (``structure_index`` is added by collect).
+    labels: tuple[Label, ...] = ()
+    #: Learning tasks by name.
+    tasks: dict = {}
+    #: Config sections that shape every simulation unit (part of its key).
+    unit_sections: tuple[str, ...] = ("seed",)
+    #: Further config sections that say which samples and units exist.
+    sample_sections: tuple[str, ...] = ()
+    #: Config sections of how examples are cut (besides seed and split).
+    example_sections: tuple[str, ...] = ()
+    #: Per-example metadata arrays beyond y / structure_index / thickness_A:
+    #: name -> dtype; taken from :meth:`cut_examples`' dicts, else from the
+    #: dataset label of the same name.
+    example_meta: dict[str, str] = {}
+    #: Per-example metadata of an augmented copy: name -> (dtype, value of the
+    #: unchanged original).
+    augment_meta: dict[str, tuple[str, float]] = {}
+    #: Example-group attributes a trained model must match (its geometry).
+    geometry_keys: tuple[str, ...] = ()
+    #: Packages whose versions the dataset records.
+    packages: tuple[str, ...] = ("numpy", "zarr", "cbedflow")
+    #: Held-out accuracy a task should reach (a line in the accuracy plots).
+    target_accuracy: dict[str, float] = {}
+    #: Name of the baseline method (reports).
+    baseline_name: str = "logistic/ridge regression on the flattened signal"
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    # -- names and paths (generic) -------------------------------------------
+    @property
+    def output_dir(self) -> str:
+        return self.config["output_dir"]
+
+    @property
+    def dataset_path(self) -> str:
+        return f"{self.output_dir}/dataset.zarr"
+
+    def unit_path(self, name: str, part: str, batch: int) -> str:
+        """zarr group of one simulation unit."""
+        return f"{self.output_dir}/simulations/{name}/{part}/b{batch}.zarr"
+
+    @property
+    def config_sections(self) -> tuple[str, ...]:
+        """Every config section of the campaign (stages that need them all)."""
+        return tuple(dict.fromkeys(self.unit_sections + self.sample_sections
+                                   + self.example_sections))
+
+    def unit_paths(self) -> list[str]:
+        return [self.unit_path(*u) for u in self.units()]
+
+    # -- samples and units ----------------------------------------------------
+    def units(self) -> list[tuple[str, str, int]]:
+        """Every (sample, part, batch) work unit, in campaign order; a unit is
+        written to :meth:`unit_path` by :meth:`simulate_unit`."""
+        raise NotImplementedError
+
+    def unit_key(self, name: str, part: str) -> str:
+        """Hash of everything unit (``name``, ``part``) is computed from; a
+        complete unit with the same key is not recomputed."""
+        raise NotImplementedError
+
+    def simulate_unit(self, name: str, part: str, batch: int, out: str,
+                      progress: Callable[[str], None] = print) -> None:
+        """Compute one unit and write it atomically to ``out``: a zarr group
+        with the array :attr:`signal` and the attributes ``labels`` (one
+        sample) or ``plane_labels`` (several, the signal's leading axis), each
+        a dict holding ``structure`` (the sample id) and ``thickness_A``, an
+        optional ``num_configs`` (weight when batches are averaged) and
+        ``complete: true``."""
+        raise NotImplementedError
+
+    @property
+    def thicknesses(self) -> dict[str, float]:
+        """Nominal sample thicknesses (label -> [Å]) for per-thickness model
+        variants; one entry if the campaign has a single thickness."""
+        return {}
+
+    def sample_classes(self, task) -> dict[str, int]:
+        """Sample id -> class of ``task`` (a classification task), known
+        before any simulation (the split check); skipped samples left out."""
+        raise NotImplementedError
+
+    # -- collect --------------------------------------------------------------
+    def check_signal(self, where: str, data: np.ndarray) -> None:
+        """Refuse a unit's signal that cannot be physical (raise
+        :class:`~cbedflow.storage.CorruptOutputError` naming ``where``)."""
+        from ..storage import CorruptOutputError
+
+        if not np.all(np.isfinite(data)):
+            n = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise CorruptOutputError(f"{where}: {self.signal} holds {n} non-finite values")
+
+    def sample_labels(self, unit_labels: dict) -> dict:
+        """Dataset label values of one sample from a unit's label dict."""
+        return {lab.name: unit_labels[lab.name] for lab in self.labels}
+
+    def dataset_attrs(self, unit_attrs: dict) -> dict:
+        """Attributes of the collected dataset taken from the first unit
+        (sampling, settings, versions of the forward model)."""
+        return {}
+
+    # -- examples -------------------------------------------------------------
+    def cut_examples(self, signal: np.ndarray, task, config: dict
+                     ) -> list[tuple[np.ndarray, dict]]:
+        """Training examples from one sample's signal: (x, metadata) pairs."""
+        return [(signal, {})]
+
+    def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:
+        """Attributes of an example group: ``dims`` and the geometry keys."""
+        return {"dims": ["example", *self.signal_dims]}
+
+    def augment_example(self, x: np.ndarray, rng: np.random.Generator, config: dict
+                        ) -> tuple[np.ndarray, dict]:
+        """One augmented copy of example ``x`` (float64) and its metadata
+        (:attr:`augment_meta`); ``rng`` is seeded per (example, copy)."""
+        return x, {}
+
+    def augment_attrs(self, config: dict) -> dict:
+        """Attributes an augmented group records (the ranges drawn from)."""
+        return {}
+
+    # -- baseline -------------------------------------------------------------
+    def baseline_features(self, x: np.ndarray, config: dict) -> np.ndarray:
+        """(examples, features) of the simple baseline model."""
+        return np.asarray(x, np.float64).reshape(len(x), -1)
+
+    # -- measured data --------------------------------------------------------
+    def read_measured(self, path: str | Path, options: dict, manifest: dict, task
+                      ) -> tuple[np.ndarray, dict]:
+        """Read measured data into examples of the model's geometry: (x,
+        info), info a JSON-able dict (what was read, sampling, what one
+        example is: ``info["examples"]``). Checks everything and raises
+        ValueError with one line before the model is loaded."""
+        raise CampaignError(f"campaign {self.name}: reads no measured data")
+
+    # -- plots ----------------------------------------------------------------
+    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
+        """Overview figure of the collected dataset."""
+        raise NotImplementedError
+
+    def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
+        """Figure of a prediction on measured data."""
+        raise NotImplementedError
+
+    def describe_dataset(self, ds) -> list[str]:
+        """Lines that say what a collected dataset holds (``cbedflow summary``)."""
+        return [f"  {self.signal} {ds[self.signal].shape}, dims {ds.attrs.get('dims')}"]
+
+    # -- config ---------------------------------------------------------------
+    @classmethod
+    def schema_fragment(cls) -> dict:
+        """JSON-schema properties this campaign adds to the core config
+        schema (top-level sections, or keys merged into a core section):
+        ``schema.yaml`` beside the campaign's module, if any."""
+        import sys
+
+        import yaml
+
+        path = Path(sys.modules[cls.__module__].__file__).parent / "schema.yaml"
+        return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+    def check_config(self, config: dict) -> None:
+        """Consistency checks across keys that the schema cannot express
+        (raise :class:`~cbedflow.config.ConfigError`)."""
+
+    def summary_info(self) -> dict:
+        """What the summary records of the campaign's scale."""
+        return {}
+
+
+def _import(target: str) -> type[Campaign]:
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise CampaignError(f"campaign {target!r} cannot be imported ({exc}); valid: "
+                            f"{', '.join(REGISTRY)} or module:Class on PYTHONPATH") from None
+    if not (isinstance(cls, type) and issubclass(cls, Campaign)):
+        raise CampaignError(f"campaign {target!r} is not a cbedflow.campaigns.Campaign")
+    return cls
+
+
+def campaign_class(name: str | None) -> type[Campaign]:
+    """The campaign class of a registry name or ``module:Class``."""
+    name = name or DEFAULT
+    if name in REGISTRY:
+        return _import(REGISTRY[name])
+    if ":" in name:
+        return _import(name)
+    raise CampaignError(f"config key 'campaign': value {name!r} is invalid; valid: "
+                        f"{', '.join(REGISTRY)} or module:Class")
+
+
+def get_campaign(config: dict) -> Campaign:
+    """The campaign of ``config`` (key ``campaign``), bound to it."""
+    return campaign_class(config.get("campaign"))(config)

@@ -1,0 +1,86 @@
+"""Consistency checks of an LAO/STO config that a JSON schema cannot express."""
+
+from __future__ import annotations
+
+import math
+
+from ...config import ConfigError
+
+
+def wavelength_A(energy_kV: float) -> float:
+    """Relativistic electron wavelength [Å] at ``energy_kV`` [kV].
+
+    Closed form (h / sqrt(2 m e V (1 + eV / 2mc^2))); written here so that
+    validating a config needs no physics package.
+    """
+    v = energy_kV * 1e3
+    return 12.264259 / math.sqrt(v * (1.0 + 0.978476e-6 * v))
+
+
+def check_consistency(config: dict) -> None:
+    """Checks across keys that the JSON schema cannot express."""
+    from .structures import A_STO, ELEMENTS, N_STEP_CLASSES, thickness_cells
+
+    s, sim = config["structures"], config["simulation"]
+    lo, hi = s["intermix_fraction"]
+    if lo > hi:
+        raise ConfigError(f"config key 'structures.intermix_fraction': value {[lo, hi]} "
+                          "is invalid; valid: [min, max] with min <= max")
+    ph = sim["phonons"]
+    if ph["configs"] % ph["batch_size"]:
+        raise ConfigError(
+            f"config key 'simulation.phonons.configs': value {ph['configs']} is invalid; "
+            f"valid: a multiple of simulation.phonons.batch_size={ph['batch_size']}")
+    missing = sorted(set(ELEMENTS) - set(ph["sigmas_A"]))
+    if missing:
+        raise ConfigError(
+            f"config key 'simulation.phonons.sigmas_A': value {ph['sigmas_A']} is invalid; "
+            f"valid: a sigma [Å] for every element of the structures ({', '.join(ELEMENTS)}), "
+            f"missing {', '.join(missing)}")
+    for t in s["thicknesses_A"]:
+        nz = thickness_cells(t)
+        if nz < N_STEP_CLASSES - 1:
+            raise ConfigError(
+                f"config key 'structures.thicknesses_A': value {t} is invalid; valid: >= "
+                f"{(N_STEP_CLASSES - 1) * A_STO:.2f} Å ({N_STEP_CLASSES - 1} unit cells), so "
+                f"that the {N_STEP_CLASSES} step classes have distinct depths")
+        exact = nz * A_STO
+        n_slices = exact / sim["slice_thickness_A"]
+        if abs(n_slices - round(n_slices)) > 1e-6:
+            raise ConfigError(
+                f"config key 'simulation.slice_thickness_A': value {sim['slice_thickness_A']} "
+                f"is invalid; valid: a divisor of every thickness (here {exact:.4f} Å = {nz} "
+                f"unit cells), e.g. {A_STO / 2}")
+    # the detector must stay inside the antialiasing aperture (2/3 Nyquist)
+    k_max = (2.0 / 3.0) / (2.0 * sim["sampling_A"])
+    max_mrad = k_max * wavelength_A(config["microscope"]["energy_kV"]) * 1e3
+    if sim["detector_max_angle_mrad"] > max_mrad:
+        raise ConfigError(
+            f"config key 'simulation.detector_max_angle_mrad': value "
+            f"{sim['detector_max_angle_mrad']} is invalid; valid: <= {max_mrad:.1f} mrad at "
+            f"simulation.sampling_A={sim['sampling_A']} (or a finer sampling)")
+    crop = config["crop"]
+    if crop["pattern_px"] % crop["binning"]:
+        raise ConfigError(
+            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: a "
+            f"multiple of crop.binning={crop['binning']}")
+    cells_x = s["n_substrate"] + s["n_film"] + 1
+    mrad_per_px = wavelength_A(config["microscope"]["energy_kV"]) / (cells_x * A_STO) * 1e3
+    n_px = 2 * math.ceil(sim["detector_max_angle_mrad"] / mrad_per_px) + 1
+    if crop["pattern_px"] > n_px:
+        raise ConfigError(
+            f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: <= "
+            f"{n_px}, the simulated pattern size ({mrad_per_px:.2f} mrad pixels out to "
+            f"simulation.detector_max_angle_mrad={sim['detector_max_angle_mrad']})")
+    d = config["augment"]["dose_e_per_pattern"]
+    if d[0] > d[1]:
+        raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
+                          "valid: [min, max] with min <= max")
+    if config["microscope"]["semiangle_mrad"] >= sim["detector_max_angle_mrad"]:
+        raise ConfigError(
+            f"config key 'simulation.detector_max_angle_mrad': value "
+            f"{sim['detector_max_angle_mrad']} is invalid; valid: larger than "
+            f"microscope.semiangle_mrad={config['microscope']['semiangle_mrad']} "
+            "(the bright-field disc must fit on the detector)")
+
+
