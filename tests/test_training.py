@@ -218,3 +218,49 @@ print("ok")
     r = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True,
                        text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+NETWORK_CHECK = r"""
+import json, numpy as np, tensorflow as tf
+from cbedflow.learn.networks import Head, build_network, NETWORKS
+p = {"conv_filters": [4, 8], "kernel_size": 3, "pool_size": 2, "dense_units": 8, "dropout": 0.1}
+out = {}
+for name, shape in (("cnn3d", (5, 8, 8)), ("cnn2d", (12, 10)), ("unet1d", (30,))):
+    for head in (Head("classification", 3), Head("regression", 2)):
+        m = build_network(name, shape, head, p)
+        y = m(np.zeros((4,) + shape + (1,), np.float32)).numpy()
+        out[f"{name}/{head.kind}"] = list(y.shape)
+try:
+    build_network("cnn2d", (5, 8, 8), Head("regression", 1), p)
+except ValueError as e:
+    out["wrong_ndim"] = str(e)
+# a curve-to-curve map the 1D U-Net learns: the input's running mean
+tf.keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).normal(size=(256, 30, 1)).astype(np.float32)
+y = np.stack([np.convolve(c[:, 0], np.ones(3) / 3, "same") for c in x])[..., None]
+m = build_network("unet1d", (30,), Head("regression", 1), dict(p, dropout=0.0))
+m.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="mse")
+h = m.fit(x, y, epochs=30, batch_size=32, verbose=0).history["loss"]
+out["unet_loss"] = [h[0], h[-1]]
+print(json.dumps(out))
+"""
+
+
+def test_network_registry_shapes_and_a_unet_that_learns():
+    """Every network of the registry builds for both heads with the right
+    output shape (a curve of targets for the U-Net), refuses examples of the
+    wrong dimensions, and the 1D U-Net learns a curve-to-curve map (a
+    running mean) far below the targets' variance."""
+    env = train_env()
+    r = subprocess.run([str(env / "bin" / "python"), "-c", NETWORK_CHECK], capture_output=True,
+                       text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT / "workflow"),
+                                                         TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["cnn3d/classification"] == [4, 3] and out["cnn3d/regression"] == [4, 2]
+    assert out["cnn2d/classification"] == [4, 3] and out["cnn2d/regression"] == [4, 2]
+    assert out["unet1d/classification"] == [4, 3]
+    assert out["unet1d/regression"] == [4, 30, 2]  # padded to 32 inside, cropped back
+    assert "takes examples of 2 dimensions" in out["wrong_ndim"]
+    first, last = out["unet_loss"]
+    assert last < 0.1 * first and last < 0.05, out["unet_loss"]  # target variance ~0.33
