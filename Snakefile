@@ -1,17 +1,25 @@
-# cbedflow: learn buried interface structure from simulated 4D-STEM data.
+# cbedflow: learn structure an instrument cannot show from simulated measurements
+# (campaigns: workflow/cbedflow/campaigns/; the default, lao_sto_cbed, is 4D-STEM of a
+# buried LaAlO3/SrTiO3 interface).
 #
 #   snakemake --profile profiles/local                      # tiny campaign
 #   snakemake -n --configfile config/paper.yaml             # paper-scale preview
 #
 # Stages, one file each under workflow/rules/:
-#   simulate (packed jobs: structures + 4D-STEM) -> collect -> crop -> augment -> train -> evaluate -> report
+#   simulate (packed jobs: samples + forward model) -> collect -> crop (examples) -> augment
+#   -> train -> evaluate (+ baseline) -> report
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the tiny campaign unless --configfile names another (a campaign's config
+# would otherwise be merged into the LAO/STO one's keys)
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

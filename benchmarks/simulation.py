@@ -16,7 +16,7 @@ Measures, in one run on one machine:
 3. a unit's peak resident memory (a fresh process) against the size of the
    array it writes, also net of the interpreter + abTEM baseline;
 4. samples per second of the training input pipeline (zarr through tf.data,
-   ``cbedflow.learn.zarr_dataset`` without cache) against the same tensors held
+   ``cbedflow.learn.data.zarr_dataset`` without cache) against the same tensors held
    in memory (training environment, ``CBEDFLOW_TRAIN_ENV`` or .venv/train).
 """
 

@@ -11,7 +11,7 @@ rule simulate_job:
         launcher=lambda wc: sim_launcher(),
         units_per_job=config["site"]["units_per_job"],
         ranks=SIM_SHAPE.ranks,
-    threads: config["simulation"]["fft_threads"]
+    threads: CAMPAIGN.threads_per_rank
     resources:
         mem_mb=config["resources"]["simulate_mem_mb"],
         runtime=config["resources"]["simulate_runtime_min"],

@@ -168,6 +168,11 @@ class Campaign:
         raise NotImplementedError
 
     @property
+    def threads_per_rank(self) -> int:
+        """Threads one rank of a packed simulation job uses (e.g. FFT threads)."""
+        return 1
+
+    @property
     def thicknesses(self) -> dict[str, float]:
         """Nominal sample thicknesses (label -> [Å]) for per-thickness model
         variants; one entry if the campaign has a single thickness."""

@@ -144,6 +144,10 @@ class LaoStoCbed(Campaign):
         return {thickness_label(t): float(t) for t in self.config["structures"]["thicknesses_A"]}
 
     @property
+    def threads_per_rank(self) -> int:
+        return int(self.config["simulation"]["fft_threads"])
+
+    @property
     def n_batches(self) -> int:
         ph = self.config["simulation"]["phonons"]
         return ph["configs"] // ph["batch_size"]
