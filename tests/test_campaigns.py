@@ -174,3 +174,15 @@ def test_toy_campaign_end_to_end(tmp_path):
     # nothing is recomputed on a rerun
     again = _snakemake(["-n"], out)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # the report's landing page: both kinds of task, with the baseline beside each
+    from cbedflow.summary import headline_rst
+
+    rst = headline_rst(summary)
+    assert re.search(r"shape +all +\d\.\d{3} +\d\.\d{3} +\d\.\d{3} +40", rst), rst
+    assert re.search(r"offset +all +x0_pm +\d\.\d{3} +[\d.]+ pm +\d\.\d{3} +"
+                     r"\d\.\d\d/\d\.\d\d +40", rst), rst
+    report = tmp_path / "report.html"
+    rep = _snakemake(["--report", str(report)], out)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert report.stat().st_size > 100_000

@@ -50,49 +50,44 @@ def _with_thickness(layers, h, thickness_input: bool):
     return layers.Concatenate(name="with_thickness")([h, t]), [t]
 
 
+def _build_cnn(ndim: int, input_name: str, model_name: str, input_shape, head: Head,
+               params: dict, thickness_input: bool):
+    """The CNN of Oxley et al. in ``ndim`` dimensions: convolution layers
+    without max pooling (dropout after each), one average pooling, a dense
+    layer (dropout) and the output."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    conv = {3: layers.Conv3D, 2: layers.Conv2D}[ndim]
+    pool_layer = {3: layers.AveragePooling3D, 2: layers.AveragePooling2D}[ndim]
+    inp = layers.Input(shape=tuple(input_shape) + (1,), name=input_name)
+    h = inp
+    for i, f in enumerate(params["conv_filters"]):
+        h = conv(f, params["kernel_size"], padding="same", activation="relu", name=f"conv{i}")(h)
+        h = layers.Dropout(params["dropout"], name=f"dropout_conv{i}")(h)
+    pool = tuple(min(params["pool_size"], s) for s in input_shape)
+    h = pool_layer(pool_size=pool, name="average_pool")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h, extra = _with_thickness(layers, h, thickness_input)
+    h = layers.Dense(params["dense_units"], activation="relu", name="dense")(h)
+    h = layers.Dropout(params["dropout"], name="dropout_dense")(h)
+    out = _head(layers, h, head)
+    return tf.keras.Model([inp, *extra] if extra else inp, out, name=model_name)
+
+
 def build_cnn3d(input_shape, head: Head, params: dict, thickness_input: bool = False):
     """The paper's network (Oxley et al., Fig. 3a): Conv3D layers without max
     pooling, one average pooling, two dense layers (the second is the
-    output), dropout after every layer. Input (positions, kx, ky, 1)."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    inp = layers.Input(shape=tuple(input_shape) + (1,), name="sequence")
-    h = inp
-    for i, f in enumerate(params["conv_filters"]):
-        h = layers.Conv3D(f, params["kernel_size"], padding="same", activation="relu",
-                          name=f"conv{i}")(h)
-        h = layers.Dropout(params["dropout"], name=f"dropout_conv{i}")(h)
-    pool = tuple(min(params["pool_size"], s) for s in input_shape)
-    h = layers.AveragePooling3D(pool_size=pool, name="average_pool")(h)
-    h = layers.Flatten(name="flatten")(h)
-    h, extra = _with_thickness(layers, h, thickness_input)
-    h = layers.Dense(params["dense_units"], activation="relu", name="dense")(h)
-    h = layers.Dropout(params["dropout"], name="dropout_dense")(h)
-    out = _head(layers, h, head)
-    return tf.keras.Model([inp, *extra] if extra else inp, out, name="cnn3d")
+    output), dropout after every layer. Input (positions, kx, ky, 1); with
+    ``thickness_input`` a second input, thickness / 100 Å, joins the
+    flattened features before the dense layer."""
+    return _build_cnn(3, "sequence", "cnn3d", input_shape, head, params, thickness_input)
 
 
 def build_cnn2d(input_shape, head: Head, params: dict, thickness_input: bool = False):
-    """A 2D CNN for image patches: Conv2D layers (each followed by dropout),
-    one average pooling, a dense layer and the output. Input (ny, nx, 1)."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    inp = layers.Input(shape=tuple(input_shape) + (1,), name="image")
-    h = inp
-    for i, f in enumerate(params["conv_filters"]):
-        h = layers.Conv2D(f, params["kernel_size"], padding="same", activation="relu",
-                          name=f"conv{i}")(h)
-        h = layers.Dropout(params["dropout"], name=f"dropout_conv{i}")(h)
-    pool = tuple(min(params["pool_size"], s) for s in input_shape)
-    h = layers.AveragePooling2D(pool_size=pool, name="average_pool")(h)
-    h = layers.Flatten(name="flatten")(h)
-    h, extra = _with_thickness(layers, h, thickness_input)
-    h = layers.Dense(params["dense_units"], activation="relu", name="dense")(h)
-    h = layers.Dropout(params["dropout"], name="dropout_dense")(h)
-    out = _head(layers, h, head)
-    return tf.keras.Model([inp, *extra] if extra else inp, out, name="cnn2d")
+    """The same design in 2D for image patches: Conv2D layers, one average
+    pooling, a dense layer and the output. Input (ny, nx, 1)."""
+    return _build_cnn(2, "image", "cnn2d", input_shape, head, params, thickness_input)
 
 
 def build_unet1d(input_shape, head: Head, params: dict, thickness_input: bool = False):
