@@ -170,14 +170,15 @@ def examples_for_task(
                    and assign[int(lab["structure_index"][i])] == split]
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
-        per_sample = len(camp.cut_examples(sig[samples[0]], task, config)) if samples else 0
+        first = camp.cut_examples(sig[samples[0]], task, config) if samples else []
+        per_sample = len(first)
         n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
         with atomic_group(path) as g:
             x = None
             j = 0
             for i in samples:
-                examples = camp.cut_examples(sig[i], task, config)
+                examples = first if i == samples[0] else camp.cut_examples(sig[i], task, config)
                 if len(examples) != per_sample:
                     raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
                                        f"the others {per_sample}")

@@ -29,15 +29,21 @@ def mc_dropout_predictions(model, ds, samples: int, seed: int = 0) -> np.ndarray
 mc_dropout_probabilities = mc_dropout_predictions
 
 
+def _load(model_path: str):
+    import tensorflow as tf
+
+    return tf.keras.models.load_model(model_path, compile=False)
+
+
 def _unscale(pred: np.ndarray, scaling: dict | None) -> np.ndarray:
     if scaling is None:
         return pred
     return pred * np.asarray(scaling["std"]) + np.asarray(scaling["mean"])
 
 
-def _run(model_path: str, path: str, manifest: dict, mc_samples: int):
-    """(predictions, MC passes, indices, group) of the model's examples of ``path``."""
-    import tensorflow as tf
+def _run(model, path: str, manifest: dict, mc_samples: int):
+    """(predictions, MC passes, indices, group) of ``model`` (loaded) on its
+    examples of ``path``."""
     import zarr
 
     params = {"model": manifest.get("model", {"id": "all"}),
@@ -49,7 +55,6 @@ def _run(model_path: str, path: str, manifest: dict, mc_samples: int):
                                 transform=transform)
     g = zarr.open_group(str(path), mode="r")
     check_model_geometry(manifest, dict(g.attrs), shape, str(path))
-    model = tf.keras.models.load_model(model_path, compile=False)
     batched = ds.batch(64)
     pred = model.predict(batched, verbose=0)
     mc = mc_dropout_predictions(model, batched, mc_samples) if mc_samples > 1 else pred[None]
@@ -74,7 +79,7 @@ def evaluate(model_path: str, test_path: str, task, out_json: str, out_predictio
     classes = list(task.classes)
     check_examples(test_path, len(classes))
     manifest = load_model_manifest(model_path)
-    probs, mc, idx, g = _run(model_path, test_path, manifest, mc_samples)
+    probs, mc, idx, g = _run(_load(model_path), test_path, manifest, mc_samples)
     mc_mean = mc.mean(axis=0)
     y = g["y"][...].astype(int)[idx]
     pred = probs.argmax(axis=1)
@@ -116,7 +121,8 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     scaling = manifest.get("target_scaling")
     names = list(manifest.get("targets") or task.target_names)
     units = list(manifest.get("units") or task.units or [""] * len(names))
-    pred_s, mc_s, idx, g = _run(model_path, test_path, manifest, mc_samples)
+    model = _load(model_path)  # once, for the test and the validation split
+    pred_s, mc_s, idx, g = _run(model, test_path, manifest, mc_samples)
     pred = _unscale(pred_s, scaling)
     mc = _unscale(mc_s, scaling)
     mean, std = mc.mean(axis=0), mc.std(axis=0)
@@ -127,7 +133,7 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
                    n_test_structures=int(len(set(g["structure_index"][...][idx].tolist()))))
     scale, where = 1.0, "none (no validation split given)"
     if validation_path is not None and mc_samples > 1:
-        vp, vmc, vidx, vg = _run(model_path, validation_path, manifest, mc_samples)
+        vp, vmc, vidx, vg = _run(model, validation_path, manifest, mc_samples)
         vmc = _unscale(vmc, scaling)
         scale = uncertainty_scale(vg["y"][...][vidx].astype(np.float64), vmc.mean(axis=0),
                                   vmc.std(axis=0))
