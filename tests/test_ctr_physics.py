@@ -254,9 +254,9 @@ def test_same_seed_same_film():
     vb, _, _ = b.parameters()
     np.testing.assert_array_equal(va, vb)
     assert not np.array_equal(va, _film(43, rough_top=True).parameters()[0])
-    assert len(va) == len(names) == len(units) == 4 * 12 + 4 + 1
+    assert len(va) == len(names) == len(units) == 4 * 12 - 1 + 4 + 1  # c_top fixed
     assert len(set(names)) == len(names)
-    assert names[0] == "c_01" and units[0] == "Å" and names[12] == "zB_01"
+    assert names[0] == "c_01" and units[0] == "Å" and names[11] == "zB_01"
     assert names[-5:] == ("p_1", "p_2", "p_3", "p_4", "occ_top")
     np.testing.assert_array_equal(va[:12], a.layers.c)
     np.testing.assert_array_equal(va[-5:-1], a.layers.p_sr[6:10])

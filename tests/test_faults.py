@@ -94,11 +94,17 @@ def reference(tmp_path_factory):
     return {"dir": wd, "digest": dataset_digest(wd), "config": config}
 
 
-def _temporaries(root: Path) -> list[str]:
-    """Temporary unit groups being written under ``root``; tolerates groups
-    renamed away while the tree is walked (os.walk skips them)."""
-    return [d for _, dirs, _ in os.walk(root) for d in dirs
-            if d.startswith(".b") and ".zarr.tmp-" in d]
+def _simulation_jobs(wd: Path) -> list[psutil.Process]:
+    """Running ``cbedflow simulate-job`` processes of the campaign in ``wd``."""
+    jobs = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if ("simulate-job" in " ".join(p.info["cmdline"] or [])
+                    and p.info["cwd"] == str(wd)):
+                jobs.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return jobs
 
 
 def _kill_tree(pid: int) -> None:
@@ -116,18 +122,20 @@ def test_sigkill_of_driver_and_job_then_rerun_is_bit_identical(reference, tmp_pa
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     # wait until some units are complete and a job is simulating another one
+    # (a unit is computed in memory and written at its end, so the job process,
+    # not a temporary group, is what shows a simulation in flight)
     deadline = time.time() + 300
     while time.time() < deadline:
         done = stamps(paths)
-        busy = _temporaries(tmp_path / "results" / "simulations")
-        if len(done) >= 3 and busy:
+        jobs = _simulation_jobs(tmp_path)
+        if 3 <= len(done) < len(paths) - 2 and jobs:
             break
-        time.sleep(0.2)
+        if driver.poll() is not None:
+            pytest.fail(f"the driver exited ({driver.returncode}) before the fault "
+                        f"could be injected ({len(done)} of {len(paths)} units done)")
+        time.sleep(0.1)
     else:
         pytest.fail("the campaign never reached the point to inject the fault")
-    jobs = [p for p in psutil.process_iter(["cmdline", "cwd"])
-            if "simulate-job" in " ".join(p.info["cmdline"] or [])
-            and p.info["cwd"] == str(tmp_path)]
     _kill_tree(driver.pid)  # the driver: SIGKILL, no cleanup
     for p in jobs:  # and every simulation job it had running
         _kill_tree(p.pid)
@@ -135,7 +143,7 @@ def test_sigkill_of_driver_and_job_then_rerun_is_bit_identical(reference, tmp_pa
     psutil.wait_procs(jobs, timeout=30)
     before = stamps(paths)
     assert 0 < len(before) < len(paths), "the fault must hit mid-campaign"
-    # the killed writer left a temporary group, never a unit a later stage accepts
+    # the killed job left no unit a later stage accepts
     assert not (tmp_path / "results" / "dataset.zarr").exists()
 
     # the same command again: Snakemake's lock from the killed driver is stale;

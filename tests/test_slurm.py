@@ -1,6 +1,8 @@
-"""The tiny campaign through a real Slurm cluster (one node on this machine,
-started by tests/slurm/cluster.sh): packed simulation jobs on 2 MPI ranks and
-the 2-rank Horovod training run as Slurm jobs."""
+"""Campaigns through a real Slurm cluster (one node on this machine, started
+by tests/slurm/cluster.sh): the toy campaign's packed simulation jobs on 2 MPI
+ranks and its 2-rank Horovod trainings as Slurm jobs (every stage is generic:
+the toy covers them in minutes; the LAO/STO tiny campaign runs end to end in
+test_workflow), and faults under Slurm on a small LAO/STO campaign."""
 
 import json
 import os
@@ -15,6 +17,10 @@ from conftest import ROOT, train_env
 
 BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "tests" / "slurm" / "cluster.sh"
+#: the toy campaign (tests/toy_campaign.py, imported from tests/ on PYTHONPATH,
+#: which every Slurm job inherits); 20 units (10 x 2 batches), 8 per packed job
+TOY = ROOT / "tests" / "toy" / "config.yaml"
+TOY_SITE = "site={units_per_job: 8}"
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +40,10 @@ def slurm(tmp_path_factory):
 def slurm_campaign(slurm, tmp_path_factory):
     wd = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               CBEDFLOW_TRAIN_ENV=str(train_env()), **slurm)
+               CBEDFLOW_TRAIN_ENV=str(train_env()), PYTHONPATH=str(ROOT / "tests"), **slurm)
     r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"),
                         "--profile", str(ROOT / "profiles" / "slurm-ci"),
-                        "--configfile", str(ROOT / "config" / "config.yaml")],
+                        "--configfile", str(TOY), "--config", TOY_SITE],
                        cwd=wd, env=env, capture_output=True, text=True, timeout=2400)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-5000:]
@@ -58,8 +64,9 @@ def _submitted(out):
 def test_simulations_ran_as_slurm_jobs_on_two_ranks(slurm_campaign):
     jobs = _submitted(slurm_campaign["out"])
     sim_ids = jobs.get("simulate_job", [])
-    assert len(sim_ids) == 3  # 48 units / 16 per job
-    manifests = sorted((slurm_campaign["dir"] / "results" / "simulations" / "jobs").glob("*.json"))
+    assert len(sim_ids) == 3  # 20 units / 8 per job
+    manifests = sorted((slurm_campaign["dir"] / "results-toy" / "simulations" / "jobs")
+                       .glob("*.json"))
     assert len(manifests) == 3
     seen = set()
     for m in manifests:
@@ -78,15 +85,16 @@ def test_simulations_ran_as_slurm_jobs_on_two_ranks(slurm_campaign):
 def test_training_ran_as_slurm_job(slurm_campaign):
     jobs = _submitted(slurm_campaign["out"])
     train_ids = jobs["train"]
-    assert len(train_ids) == 3  # rough vs diffuse; step position: all, t39
-    res = slurm_campaign["dir"] / "results"
-    model = res / "models" / "rough_vs_diffuse" / "all"
-    info = json.loads((model / "train_info.json").read_text())
-    assert info["ranks"] == 2 and info["scheduler_job"].split("=")[1] in train_ids
-    log = (res / "logs" / "train" / "rough_vs_diffuse" / "all.log").read_text()
-    assert "hvd rank=1 size=2" in log and "hvd rank=0 size=2" in log
-    m = json.loads((res / "evaluation" / "rough_vs_diffuse" / "all" / "metrics.json").read_text())
+    assert len(train_ids) == 2  # the toy's shape (classification) and offset (regression)
+    res = slurm_campaign["dir"] / "results-toy"
+    for task in ("shape", "offset"):
+        info = json.loads((res / "models" / task / "all" / "train_info.json").read_text())
+        assert info["ranks"] == 2 and info["scheduler_job"].split("=")[1] in train_ids
+        log = (res / "logs" / "train" / task / "all.log").read_text()
+        assert "hvd rank=1 size=2" in log and "hvd rank=0 size=2" in log
+    m = json.loads((res / "evaluation" / "shape" / "all" / "metrics.json").read_text())
     assert m["accuracy"] >= 0.70
+    assert (res / "summary.json").exists()
 
 
 # --- faults under Slurm: scancel of a running simulation job, node DRAIN/RESUME ----------

@@ -1,4 +1,5 @@
-"""The site profiles as a user runs them: the tiny campaign through
+"""The site profiles as a user runs them: the toy campaign (tests/toy_campaign.py:
+every stage it runs is generic, the jobs are what is tested here) through
 `profiles/frontier` and `profiles/perlmutter` themselves on a real Slurm
 cluster (tests/slurm/cluster.sh: one node declaring 64 CPUs and 8 fake GPUs,
 partitions `batch` and `regular`, feature `gpu`).
@@ -29,7 +30,10 @@ from conftest import ROOT, train_env
 from test_slurm import slurm  # noqa: F401 - the cluster fixture
 
 BIN = Path(sys.executable).parent
-SITE = "site={ranks_per_job: 2, train_ranks: 2, units_per_job: 16}"
+SITE = "site={ranks_per_job: 2, train_ranks: 2, units_per_job: 8}"
+TOY = ROOT / "tests" / "toy" / "config.yaml"
+#: the toy's trainings (test_workflow runs the LAO/STO tiny campaign's)
+MODELS = ("shape/all", "offset/all")
 #: a short training: these tests are about the jobs, test_workflow about accuracy
 #: (and a nested value typed through every job: history.csv has 4 epochs)
 TRAIN = "train={epochs: 4}"
@@ -71,11 +75,13 @@ class JobRecords:
 def run_site(slurm, site, wd, *targets):  # noqa: F811
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": os.environ.get("HOME", "/root"), "SBATCH_ACCOUNT": "cbedflow-ci",
-           "CBEDFLOW_TRAIN_ENV": str(train_env()), **slurm}
+           "CBEDFLOW_TRAIN_ENV": str(train_env()),
+           "PYTHONPATH": str(ROOT / "tests"),  # the toy campaign's module
+           **slurm}
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *targets,
            "--profile", str(ROOT / "profiles" / site), "--sdm", "env-modules",
            "--slurm-status-command", "squeue",
-           "--configfile", str(ROOT / "config" / "config.yaml"), "--config", SITE, TRAIN]
+           "--configfile", str(TOY), "--config", SITE, TRAIN]
     with JobRecords(env, wd) as rec:
         r = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=2700)
     return r, rec
@@ -116,13 +122,13 @@ def frontier(slurm, tmp_path_factory):  # noqa: F811
 
 @pytest.mark.slow
 def test_frontier_profile_runs_the_campaign(frontier):
-    res = frontier["dir"] / "results"
+    res = frontier["dir"] / "results-toy"
     rec = frontier["records"]
-    check_requests(rec, "frontier", "simulate_job", 3)  # 48 units / 16 per job
-    check_requests(rec, "frontier", "train", 3)  # rough vs diffuse; step position all, t39
+    check_requests(rec, "frontier", "simulate_job", 3)  # 20 units / 8 per job
+    check_requests(rec, "frontier", "train", len(MODELS))
     check_simulation_worlds(res, rec)
     train_ids = {j["JobId"] for j in rec.by_rule("train")}
-    for model in ("rough_vs_diffuse/all", "step_position/all", "step_position/t39"):
+    for model in MODELS:
         info = json.loads((res / "models" / model / "train_info.json").read_text())
         assert info["ranks"] == 2 and info["scheduler_job"].split("=")[1] in train_ids
         log = (res / "logs" / "train" / f"{model}.log").read_text()
@@ -137,21 +143,19 @@ def test_frontier_profile_runs_the_campaign(frontier):
 def test_perlmutter_profile_runs_simulation_and_training(slurm, frontier, tmp_path):  # noqa: F811
     """Perlmutter's shape; the frontier run's finished units are reused (a unit's
     key ignores the site), so its packed jobs only check and skip them."""
-    src = frontier["dir"] / "results"
-    dst = tmp_path / "results"
-    shutil.copytree(src / "structures", dst / "structures")
+    src = frontier["dir"] / "results-toy"
+    dst = tmp_path / "results-toy"
     shutil.copytree(src / "simulations", dst / "simulations",
                     ignore=shutil.ignore_patterns("jobs"))
     t0 = time.time()
-    r, rec = run_site(slurm, "perlmutter", tmp_path,
-                      "results/models/rough_vs_diffuse/all/model.keras")
+    r, rec = run_site(slurm, "perlmutter", tmp_path, f"results-toy/models/{MODELS[0]}/model.keras")
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     check_requests(rec, "perlmutter", "simulate_job", 3)
     check_requests(rec, "perlmutter", "train", 1)
     check_simulation_worlds(dst, rec)
     for m in (dst / "simulations" / "jobs").glob("*.json"):
         assert {u["status"] for u in json.loads(m.read_text())["units"]} == {"skipped (complete)"}
-    log = (dst / "logs" / "train" / "rough_vs_diffuse" / "all.log").read_text()
+    log = (dst / "logs" / "train" / f"{MODELS[0]}.log").read_text()
     assert "hvd rank=0 size=2" in log and "hvd rank=1 size=2" in log
     assert "srun -n 2 -c 32 --cpu-bind=cores --gpus-per-task=1" in r.stdout + r.stderr
     print(f"perlmutter run: {time.time() - t0:.0f} s")

@@ -85,15 +85,32 @@ def regression_metrics(y, pred, names, units) -> dict:
     err = p2 - y2
     out = {}
     for j, name in enumerate(names):
-        ss_res = float(np.sum(err[:, j] ** 2))
-        ss_tot = float(np.sum((y2[:, j] - y2[:, j].mean()) ** 2))
-        out[name] = {"mae": float(np.mean(np.abs(err[:, j]))),
-                     "rmse": float(np.sqrt(np.mean(err[:, j] ** 2))),
+        ok = np.isfinite(y2[:, j])  # a target a sample lacks is NaN (e.g. a thinner film)
+        e, t = err[ok, j], y2[ok, j]
+        if not ok.any():
+            out[name] = {"mae": float("nan"), "rmse": float("nan"), "r2": float("nan"),
+                         "std_of_truth": float("nan"), "n": 0,
+                         "unit": units[j] if j < len(units) else ""}
+            continue
+        ss_res = float(np.sum(e ** 2))
+        ss_tot = float(np.sum((t - t.mean()) ** 2))
+        out[name] = {"mae": float(np.mean(np.abs(e))),
+                     "rmse": float(np.sqrt(np.mean(e ** 2))),
                      "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
-                     "std_of_truth": float(y2[:, j].std()),
+                     "std_of_truth": float(t.std()), "n": int(ok.sum()),
                      "unit": units[j] if j < len(units) else ""}
     r2 = [v["r2"] for v in out.values() if np.isfinite(v["r2"])]
     return {"targets": out, "r2_mean": float(np.mean(r2)) if r2 else float("nan")}
+
+
+def group_r2(targets: dict, groups) -> dict:
+    """Mean R² of the targets of every group (``groups``: one group name per
+    target, in the order of ``targets``), e.g. per atom type."""
+    out: dict[str, list] = {}
+    for (name, m), g in zip(targets.items(), groups):
+        if np.isfinite(m["r2"]):
+            out.setdefault(g, []).append(m["r2"])
+    return {g: float(np.mean(v)) for g, v in out.items()}
 
 
 #: Central normal intervals: name -> z (mean +- z std holds that fraction).

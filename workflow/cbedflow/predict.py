@@ -74,7 +74,7 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
     model = tf.keras.models.load_model(str(model_path), compile=False)
     ts = manifest.get("task_spec") or {}
     xs = preprocess(tf.convert_to_tensor(x), ts.get("transform", "sqrt_standardize"),
-                    x.ndim - 1)
+                    x.ndim - 1, manifest.get("input_scaling"))
     inputs = xs
     if spec.get("thickness_input"):
         inputs = (xs, tf.fill((len(x), 1), float(thickness_A) / THICKNESS_SCALE_A))

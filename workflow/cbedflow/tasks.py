@@ -45,6 +45,20 @@ class Task:
         (``accuracy_by_<breakdown>``).
     breakdown_title : str
         Axis title of that breakdown in the plots.
+    input_scaling : bool
+        Standardise the (transformed) input per point over the training
+        examples (mean and standard deviation of every input value, kept in
+        the model manifest), after ``transform``: for inputs whose every
+        point has its own scale (an intensity curve spanning decades).
+    loss : str
+        ``auto`` (cross-entropy / mean squared error), ``mse`` or ``mae``
+        (regression, in standardised target units).
+    readout : str or None
+        Name of a campaign readout (``Campaign.readout``): quantities derived
+        from the network's output that have their own truth (e.g. structure
+        parameters fitted to a predicted curve). Evaluated on the test split
+        by the ``readout`` rule; the baseline then predicts these quantities
+        directly.
     options : dict
         Campaign-specific options of how examples are cut.
     """
@@ -61,11 +75,16 @@ class Task:
     ordinal: bool = False
     breakdown: str | None = None
     breakdown_title: str = ""
+    input_scaling: bool = False
+    loss: str = "auto"
+    readout: str | None = None
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"task {self.name}: loss {self.loss!r} is not one of {LOSSES}")
 
     @property
     def n_classes(self) -> int:
@@ -91,11 +110,14 @@ class Task:
                 "targets": list(self.target_names) if self.is_regression else [],
                 "units": list(self.units), "network": self.network,
                 "transform": self.transform, "ordinal": self.ordinal,
-                "breakdown": self.breakdown}
+                "breakdown": self.breakdown, "input_scaling": self.input_scaling,
+                "loss": self.loss, "readout": self.readout}
 
 
 #: Task kinds.
 KINDS = ("classification", "regression")
+#: Training losses (``auto``: cross-entropy for classes, mse for regression).
+LOSSES = ("auto", "mse", "mae")
 
 
 def get_task(campaign, name: str) -> Task:

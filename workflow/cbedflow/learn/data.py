@@ -36,17 +36,27 @@ def _log10_standardize(x, axes):
     return _standardize(tf.math.log(tf.maximum(x, 1e-12)) / tf.math.log(10.0), axes)
 
 
+def _identity(x, axes):
+    """The input as it is (already scaled, e.g. log10 intensities; see
+    ``Task.input_scaling`` for a per-point standardisation)."""
+    return x
+
+
 #: Input transform name -> function(x, axes) (x float32, axes: one example's).
 TRANSFORMS = {
+    "identity": _identity,
     "sqrt_standardize": _sqrt_standardize,
     "standardize": _standardize,
     "log10_standardize": _log10_standardize,
 }
 
 
-def preprocess(x, transform: str = "sqrt_standardize", ndim: int | None = None):
+def preprocess(x, transform: str = "sqrt_standardize", ndim: int | None = None,
+               input_scaling: dict | None = None):
     """Network input from examples: the task's transform, statistics per
-    example, plus a channel axis.
+    example, then (``input_scaling``: ``mean`` and ``std`` per input point
+    over the training set, :func:`input_scaling`) a per-point
+    standardisation, plus a channel axis.
 
     ``x`` is one example or a stack of them (leading example axis);
     ``ndim``: the dimensions of one example (default 3, a volume).
@@ -57,7 +67,11 @@ def preprocess(x, transform: str = "sqrt_standardize", ndim: int | None = None):
         raise ValueError(f"input transform {transform!r} is not one of {', '.join(TRANSFORMS)}")
     ndim = 3 if ndim is None else ndim
     x = tf.cast(x, tf.float32)
-    return tf.expand_dims(TRANSFORMS[transform](x, list(range(-ndim, 0))), -1)
+    x = TRANSFORMS[transform](x, list(range(-ndim, 0)))
+    if input_scaling is not None:
+        x = ((x - tf.constant(np.asarray(input_scaling["mean"], np.float32)))
+             / tf.constant(np.asarray(input_scaling["std"], np.float32)))
+    return tf.expand_dims(x, -1)
 
 
 #: Fewest examples read from zarr per call: a call reads whole stored chunks
@@ -128,7 +142,8 @@ def raw_chunk_files(path: str | Path, array: str = "x") -> list[str] | None:
 def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool = False,
                  seed: int = 0, cache: bool = True, indices=None,
                  thickness_input: bool = False, raw: bool = True,
-                 transform: str = "sqrt_standardize", target_scaling: dict | None = None):
+                 transform: str = "sqrt_standardize", target_scaling: dict | None = None,
+                 input_scaling: dict | None = None):
     """tf.data pipeline over one rank's shard of an example group.
 
     Examples ``indices[rank], indices[rank + size], ...`` (all examples when
@@ -140,7 +155,8 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     ``tf.py_function``. With ``thickness_input`` an element is ``((x, t),
     y)`` with t = thickness / 100 Å. Class labels stay int32; float targets
     (regression) are standardised with ``target_scaling`` (``mean``,
-    ``std``, from :func:`target_scaling`) when given.
+    ``std``, from :func:`target_scaling`) when given; inputs per point with
+    ``input_scaling`` (:func:`input_scaling`) after the transform.
     """
     import tensorflow as tf
     import zarr
@@ -167,7 +183,7 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     files = raw_chunk_files(path) if raw and len(idx) else None
 
     def finish(x, t, y):
-        x = preprocess(x, transform, ndim)
+        x = preprocess(x, transform, ndim, input_scaling)
         if thickness_input:
             return (x, t), y
         return x, y
@@ -230,3 +246,34 @@ def target_scaling(path: str | Path, indices=None) -> dict | None:
     y = y.astype(np.float64) if indices is None else y[np.asarray(indices)].astype(np.float64)
     std = y.std(axis=0)
     return {"mean": y.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+
+
+def input_scaling(path: str | Path, transform: str, indices=None) -> dict:
+    """Mean and standard deviation of every input point of the examples
+    ``indices`` of ``path`` after ``transform`` (over the training set: the
+    per-point standardisation of ``Task.input_scaling``), read one stored
+    chunk at a time."""
+    import tensorflow as tf
+    import zarr
+
+    x = zarr.open_group(str(path), mode="r")["x"]
+    keep = np.zeros(x.shape[0], bool)
+    keep[np.arange(x.shape[0]) if indices is None else np.asarray(indices)] = True
+    ndim = x.ndim - 1
+    s1 = np.zeros(x.shape[1:], np.float64)
+    s2 = np.zeros(x.shape[1:], np.float64)
+    n = 0
+    step = x.chunks[0]
+    for i in range(0, x.shape[0], step):
+        sel = keep[i:i + step]
+        if not sel.any():
+            continue
+        block = x[i:i + step][sel]
+        v = TRANSFORMS[transform](tf.constant(block, tf.float32),
+                                  list(range(-ndim, 0))).numpy().astype(np.float64)
+        s1 += v.sum(axis=0)
+        s2 += (v * v).sum(axis=0)
+        n += len(v)
+    mean = s1 / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean * mean, 0.0))
+    return {"mean": mean.tolist(), "std": np.where(std > 1e-12, std, 1.0).tolist()}

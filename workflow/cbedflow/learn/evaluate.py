@@ -52,7 +52,8 @@ def _run(model, path: str, manifest: dict, mc_samples: int):
     tin = bool(params["model"].get("thickness_input", False))
     transform = (manifest.get("task_spec") or {}).get("transform", "sqrt_standardize")
     ds, _, shape = zarr_dataset(path, cache=False, indices=idx, thickness_input=tin,
-                                transform=transform)
+                                transform=transform,
+                                input_scaling=manifest.get("input_scaling"))
     g = zarr.open_group(str(path), mode="r")
     check_model_geometry(manifest, dict(g.attrs), shape, str(path))
     batched = ds.batch(64)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..site import scheduler_job_id
 from ..storage import atomic_file, digest, write_json
-from .data import target_scaling, zarr_dataset
+from .data import input_scaling, target_scaling, zarr_dataset
 from .manifest import model_indices, write_model_manifest
 from .networks import model_from_params
 
@@ -122,14 +122,17 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     tin = bool(params.get("model", {}).get("thickness_input", False))
     tr_idx = model_indices(train_path, params)
     scaling = target_scaling(train_path, tr_idx)  # every rank the same: all examples
+    in_scaling = (input_scaling(train_path, task["transform"], tr_idx)
+                  if task.get("input_scaling") else None)
     tr, n_tr, shape = zarr_dataset(train_path, rank, size, shuffle=True,
                                    seed=int(params["seed"]) + rank, cache=params["cache"],
                                    indices=tr_idx, thickness_input=tin,
-                                   transform=task["transform"], target_scaling=scaling)
+                                   transform=task["transform"], target_scaling=scaling,
+                                   input_scaling=in_scaling)
     va, n_va, vshape = zarr_dataset(val_path, rank, size, cache=params["cache"],
                                     indices=model_indices(val_path, params),
                                     thickness_input=tin, transform=task["transform"],
-                                    target_scaling=scaling)
+                                    target_scaling=scaling, input_scaling=in_scaling)
     y_shape = tuple(tr.element_spec[1].shape)
     if vshape != shape:
         raise ValueError(f"{val_path}: example shape {vshape} differs from training {shape}")
@@ -143,13 +146,18 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
 
     model = model_from_params(params, shape, y_shape)
     lr = params["learning_rate"] * lr_scale(params["lr_scaling"], size)
-    opt = backend.optimizer(
-        tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=params["momentum"]))
-    # regression learns standardised targets (mean squared error); the
-    # metric is the mean absolute error in standard deviations
+    if params.get("optimizer", "sgd") == "adam":
+        base_opt = tf.keras.optimizers.legacy.Adam(learning_rate=lr)
+    else:
+        base_opt = tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=params["momentum"])
+    opt = backend.optimizer(base_opt)
+    # regression learns standardised targets (mean squared or absolute error);
+    # the metric is the mean absolute error in standard deviations
     metric = "mae" if regression else "accuracy"
-    model.compile(optimizer=opt, loss="mse" if regression else "sparse_categorical_crossentropy",
-                  metrics=[metric])
+    loss = task.get("loss", "auto")
+    if loss == "auto":
+        loss = "mse" if regression else "sparse_categorical_crossentropy"
+    model.compile(optimizer=opt, loss=loss, metrics=[metric])
 
     state_path = ckpt_dir / "state.json"
     weights_path = ckpt_dir / "last.weights.h5"
@@ -268,7 +276,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         with atomic_file(final) as tmp:
             clean.save(str(tmp))
         write_model_manifest(out / "manifest.json", params, train_path, shape, size,
-                             scaling)
+                             scaling, in_scaling)
         write_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,

@@ -7,7 +7,9 @@ A film is ``n_sto`` relaxed SrTiO3 layers on the bulk substrate, then
 Per film, independently and uniformly:
 
 * every layer's c-spacing ``c_n`` in ``c_nominal ± 0.1`` Å (3.905 Å for both
-  materials: the paper gives no separate LaAlO3 value);
+  materials: the paper gives no separate LaAlO3 value), except the top
+  layer's, which no measurement can see (it only scales that layer's
+  fractional heights) and is held at its nominal value;
 * every small atom (B cation, apical O, planar O pair) displaced from its
   ideal fractional height (0.5, 0, 0.5 of ``c_n``) by up to ±0.05, i.e. ±5 %
   of the layer's c (the paper's "±5 %" of the positions; a relative ±5 % of
@@ -146,7 +148,8 @@ class FilmSample:
     def parameters(self) -> tuple[NDArray[np.float64], tuple[str, ...], tuple[str, ...]]:
         """The structural parameters as one flat vector, with names and units.
 
-        Order: ``c_01..c_N`` (Å), ``zB_01..zB_N``, ``zOap_01..zOap_N``,
+        Order: ``c_01..c_{N-1}`` (Å; the top layer's ``c_N`` is fixed, see
+        :func:`sample_film`), ``zB_01..zB_N``, ``zOap_01..zOap_N``,
         ``zOpl_01..zOpl_N`` (fractional heights within the layer, units of
         ``c_n``), ``p_1..p_M`` of the mixed layers (Sr fraction, 1), then
         ``occ_top`` (1) if rough. Layers are numbered from the interface with
@@ -161,10 +164,11 @@ class FilmSample:
         f = self.layers
         n = f.n_layers
         idx = [f"{i + 1:02d}" for i in range(n)]
-        values = [f.c, f.z_b, f.z_o_apical, f.z_o_planar, f.p_sr[list(self.mixed)]]
-        names = ([f"c_{i}" for i in idx] + [f"zB_{i}" for i in idx] + [f"zOap_{i}" for i in idx]
-                 + [f"zOpl_{i}" for i in idx] + [f"p_{j + 1}" for j in range(len(self.mixed))])
-        units = ["Å"] * n + ["c_n"] * (3 * n) + ["1"] * len(self.mixed)
+        values = [f.c[:-1], f.z_b, f.z_o_apical, f.z_o_planar, f.p_sr[list(self.mixed)]]
+        names = ([f"c_{i}" for i in idx[:-1]] + [f"zB_{i}" for i in idx]
+                 + [f"zOap_{i}" for i in idx] + [f"zOpl_{i}" for i in idx]
+                 + [f"p_{j + 1}" for j in range(len(self.mixed))])
+        units = ["Å"] * (n - 1) + ["c_n"] * (3 * n) + ["1"] * len(self.mixed)
         if self.rough:
             values.append(f.occupancy[-1:])
             names.append("occ_top")
@@ -213,6 +217,12 @@ def sample_film(rng: np.random.Generator, options: FilmOptions | None = None) ->
     sto = np.arange(n) < n_sto
     c_nom = np.where(sto, o.c_sto, o.c_lao)
     c = c_nom + rng.uniform(-o.c_range, o.c_range, n)
+    # the top layer's spacing has no observable: nothing lies above the film's
+    # last BO2 plane, and inside the layer only the products u * c_top enter
+    # U, so c_top is degenerate with the top layer's fractional heights (a
+    # fit of the exact U recovers every other parameter and R² < 0 for
+    # c_top). It is held at its nominal value and is not a parameter.
+    c[-1] = c_nom[-1]
     d = o.displacement
     z_b = IDEAL_Z_B + rng.uniform(-d, d, n)
     z_oap = IDEAL_Z_O_APICAL + rng.uniform(-d, d, n)
