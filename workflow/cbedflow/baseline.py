@@ -5,7 +5,9 @@ The campaign turns each example into a few physically motivated features
 classification fits a logistic regression, regression a ridge regression
 (one per target set). Features are standardised; the regularisation is
 chosen on the validation split only; the test split is used once, for the
-reported metrics, on the same examples as the model.
+reported metrics, on the same examples as the model. For a task with a
+readout (``Task.readout``) the baseline predicts the readout's quantities
+(e.g. layer parameters) straight from the features.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ def _load(camp, config: dict, path: str | Path, spec: ModelSpec, nominal: list[f
     if spec.thickness_input:
         f = np.column_stack([f, g["thickness_A"][...][idx] / THICKNESS_SCALE_A])
     by = {task.breakdown: g[task.breakdown][...][idx]} if task.breakdown else {}
-    return f, g["y"][...][idx], g["thickness_A"][...][idx], by
+    y = g["y"][...][idx]
+    if task.readout:  # the baseline predicts the readout's quantities directly
+        truth = camp.readout_truth(task, g.attrs["source"], g["structure_index"][...][idx])
+        by = {"readout": truth}
+        y = truth["truth"]
+    return f, y, g["thickness_A"][...][idx], by
 
 
 def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
@@ -55,6 +62,9 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
 
         shape = yte.shape
         flat = [y.reshape(len(y), -1) for y in (ytr, yva)]
+        if task.readout:  # a quantity a sample lacks (NaN): fitted as its training mean
+            mu = np.nanmean(flat[0], axis=0)
+            flat = [np.where(np.isfinite(y), y, mu) for y in flat]
         grid, name = ALPHA_GRID, "alpha"
 
         def make(a):
@@ -77,7 +87,14 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
     clf = make(best)
     clf.fit(ftr, flat[0])
     pred = clf.predict(fte)
-    if task.is_regression:
+    if task.readout:
+        from .metrics import group_r2
+
+        r = by["readout"]
+        out = regression_metrics(yte, pred.reshape(shape), r["names"], r["units"])
+        out["groups"] = group_r2(out["targets"], r["groups"])
+        out["readout"] = task.readout
+    elif task.is_regression:
         names = list(task.target_names) if len(task.target_names) == shape[-1] else [
             f"target_{i}" for i in range(shape[-1])]
         units = list(task.units) or [""] * len(names)

@@ -154,6 +154,22 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_readout(args: argparse.Namespace) -> int:
+    from .readout import run_readout
+    from .tasks import get_task
+
+    params = json.loads(args.params)
+    camp = _campaign(params)
+    task = get_task(camp, args.task)
+    m = run_readout(camp, task, args.predictions, args.test, args.dataset, params,
+                    args.out_json, args.out_npz, args.baseline, args.plots, progress=_log)
+    groups = "; ".join(f"{g} {v:.3f}" for g, v in m["groups"].items())
+    base = m.get("baseline")
+    _log(f"{task.name}: {task.readout} of {m['n']} test samples: R² {m['r2_mean']:.3f}"
+         + (f" (baseline {base['r2_mean']:.3f})" if base else "") + f"; {groups}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
@@ -314,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--test", required=True)
     b.add_argument("--out-json", required=True)
     b.set_defaults(func=cmd_baseline)
+
+    ro = sub.add_parser("readout", help="the task's readout of a model's test predictions")
+    ro.add_argument("--params", required=True, help="JSON: campaign sections, seed, evaluate")
+    ro.add_argument("--task", required=True)
+    ro.add_argument("--predictions", required=True, help="predictions.npz of evaluate")
+    ro.add_argument("--test", required=True)
+    ro.add_argument("--dataset", required=True)
+    ro.add_argument("--baseline", default=None, help="baseline.json of the same model")
+    ro.add_argument("--plots", default=None, help="folder of the readout's figures")
+    ro.add_argument("--out-json", required=True)
+    ro.add_argument("--out-npz", required=True)
+    ro.set_defaults(func=cmd_readout)
 
     r = sub.add_parser("predict", help="apply a trained model to measured data",
                        description="Apply a trained model to measured data, read by the "

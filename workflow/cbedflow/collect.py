@@ -19,7 +19,14 @@ import numpy as np
 
 from . import __version__
 from .provenance import package_versions
-from .storage import CorruptOutputError, atomic_group, digest, open_complete, write_attrs
+from .storage import (
+    CorruptOutputError,
+    atomic_group,
+    digest,
+    open_complete,
+    stack_chunk_length,
+    write_attrs,
+)
 
 #: Label added to the campaign's labels: index into ``structure_names``.
 INDEX_LABEL = ("structure_index", "int32")
@@ -40,6 +47,39 @@ def unit_samples(group) -> list[tuple[dict, int | None]]:
     if "plane_labels" in group.attrs:
         return [(lab, i) for i, lab in enumerate(group.attrs["plane_labels"])]
     return [(group.attrs["labels"], None)]
+
+
+#: A unit array up to this size is read whole once (its samples are then
+#: sliced from memory) instead of one sample at a time.
+WHOLE_UNIT_BYTES = 256 * 2 ** 20
+
+
+def _read(groups: dict, p: str, name: str, plane: int | None, cache: dict) -> np.ndarray:
+    """Array ``name`` of unit ``p`` (sample ``plane`` of a unit of several):
+    a small unit array is read once and kept while its unit is current
+    (samples are collected in order, so a unit's samples come together; the
+    batches of one sample may alternate between a few units), a large one a
+    sample at a time."""
+    arr = groups[p][name]
+    if plane is None:
+        return arr[...]
+    if arr.nbytes > WHOLE_UNIT_BYTES:
+        return arr[plane]
+    if (p, name) not in cache:
+        while cache and sum(v.nbytes for v in cache.values()) + arr.nbytes > 2 * WHOLE_UNIT_BYTES:
+            cache.pop(next(iter(cache)))  # the oldest unit array
+        cache[(p, name)] = arr[...]
+    return cache[(p, name)][plane]
+
+
+def _with_arrays(camp, groups: dict, part: tuple, labels: dict, cache: dict) -> dict:
+    """A sample's label dict with every label the unit stores as an array
+    (a curve per sample) read from it."""
+    p, plane = part
+    g = groups[p]
+    extra = {lab.name: _read(groups, p, lab.name, plane, cache) for lab in camp.labels
+             if lab.name not in labels and lab.name in g}
+    return {**labels, **extra} if extra else labels
 
 
 def collect(
@@ -72,6 +112,8 @@ def collect(
     shape = tuple(first[sig].shape[-len(camp.signal_dims):])
     n = len(keys)
     checksums = {}
+    cache: dict = {}
+    name_index = {name: i for i, name in enumerate(names)}
     t0 = time.perf_counter()
     with atomic_group(out) as ds:
         signal = ds.create_array(sig, shape=(n,) + shape, dtype="float32",
@@ -85,25 +127,30 @@ def collect(
             weights = np.array([groups[p].attrs.get("num_configs", 1) for p, _ in parts], float)
             acc = np.zeros(shape, dtype=np.float64)
             for (p, plane), w in zip(parts, weights):
-                data = groups[p][sig][...] if plane is None else groups[p][sig][plane]
+                data = _read(groups, p, sig, plane, cache)
                 name = p if plane is None else f"{p}[sample {plane}]"
                 check_unit(camp, name, data, shape)
                 checksums[name] = digest(data)
                 acc += data * w
             mean = (acc / weights.sum()).astype(np.float32)
             signal[i] = mean
-            values = camp.sample_labels(sample_labels[key])
-            values[INDEX_LABEL[0]] = names.index(key[0])
+            values = camp.sample_labels(_with_arrays(camp, groups, by_sample[key][0],
+                                                     sample_labels[key], cache))
+            values[INDEX_LABEL[0]] = name_index[key[0]]
             for k, dt in dtypes.items():
                 v = np.asarray(values[k], dtype=dt)
                 if k not in labels:  # a label may be an array per sample (a curve)
                     labels[k] = np.zeros((n,) + v.shape, dtype=dt)
                 labels[k][i] = v
-            progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
-                     f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
+            if n <= 1000 or (i + 1) % (n // 100) == 0 or i == n - 1:
+                progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
+                         f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
         for k in dtypes:
             v = labels[k]
-            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape)
+            # a curve per sample: chunks of whole samples (~1 MiB), not one chunk
+            chunks = v.shape if v.ndim == 1 else (
+                min(len(v), stack_chunk_length(v.shape[1:], v.dtype.itemsize)),) + v.shape[1:]
+            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=chunks)
             arr[...] = v
         write_attrs(ds, {
             "dims": ["sample", *camp.signal_dims],

@@ -72,6 +72,17 @@ def _baseline(b: dict) -> dict:
     return {k: b[k] for k in keep if k in b}
 
 
+def _readout(r: dict, base: dict) -> dict:
+    """A readout's scores beside the baseline's (which predicts the same quantities)."""
+    def part(d):
+        return {"r2_mean": d["r2_mean"], "groups": d.get("groups", {}),
+                "targets": {k: {"r2": v["r2"], "mae": v["mae"], "unit": v["unit"]}
+                            for k, v in d["targets"].items()}}
+
+    return {"name": r["readout"], "n_test": r["n"], "network": part(r),
+            "baseline": part(base) if "targets" in base else None}
+
+
 def _breakdown_title(camp, task: str) -> str:
     t = camp.tasks.get(task)
     return t.breakdown_title if t is not None else ""
@@ -93,9 +104,11 @@ def build_summary(config: dict, models: list[dict]) -> dict:
                                          "kind": metrics.get("kind", "classification"),
                                          "breakdown_title": _breakdown_title(camp, m["task"]),
                                          "models": {}})
-        t["models"][m["model"]] = {"spec": metrics["model"],
-                                   "cnn": _cnn(metrics, m["predictions"]),
-                                   "baseline": _baseline(base)}
+        entry = {"spec": metrics["model"], "cnn": _cnn(metrics, m["predictions"]),
+                 "baseline": _baseline(base)}
+        if m.get("readout"):
+            entry["readout"] = _readout(json.loads(Path(m["readout"]).read_text()), base)
+        t["models"][m["model"]] = entry
     return {
         "schema_version": 1,
         "config_hash": config_hash(config),
@@ -130,6 +143,16 @@ def write_summary(doc: dict, out: str | Path) -> None:
 def model_line(mid: str, m: dict) -> str:
     """One line of a model's held-out result beside its baseline's."""
     cnn, base = m["cnn"], m.get("baseline") or {}
+    if m.get("readout"):
+        r = m["readout"]
+        b = r.get("baseline") or {}
+        groups = "; ".join(
+            f"{g} {v:.3f}" + (f" (baseline {b['groups'][g]:.3f})" if g in b.get("groups", {})
+                              else "")
+            for g, v in r["network"]["groups"].items())
+        return (f"{mid}: {r['name']} R² network {r['network']['r2_mean']:.3f}, baseline "
+                f"{b.get('r2_mean', float('nan')):.3f} on {r['n_test']} test samples; {groups}; "
+                f"network output R² {cnn['r2_mean']:.3f}")
     if cnn.get("kind") == "regression":
         parts = []
         for name, t in cnn["targets"].items():

@@ -8,7 +8,7 @@ rule augment:
     log:
         f"{OUT}/logs/augment/{{task}}.log",
     params:
-        spec=lambda wc: stage_params("seed", "augment"),
+        spec=lambda wc: stage_params("seed", "augment", *CAMPAIGN.augment_sections),
     resources:
         **rule_resources("augment"),
     conda:

@@ -216,12 +216,19 @@ def task_figures(task):
     return ("confusion_matrix", "training_curves", "example_predictions", "reliability")
 
 
+def has_readout(task):
+    """Whether ``task`` has a readout (rule readout)."""
+    return bool(get_task(CAMPAIGN, task).readout)
+
+
 def final_targets():
     targets = [f"{OUT}/plots/dataset_overview.png", f"{OUT}/summary.json"]
     for task in config["tasks"]:
         targets.append(f"{OUT}/plots/{task}/accuracy_overview.png")
     for task, model in all_models():
         targets += [f"{OUT}/plots/{task}/{model}/{name}.png" for name in task_figures(task)]
+        if has_readout(task):
+            targets.append(f"{OUT}/evaluation/{task}/{model}/readout.json")
     return targets
 
 

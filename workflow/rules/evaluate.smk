@@ -52,13 +52,55 @@ rule baseline:
         "--out-json {output} > {log} 2>&1"
 
 
+rule readout:
+    """A readout task's derived quantities (lao_sto_ctr: layer parameters fitted to the
+    predicted film field) on the test split, beside the baseline that predicts them directly."""
+    input:
+        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
+        baseline=f"{OUT}/evaluation/{{task}}/{{model}}/baseline.json",
+        test=f"{OUT}/tasks/{{task}}/test.zarr",
+        dataset=f"{OUT}/dataset.zarr",
+    output:
+        metrics=report(
+            f"{OUT}/evaluation/{{task}}/{{model}}/readout.json",
+            caption="../report/readout.rst",
+            category="Evaluation",
+            subcategory="{task}",
+            labels={"model": "{model}", "figure": "readout"},
+        ),
+        npz=f"{OUT}/evaluation/{{task}}/{{model}}/readout.npz",
+        plots=report(
+            directory(f"{OUT}/plots/{{task}}/{{model}}/readout"),
+            patterns=["{name}.png"],
+            caption="../report/readout.rst",
+            category="Evaluation",
+            subcategory="{task}",
+            labels={"model": "{model}", "figure": "{name}"},
+        ),
+    log:
+        f"{OUT}/logs/readout/{{task}}/{{model}}.log",
+    params:
+        spec=lambda wc: stage_params("seed", *CAMPAIGN.config_sections, "evaluate"),
+    resources:
+        **rule_resources("evaluate"),
+    conda:
+        SIM_ENV
+    shell:
+        "python -m cbedflow readout --params {params.spec:q} --task {wildcards.task} "
+        "--predictions {input.predictions} --baseline {input.baseline} --test {input.test} "
+        "--dataset {input.dataset} --plots {output.plots} --out-json {output.metrics} "
+        "--out-npz {output.npz} > {log} 2>&1"
+
+
 def _summary_models():
     out = []
     for task, model in all_models():
         base = f"{OUT}/evaluation/{task}/{model}"
-        out.append(json.dumps({"task": task, "model": model, "metrics": f"{base}/metrics.json",
-                               "predictions": f"{base}/predictions.npz",
-                               "baseline": f"{base}/baseline.json"}))
+        entry = {"task": task, "model": model, "metrics": f"{base}/metrics.json",
+                 "predictions": f"{base}/predictions.npz", "baseline": f"{base}/baseline.json"}
+        if has_readout(task):
+            entry["readout"] = f"{base}/readout.json"
+        out.append(json.dumps(entry))
     return out
 
 
@@ -67,7 +109,8 @@ rule summarize:
     workflow/schemas/summary.schema.yaml)."""
     input:
         [f"{OUT}/evaluation/{t}/{m}/{f}" for t, m in all_models()
-         for f in ("metrics.json", "predictions.npz", "baseline.json")],
+         for f in ("metrics.json", "predictions.npz", "baseline.json")
+         + (("readout.json",) if has_readout(t) else ())],
     output:
         report(f"{OUT}/summary.json", caption="../report/summary.rst", category="Evaluation",
                labels={"figure": "summary"}),

@@ -21,6 +21,8 @@ examples          :meth:`~Campaign.cut_examples`, :attr:`~Campaign.example_meta`
                   :meth:`~Campaign.example_attrs`, :attr:`~Campaign.geometry_keys`
 augmentations     :meth:`~Campaign.augment_example`, :attr:`~Campaign.augment_meta`
 baseline          :meth:`~Campaign.baseline_features`, :attr:`~Campaign.baseline_name`
+readout           :meth:`~Campaign.readout`, :meth:`~Campaign.readout_truth`,
+                  :meth:`~Campaign.plot_readout` (tasks with ``Task.readout``)
 measured data     :meth:`~Campaign.read_measured` (``predict``)
 plots             :meth:`~Campaign.plot_dataset`, :meth:`~Campaign.plot_measured`
 config            :meth:`~Campaign.schema_fragment`, :meth:`~Campaign.check_config`
@@ -46,6 +48,7 @@ DEFAULT = "lao_sto_cbed"
 #: Campaign name -> ``module:Class`` (imported on first use).
 REGISTRY: dict[str, str] = {
     "lao_sto_cbed": "cbedflow.campaigns.lao_sto_cbed:LaoStoCbed",
+    "lao_sto_ctr": "cbedflow.campaigns.lao_sto_ctr:LaoStoCtr",
 }
 
 
@@ -105,6 +108,8 @@ class Campaign:
     sample_sections: tuple[str, ...] = ()
     #: Config sections of how examples are cut (besides seed and split).
     example_sections: tuple[str, ...] = ()
+    #: Further config sections the augment stage needs (besides seed and augment).
+    augment_sections: tuple[str, ...] = ()
     #: Per-example metadata arrays beyond y / structure_index / thickness_A:
     #: name -> dtype; taken from :meth:`cut_examples`' dicts, else from the
     #: dataset label of the same name.
@@ -164,7 +169,9 @@ class Campaign:
         sample) or ``plane_labels`` (several, the signal's leading axis), each
         a dict holding ``structure`` (the sample id) and ``thickness_A``, an
         optional ``num_configs`` (weight when batches are averaged) and
-        ``complete: true``."""
+        ``complete: true``. A label too large for attributes (a curve) may
+        be an array of the label's name in the group instead, with the
+        signal's leading sample axis."""
         raise NotImplementedError
 
     @property
@@ -226,6 +233,27 @@ class Campaign:
     def baseline_features(self, x: np.ndarray, config: dict) -> np.ndarray:
         """(examples, features) of the simple baseline model."""
         return np.asarray(x, np.float64).reshape(len(x), -1)
+
+    # -- readout ----------------------------------------------------------------
+    def readout_truth(self, task, dataset: str | Path, structure_index: np.ndarray) -> dict:
+        """True values of the readout of ``task`` for the samples
+        ``structure_index``: ``names``, ``units``, ``groups`` (one group name
+        per quantity) and ``truth`` (samples, quantities; NaN where a sample
+        lacks one). The baseline of a readout task predicts these."""
+        raise CampaignError(f"campaign {self.name}: task {task.name} has no readout")
+
+    def readout(self, task, predicted: np.ndarray, structure_index: np.ndarray,
+                dataset: str | Path, config: dict,
+                progress: Callable[[str], None] = print) -> dict:
+        """The readout of the network's test predictions (unscaled outputs,
+        one per example; ``structure_index`` of each): :meth:`readout_truth`'s
+        dict plus ``predicted`` (samples, quantities). May use the first
+        examples only (an expensive fit)."""
+        raise CampaignError(f"campaign {self.name}: task {task.name} has no readout")
+
+    def plot_readout(self, result: dict, dataset: str | Path, out_dir: str | Path) -> list:
+        """Figures of a readout; returns their paths."""
+        return []
 
     # -- measured data --------------------------------------------------------
     def read_measured(self, path: str | Path, options: dict, manifest: dict, task

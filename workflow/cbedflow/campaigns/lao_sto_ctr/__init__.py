@@ -1,1 +1,311 @@
-"""Campaign: X-ray CTR phase retrieval of LaAlO3/SrTiO3 films (MAMBA, seed 004)."""
+"""Campaign ``lao_sto_ctr``: X-ray crystal-truncation-rod (CTR) phase retrieval
+of LaAlO3/SrTiO3 films (MAMBA: Kakhandiki, Min & Disa, seed 004).
+
+The method, as for every campaign: draw many slightly different films
+(:mod:`.films`), compute what the experiment measures, the CTR intensities
+on 16 rods x 240 L (:mod:`cbedflow.forward.ctr`, kinematic, eq. 2), train a
+1D U-Net that maps log10 I to the complex film field U (the phase the
+measurement loses), and read the structure out of the predicted U: a least-
+squares fit of every layer parameter (:mod:`.fit`; the readout
+``layer_parameters``), judged against a ridge regression from log10 I
+straight to the parameters.
+
+Work units are shards of ``films.per_unit`` films (``s00000``...); a unit
+stores the signal (log10 I), the film field and the parameter vector as
+arrays, so collect needs no label in JSON.
+
+Differences from the paper, by choice: one U-Net predicts Re U and Im U as
+two output channels (the paper trains one per part); the top layer's
+c-spacing is held at its nominal value (:func:`.films.sample_film`: it is
+unobservable).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import Campaign, Label
+from ...tasks import Task
+
+#: Parameter-name prefix -> group (the paper's Fig. 3c per atom type).
+GROUPS = {"c_": "c spacing", "zB_": "B-site z", "zOap_": "apical O z",
+          "zOpl_": "planar O z", "p_": "Sr fraction p", "occ_": "top occupancy"}
+
+
+def parameter_group(name: str) -> str:
+    """The group of a parameter name (``c_03`` -> ``c spacing``)."""
+    for prefix, group in GROUPS.items():
+        if name.startswith(prefix):
+            return group
+    raise ValueError(f"parameter {name!r} belongs to no group ({', '.join(GROUPS)})")
+
+
+class LaoStoCtr(Campaign):
+    """X-ray CTRs of LaAlO3/SrTiO3 films -> film field U -> layer parameters."""
+
+    name = "lao_sto_ctr"
+    title = "X-ray CTR phase retrieval of LaAlO3/SrTiO3 films (MAMBA)"
+    signal = "log10_intensity"
+    signal_dims = ("rod", "L")
+    labels = (
+        Label("film_field", "float32", "e",
+              "Film field U (Re, Im) at every rod point, rods concatenated: (points, 2)"),
+        Label("parameters", "float32", "",
+              "Layer parameters (films.FilmSample.parameters), NaN past a thinner film"),
+        Label("n_layers", "int16", "", "Variable layers of the film"),
+        Label("thickness_A", "float32", "Å", "Film thickness (sum of the c-spacings)"),
+    )
+    tasks = {
+        "film_field": Task(
+            "film_field", "film_field", kind="regression", targets=("Re_U", "Im_U"),
+            units=("e", "e"), network="unet1d", transform="identity", input_scaling=True,
+            loss="mae", readout="layer_parameters"),
+    }
+    unit_sections = ("seed", "films", "rods")
+    augment_sections = ("rods",)
+    augment_meta = {"counts_median": ("float32", float("inf"))}
+    geometry_keys = ("rod_hk", "l_values")
+    packages = ("numpy", "zarr", "periodictable", "cbedflow")
+    baseline_name = "ridge regression from standardised log10 I"
+
+    # -- films --------------------------------------------------------------
+    def film_options(self):
+        from .films import FilmOptions
+
+        f = self.config["films"]
+        return FilmOptions(n_layers=tuple(f["n_layers"]), n_sto_max=f["n_sto_max"],
+                           c_range=f["c_range_A"], displacement=f["displacement"],
+                           rough_top=f["rough_top"],
+                           occupancy_range=tuple(f["occupancy_range"]))
+
+    def grid(self):
+        from ...forward.ctr import rod_grid
+
+        r = self.config["rods"]
+        return rod_grid(r["h_max"], r["k_max"], r["l_step"], r["l_max"])
+
+    def film(self, index: int):
+        """Film ``index``, drawn from (seed, index) alone."""
+        from .films import sample_film
+
+        return sample_film(np.random.default_rng([self.config["seed"], 41, index]),
+                           self.film_options())
+
+    def parameter_names(self) -> tuple[list[str], list[str]]:
+        """Names and units of the parameter vector of the thickest film (a
+        thinner film's missing layers are NaN)."""
+        from .films import FilmOptions, sample_film
+
+        o = self.film_options()
+        thickest = FilmOptions(**{**o.__dict__, "n_layers": (max(o.n_layers),)})
+        _, names, units = sample_film(np.random.default_rng(0), thickest).parameters()
+        return list(names), list(units)
+
+    def padded_parameters(self, sample) -> np.ndarray:
+        """A film's parameters at the positions of :meth:`parameter_names`."""
+        values, names, _ = sample.parameters()
+        all_names, _ = self.parameter_names()
+        out = np.full(len(all_names), np.nan)
+        pos = {n: i for i, n in enumerate(all_names)}
+        for v, n in zip(values, names):
+            out[pos[n]] = v
+        return out
+
+    # -- samples and units ----------------------------------------------------
+    def units(self) -> list[tuple[str, str, int]]:
+        f = self.config["films"]
+        n = -(-f["count"] // f["per_unit"])
+        return [(f"s{i:05d}", "films", 0) for i in range(n)]
+
+    def unit_key(self, name: str, part: str) -> str:
+        from ...config import config_hash
+
+        return config_hash({k: self.config[k] for k in self.unit_sections} | {"unit": name})
+
+    def shard(self, name: str) -> range:
+        f = self.config["films"]
+        i = int(name[1:])
+        return range(i * f["per_unit"], min(f["count"], (i + 1) * f["per_unit"]))
+
+    def simulate_unit(self, name: str, part: str, batch: int, out: str,
+                      progress: Callable[[str], None] = print) -> None:
+        import time
+
+        from ...forward.ctr import ctr_amplitude
+        from ...storage import atomic_group, write_attrs
+
+        g = self.grid()
+        eps = self.config["rods"]["eps"]
+        films = self.shard(name)
+        n_par = len(self.parameter_names()[0])
+        sig = np.zeros((len(films),) + g.shape, np.float32)
+        field = np.zeros((len(films), g.shape[0] * g.shape[1], 2), np.float32)
+        params = np.zeros((len(films), n_par), np.float32)
+        labels = []
+        t0 = time.perf_counter()
+        for j, i in enumerate(films):
+            s = self.film(i)
+            amp = ctr_amplitude(g.h, g.k, g.l_row, s.layers, eps=eps)
+            inten = amp.total.real ** 2 + amp.total.imag ** 2
+            sig[j] = np.log10(inten)
+            field[j, :, 0] = amp.film.real.ravel()
+            field[j, :, 1] = amp.film.imag.ravel()
+            params[j] = self.padded_parameters(s)
+            labels.append({"structure": f"film-{i:07d}", "thickness_A": s.layers.thickness,
+                           "n_layers": s.layers.n_layers})
+        names, units = self.parameter_names()
+        with atomic_group(out) as grp:
+            grp.create_array(self.signal, data=sig)
+            grp.create_array("film_field", data=field)
+            grp.create_array("parameters", data=params)
+            write_attrs(grp, {
+                "plane_labels": labels, "num_configs": 1,
+                "rod_hk": g.hk.tolist(), "l_values": g.L.tolist(), "eps": eps,
+                "parameter_names": names, "parameter_units": units,
+                "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
+        progress(f"{name}: {len(films)} films in {time.perf_counter() - t0:.2f} s")
+
+    @property
+    def thicknesses(self) -> dict[str, float]:
+        from ...forward.ctr import A_STO
+
+        return {f"{n}L": n * A_STO for n in self.config["films"]["n_layers"]}
+
+    def sample_classes(self, task) -> dict[str, int]:
+        return {f"film-{i:07d}": 0 for i in range(self.config["films"]["count"])}
+
+    # -- collect --------------------------------------------------------------
+    def dataset_attrs(self, unit_attrs: dict) -> dict:
+        keep = ("rod_hk", "l_values", "eps", "parameter_names", "parameter_units")
+        out = {k: unit_attrs[k] for k in keep}
+        out["parameter_groups"] = [parameter_group(n) for n in unit_attrs["parameter_names"]]
+        return out
+
+    def describe_dataset(self, ds) -> list[str]:
+        s = ds[self.signal].shape
+        return [f"  {s[0]} films, {s[1]} rods x {s[2]} L points; "
+                f"{len(ds.attrs['parameter_names'])} layer parameters"]
+
+    # -- examples -------------------------------------------------------------
+    def cut_examples(self, signal: np.ndarray, task, config: dict):
+        """One example per film: the rods concatenated (rod-major), log10 I."""
+        return [(np.asarray(signal).reshape(-1), {})]
+
+    def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:
+        return {"dims": ["example", "point"], "rod_hk": dataset_attrs["rod_hk"],
+                "l_values": dataset_attrs["l_values"]}
+
+    def augment_example(self, x: np.ndarray, rng: np.random.Generator, config: dict):
+        """Counting noise and a scale factor per rod on log10 I.
+
+        The expected counts are ``I * s_rod * k``: ``s_rod = exp(N(0,
+        rod_scale_sigma))`` per rod, ``k`` such that the median point gets
+        ``counts_median`` counts (log-uniform in its range); Poisson counts,
+        0 floored at 0.5, back to log10 intensity in the original units.
+        """
+        a = config["augment"]
+        n_rods = len(self.grid().hk)
+        lo, hi = np.log(a["counts_median"])
+        counts_median = float(np.exp(rng.uniform(lo, hi)))
+        inten = 10.0 ** x.reshape(n_rods, -1)
+        scale = np.exp(rng.normal(0.0, a["rod_scale_sigma"], (n_rods, 1)))
+        k = counts_median / np.median(inten)
+        counts = rng.poisson(inten * scale * k).astype(np.float64)
+        noisy = np.maximum(counts, 0.5) / k
+        return np.log10(noisy).reshape(x.shape), {"counts_median": counts_median}
+
+    def augment_attrs(self, config: dict) -> dict:
+        a = config["augment"]
+        return {"counts_median": list(a["counts_median"]),
+                "rod_scale_sigma": a["rod_scale_sigma"]}
+
+    # -- readout: the layer parameters ------------------------------------------
+    def readout_truth(self, task, dataset: str | Path, structure_index: np.ndarray) -> dict:
+        """The true layer parameters of the films ``structure_index``."""
+        import zarr
+
+        ds = zarr.open_group(str(dataset), mode="r")
+        names = list(ds.attrs["parameter_names"])
+        return {"names": names, "units": list(ds.attrs["parameter_units"]),
+                "groups": list(ds.attrs["parameter_groups"]),
+                "truth": ds["parameters"][...][np.asarray(structure_index)].astype(np.float64)}
+
+    def readout(self, task, predicted: np.ndarray, structure_index: np.ndarray,
+                dataset: str | Path, config: dict,
+                progress: Callable[[str], None] = print) -> dict:
+        """Fit the layer parameters to every predicted film field (the first
+        ``evaluate.fit_films`` films); with the truth for the metrics."""
+        import time
+
+        from .fit import fit_best_thickness
+
+        n = min(len(predicted), int(config["evaluate"]["fit_films"]))
+        out = self.readout_truth(task, dataset, structure_index[:n])
+        g = self.grid()
+        opts = self.film_options()
+        pos = {name: i for i, name in enumerate(out["names"])}
+        fitted = np.full((n, len(out["names"])), np.nan)
+        layers = np.zeros(n, int)
+        t0 = time.perf_counter()
+        for i in range(n):
+            U = (predicted[i, :, 0] + 1j * predicted[i, :, 1]).reshape(g.shape)
+            nl, theta, _ = fit_best_thickness(g, opts, U)
+            from .fit import FilmModel
+
+            names = _names_of(FilmModel(g, nl, opts), self)
+            for v, name in zip(theta, names):
+                fitted[i, pos[name]] = v
+            layers[i] = nl
+            if (i + 1) % max(1, n // 10) == 0 or i == n - 1:
+                progress(f"fit {i + 1}/{n} films ({time.perf_counter() - t0:.1f} s)")
+        out.update(predicted=fitted, n_layers=layers)
+        return out
+
+    def plot_readout(self, result: dict, dataset: str | Path, out_dir: str | Path) -> list:
+        from .plots import readout_figures
+
+        return readout_figures(self, result, dataset, out_dir)
+
+    # -- plots ----------------------------------------------------------------
+    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
+        from .plots import dataset_overview
+
+        dataset_overview(dataset, out)
+
+    # -- config ---------------------------------------------------------------
+    def check_config(self, config: dict) -> None:
+        from ...config import ConfigError
+
+        try:
+            type(self)(config).film_options()
+        except ValueError as exc:
+            raise ConfigError(f"config key 'films': {exc}") from None
+        r = config["rods"]
+        n = r["l_max"] / r["l_step"]
+        if abs(n - round(n)) > 1e-9:
+            raise ConfigError(f"config key 'rods.l_max': value {r['l_max']} is not a multiple "
+                              f"of rods.l_step={r['l_step']}; valid: l_max = n * l_step")
+        a = config["augment"]["counts_median"]
+        if a[0] > a[1]:
+            raise ConfigError(f"config key 'augment.counts_median': value {a} is invalid; "
+                              "valid: [low, high] with low <= high")
+
+    def summary_info(self) -> dict:
+        f = self.config["films"]
+        return {"films": f["count"], "n_layers": list(f["n_layers"]),
+                "rough_top": f["rough_top"]}
+
+
+def _names_of(model, camp) -> list[str]:
+    """Parameter names of a :class:`.fit.FilmModel`'s vector."""
+    from .films import sample_film
+
+    opts = model.options
+    one = type(opts)(**{**opts.__dict__, "n_layers": (model.n_layers,)})
+    return list(sample_film(np.random.default_rng(0), one).parameters()[1])
+
+
+__all__ = ["LaoStoCtr", "parameter_group", "GROUPS"]

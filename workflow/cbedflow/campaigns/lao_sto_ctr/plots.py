@@ -1,0 +1,104 @@
+"""Figures of the CTR campaign: the dataset's rods, and the readout (the
+paper's Fig. 3a-c: predicted vs true parameters, R² per parameter; Fig. 2a:
+the electron-density profile of a held-out film from the predicted and the
+true U)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...plots import plt, save
+
+
+def dataset_overview(dataset: str | Path, out: str | Path) -> None:
+    """log10 I and |U| of the 00 and 11 rods of three films."""
+    import zarr
+
+    ds = zarr.open_group(str(dataset), mode="r")
+    hk = [tuple(v) for v in ds.attrs["rod_hk"]]
+    L = np.asarray(ds.attrs["l_values"])
+    n_l = len(L)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.5), sharex=True)
+    for col, rod in enumerate([(0, 0), (1, 1)]):
+        if rod not in hk:
+            continue
+        r = hk.index(rod)
+        for i in range(min(3, ds["log10_intensity"].shape[0])):
+            axes[0, col].plot(L, ds["log10_intensity"][i, r], lw=0.8, label=f"film {i}")
+            u = ds["film_field"][i, r * n_l:(r + 1) * n_l]
+            axes[1, col].plot(L, np.hypot(u[:, 0], u[:, 1]), lw=0.8)
+        axes[0, col].set_title(f"rod {rod[0]}{rod[1]}")
+        axes[1, col].set_xlabel("L (r.l.u.)")
+    axes[0, 0].set_ylabel("log10 I (e²)")
+    axes[1, 0].set_ylabel("|U| (e)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("CTR dataset: intensities (what is measured) and film field U (the target)")
+    save(fig, out)
+
+
+def readout_figures(camp, result: dict, dataset: str | Path, out_dir: str | Path) -> list:
+    """R² per parameter, two parity plots and a density profile; returns the paths."""
+    from ...forward.ctr import density_profile
+    from ...metrics import regression_metrics
+
+    out_dir = Path(out_dir)
+    names, groups = result["names"], result["groups"]
+    truth, pred = np.asarray(result["truth"]), np.asarray(result["predicted"])
+    m = regression_metrics(truth, pred, names, result["units"])["targets"]
+    base = result.get("baseline_targets") or {}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(8, 0.16 * len(names)), 3.6))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [m[n]["r2"] for n in names], 0.4, label="U-Net + fit")
+    if base:
+        ax.bar(x + 0.2, [base.get(n, {}).get("r2", np.nan) for n in names], 0.4,
+               label="ridge baseline")
+    ax.set_xticks(x, names, rotation=90, fontsize=6)
+    ax.set_ylim(min(0.0, np.nanmin([m[n]["r2"] for n in names])), 1.02)
+    ax.axhline(0.99, color="k", lw=0.6, ls="--")
+    ax.set_ylabel("R² (held-out films)")
+    ax.legend(fontsize=7)
+    ax.set_title("Layer parameters from the predicted film field")
+    p = out_dir / "r2_per_parameter.png"
+    save(fig, p)
+    paths.append(p)
+
+    pick = [n for n in names if n.startswith("c_")][len([n for n in names
+                                                         if n.startswith("c_")]) // 2:][:1]
+    pick += [n for n in names if n.startswith("p_")][:1]
+    fig, axes = plt.subplots(1, len(pick), figsize=(3.4 * len(pick), 3.3))
+    for ax, name in zip(np.atleast_1d(axes), pick):
+        j = names.index(name)
+        ax.scatter(truth[:, j], pred[:, j], s=6)
+        lims = [np.nanmin(truth[:, j]), np.nanmax(truth[:, j])]
+        ax.plot(lims, lims, "k--", lw=0.7)
+        ax.set_xlabel(f"true {name} ({result['units'][j]})")
+        ax.set_ylabel(f"predicted {name}")
+        ax.set_title(f"{name}: R² {m[name]['r2']:.3f}", fontsize=9)
+    p = out_dir / "parameter_parity.png"
+    save(fig, p)
+    paths.append(p)
+
+    if result.get("field_predicted") is not None:
+        import zarr
+
+        ds = zarr.open_group(str(dataset), mode="r")
+        L = np.asarray(ds.attrs["l_values"])
+        n_l = len(L)
+        z = np.linspace(-4, 4 + 3.905 * max(camp.config["films"]["n_layers"]), 800)
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        for label, u, style in (("true U", result["field_true"], "k-"),
+                                ("predicted U", result["field_predicted"], "C1--")):
+            u00 = u[:n_l, 0] + 1j * u[:n_l, 1]  # the 00 rod comes first
+            ax.plot(z, density_profile(L, u00, z), style, lw=1, label=label)
+        ax.set_xlabel("z above the substrate (Å)")
+        ax.set_ylabel("ρ(z) (e/Å, + const)")
+        ax.set_title("Electron-density profile of a held-out film (00 rod)")
+        ax.legend(fontsize=7)
+        p = out_dir / "density_profile.png"
+        save(fig, p)
+        paths.append(p)
+    return paths

@@ -1,0 +1,61 @@
+"""Readouts: quantities derived from a network's output that have their own
+truth (``Task.readout``; e.g. the layer parameters fitted to a predicted
+curve). Generic: the campaign computes the readout
+(``Campaign.readout``); this stage feeds it the test predictions, scores it
+(MAE, RMSE, R² per quantity, mean R² per group) beside the baseline, which
+for a readout task predicts the quantities directly, and draws the
+campaign's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .metrics import group_r2, regression_metrics
+from .storage import atomic_file, open_complete, write_json
+
+
+def score(result: dict) -> dict:
+    """Metrics of a readout dict (``names``, ``units``, ``groups``,
+    ``truth``, ``predicted``): per quantity, their mean R² and per group."""
+    m = regression_metrics(result["truth"], result["predicted"], result["names"],
+                           result["units"])
+    m["groups"] = group_r2(m["targets"], result["groups"])
+    m["n"] = int(len(result["truth"]))
+    return m
+
+
+def run_readout(camp, task, predictions: str | Path, test: str | Path, dataset: str | Path,
+                config: dict, out_json: str | Path, out_npz: str | Path,
+                baseline_json: str | Path | None = None, plots_dir: str | Path | None = None,
+                progress: Callable[[str], None] = print) -> dict:
+    """The readout of a model's test predictions (``predictions.npz`` of
+    evaluate), scored, with the campaign's figures in ``plots_dir``."""
+    pred = np.load(predictions)
+    g = open_complete(test, array="x")
+    idx = pred["index"]
+    structure = g["structure_index"][...][idx]
+    result = camp.readout(task, pred["predicted"], structure, dataset, config, progress)
+    metrics = score(result)
+    metrics.update(readout=task.readout, task=task.name, method=f"network + {task.readout}")
+    n = len(result["truth"])
+    base = None
+    if baseline_json is not None and Path(baseline_json).exists():
+        import json
+
+        base = json.loads(Path(baseline_json).read_text())
+        metrics["baseline"] = {"r2_mean": base["r2_mean"], "groups": base.get("groups", {}),
+                               "method": base.get("method")}
+    with atomic_file(out_npz) as tmp:
+        np.savez(tmp, predicted=result["predicted"], truth=result["truth"],
+                 structure_index=structure[:n], names=np.array(result["names"]))
+    if plots_dir is not None:
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        figs = dict(result, baseline_targets=(base or {}).get("targets"),
+                    field_predicted=pred["predicted"][0], field_true=g["y"][int(idx[0])])
+        metrics["figures"] = [str(p) for p in camp.plot_readout(figs, dataset, plots_dir)]
+    write_json(out_json, metrics)
+    return metrics
