@@ -94,6 +94,11 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
         out = regression_metrics(yte, pred.reshape(shape), r["names"], r["units"])
         out["groups"] = group_r2(out["targets"], r["groups"])
         out["readout"] = task.readout
+        # the readout scores the network on the first test samples only (an
+        # expensive fit): the baseline's predictions of those, to score it on
+        # the same samples there
+        k = min(len(pred), int(config.get("evaluate", {}).get("fit_films", len(pred))))
+        out["first_predictions"] = pred.reshape(len(pred), -1)[:k].tolist()
     elif task.is_regression:
         names = list(task.target_names) if len(task.target_names) == shape[-1] else [
             f"target_{i}" for i in range(shape[-1])]

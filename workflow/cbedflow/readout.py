@@ -47,8 +47,19 @@ def run_readout(camp, task, predictions: str | Path, test: str | Path, dataset: 
         import json
 
         base = json.loads(Path(baseline_json).read_text())
-        metrics["baseline"] = {"r2_mean": base["r2_mean"], "groups": base.get("groups", {}),
-                               "method": base.get("method")}
+        first = np.asarray(base.get("first_predictions", []), float)
+        if len(first) < n:
+            raise ValueError(f"{baseline_json}: holds the baseline's predictions of "
+                             f"{len(first)} test samples, the readout scores {n}; rerun the "
+                             "baseline with the same evaluate settings")
+        same = score(dict(result, predicted=first[:n]))
+        # the baseline on the readout's samples (the comparison), and on every test sample
+        metrics["baseline"] = {"r2_mean": same["r2_mean"], "groups": same["groups"],
+                               "targets": same["targets"], "method": base.get("method"),
+                               "all_test": {"r2_mean": base["r2_mean"],
+                                            "groups": base.get("groups", {}),
+                                            "n": base.get("n_test")}}
+        base = metrics["baseline"]
     with atomic_file(out_npz) as tmp:
         np.savez(tmp, predicted=result["predicted"], truth=result["truth"],
                  structure_index=structure[:n], names=np.array(result["names"]))

@@ -63,24 +63,29 @@ def _cnn(metrics: dict, predictions: str | Path) -> dict:
 
 def _baseline(b: dict) -> dict:
     if b.get("kind") == "regression":
-        return {"kind": "regression", "targets": _targets(b["targets"]),
-                "r2_mean": b["r2_mean"], "method": b["method"], "alpha": b["alpha"],
-                "n_train": b["n_train"], "n_test": b["n_test"]}
+        out = {"kind": "regression", "targets": _targets(b["targets"]),
+               "r2_mean": b["r2_mean"], "method": b["method"], "alpha": b["alpha"],
+               "n_train": b["n_train"], "n_test": b["n_test"]}
+        if b.get("readout"):  # it predicts the readout's quantities, not the network's
+            out["readout"] = b["readout"]
+        return out
     keep = ("accuracy", "per_thickness_accuracy", "within_one_class",
             "per_thickness_within_one_class", "method", "C", "n_train", "n_test",
             *_by_keys(b))
     return {k: b[k] for k in keep if k in b}
 
 
-def _readout(r: dict, base: dict) -> dict:
-    """A readout's scores beside the baseline's (which predicts the same quantities)."""
+def _readout(r: dict, base: dict | None = None) -> dict:
+    """A readout's scores beside the baseline's on the same samples (it
+    predicts the same quantities; readout.json holds both)."""
     def part(d):
         return {"r2_mean": d["r2_mean"], "groups": d.get("groups", {}),
                 "targets": {k: {"r2": v["r2"], "mae": v["mae"], "unit": v["unit"]}
                             for k, v in d["targets"].items()}}
 
+    b = r.get("baseline")  # the baseline on the readout's own samples
     return {"name": r["readout"], "n_test": r["n"], "network": part(r),
-            "baseline": part(base) if "targets" in base else None}
+            "baseline": part(b) if b and "targets" in b else None}
 
 
 def _breakdown_title(camp, task: str) -> str:
@@ -154,6 +159,8 @@ def model_line(mid: str, m: dict) -> str:
                 f"{b.get('r2_mean', float('nan')):.3f} on {r['n_test']} test samples; {groups}; "
                 f"network output R² {cnn['r2_mean']:.3f}")
     if cnn.get("kind") == "regression":
+        if base.get("readout"):  # a baseline of other quantities: no comparison here
+            base = {}
         parts = []
         for name, t in cnn["targets"].items():
             b = (base.get("targets") or {}).get(name, {})
@@ -190,10 +197,19 @@ def headline_rst(doc: dict) -> str:
     and MAE per target, baseline R², interval coverage) from a summary
     document, with links to the report's Evaluation category and figures
     (Snakemake report targets, by file name)."""
-    cls_rows, reg_rows = [], []
+    cls_rows, reg_rows, ro_rows = [], [], []
     for task, t in sorted(doc["tasks"].items()):
         for model, m in t["models"].items():
             cnn, base = m["cnn"], m.get("baseline") or {}
+            if m.get("readout"):
+                r = m["readout"]
+                rb = r.get("baseline") or {}
+                for g, v in [("all (mean)", r["network"]["r2_mean"]),
+                             *r["network"]["groups"].items()]:
+                    b = rb.get("r2_mean") if g == "all (mean)" else rb.get("groups", {}).get(g)
+                    ro_rows.append((task, model, r["name"], g, f"{v:.3f}",
+                                    "-" if b is None else f"{b:.3f}", str(r["n_test"])))
+                base = {}  # its baseline predicts the readout, not the network's output
             if cnn.get("kind") == "regression":
                 for name, v in cnn["targets"].items():
                     b = (base.get("targets") or {}).get(name, {})
@@ -221,6 +237,12 @@ def headline_rst(doc: dict) -> str:
         out += ("\n" if cls_rows else "") + _rst_table(
             ("task", "model", "target", "R²", "MAE", "baseline R²",
              "68/95 % coverage", "test examples"), reg_rows) + "\n"
+    if ro_rows:
+        out += ("\nReadouts: quantities derived from the network's output (e.g. structure "
+                "parameters fitted to it), mean R² per group, beside the baseline that "
+                "predicts them straight from the input.\n\n") + _rst_table(
+            ("task", "model", "readout", "group", "network R²", "baseline R²",
+             "test samples"), ro_rows) + "\n"
     return out
 
 
@@ -262,9 +284,11 @@ def accuracy_lines(camp) -> list[str]:
             met = json.loads((d / "metrics.json").read_text())
             base = json.loads((d / "baseline.json").read_text()) if (
                 d / "baseline.json").exists() else {}
-            lines.append("  " + model_line(f"{task}/{spec.id}", {
-                "cnn": _cnn(met, d / "predictions.npz"), "baseline": _baseline(base)
-                if base else {}}))
+            entry = {"cnn": _cnn(met, d / "predictions.npz"),
+                     "baseline": _baseline(base) if base else {}}
+            if (d / "readout.json").exists():
+                entry["readout"] = _readout(json.loads((d / "readout.json").read_text()), base)
+            lines.append("  " + model_line(f"{task}/{spec.id}", entry))
     return lines
 
 
