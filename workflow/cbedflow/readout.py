@@ -38,10 +38,19 @@ def run_readout(camp, task, predictions: str | Path, test: str | Path, dataset: 
     g = open_complete(test, array="x")
     idx = pred["index"]
     structure = g["structure_index"][...][idx]
-    result = camp.readout(task, pred["predicted"], structure, dataset, config, progress)
+    k = min(len(idx), int(config.get("evaluate", {}).get("fit_films", len(idx))))
+    measured = g["x"].get_orthogonal_selection((np.asarray(idx[:k], np.int64),))
+    result = camp.readout(task, pred["predicted"], structure, dataset, config, progress,
+                          measured=measured)
     metrics = score(result)
     metrics.update(readout=task.readout, task=task.name, method=f"network + {task.readout}")
     n = len(result["truth"])
+    # other ways to the same quantities the campaign computes for reference
+    # (e.g. a fit without the network), scored on the same samples
+    metrics["alternatives"] = {}
+    for name, values in (result.get("alternatives") or {}).items():
+        alt = score(dict(result, predicted=values))
+        metrics["alternatives"][name] = {"r2_mean": alt["r2_mean"], "groups": alt["groups"]}
     base = None
     if baseline_json is not None and Path(baseline_json).exists():
         import json
@@ -62,7 +71,9 @@ def run_readout(camp, task, predictions: str | Path, test: str | Path, dataset: 
         base = metrics["baseline"]
     with atomic_file(out_npz) as tmp:
         np.savez(tmp, predicted=result["predicted"], truth=result["truth"],
-                 structure_index=structure[:n], names=np.array(result["names"]))
+                 structure_index=structure[:n], names=np.array(result["names"]),
+                 **{f"alternative_{i}": v for i, v in
+                    enumerate((result.get("alternatives") or {}).values())})
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         figs = dict(result, baseline_targets=(base or {}).get("targets"),

@@ -85,7 +85,8 @@ def _readout(r: dict, base: dict | None = None) -> dict:
 
     b = r.get("baseline")  # the baseline on the readout's own samples
     return {"name": r["readout"], "n_test": r["n"], "network": part(r),
-            "baseline": part(b) if b and "targets" in b else None}
+            "baseline": part(b) if b and "targets" in b else None,
+            "alternatives": r.get("alternatives", {})}
 
 
 def _breakdown_title(camp, task: str) -> str:
@@ -155,9 +156,11 @@ def model_line(mid: str, m: dict) -> str:
             f"{g} {v:.3f}" + (f" (baseline {b['groups'][g]:.3f})" if g in b.get("groups", {})
                               else "")
             for g, v in r["network"]["groups"].items())
+        alts = "".join(f"; {name}: R² {a['r2_mean']:.3f}"
+                       for name, a in (r.get("alternatives") or {}).items())
         return (f"{mid}: {r['name']} R² network {r['network']['r2_mean']:.3f}, baseline "
                 f"{b.get('r2_mean', float('nan')):.3f} on {r['n_test']} test samples; {groups}; "
-                f"network output R² {cnn['r2_mean']:.3f}")
+                f"network output R² {cnn['r2_mean']:.3f}{alts}")
     if cnn.get("kind") == "regression":
         if base.get("readout"):  # a baseline of other quantities: no comparison here
             base = {}

@@ -244,11 +244,15 @@ class Campaign:
 
     def readout(self, task, predicted: np.ndarray, structure_index: np.ndarray,
                 dataset: str | Path, config: dict,
-                progress: Callable[[str], None] = print) -> dict:
+                progress: Callable[[str], None] = print,
+                measured: np.ndarray | None = None) -> dict:
         """The readout of the network's test predictions (unscaled outputs,
-        one per example; ``structure_index`` of each): :meth:`readout_truth`'s
-        dict plus ``predicted`` (samples, quantities). May use the first
-        examples only (an expensive fit)."""
+        one per example; ``structure_index`` of each; ``measured``: the
+        network's raw inputs): :meth:`readout_truth`'s dict plus
+        ``predicted`` (samples, quantities) and optionally ``alternatives``
+        ({name: predicted} of other ways to the same quantities, e.g. a fit
+        without a network, scored beside it). May use the first examples
+        only (an expensive fit)."""
         raise CampaignError(f"campaign {self.name}: task {task.name} has no readout")
 
     def plot_readout(self, result: dict, dataset: str | Path, out_dir: str | Path) -> list:

@@ -235,33 +235,47 @@ class LaoStoCtr(Campaign):
 
     def readout(self, task, predicted: np.ndarray, structure_index: np.ndarray,
                 dataset: str | Path, config: dict,
-                progress: Callable[[str], None] = print) -> dict:
+                progress: Callable[[str], None] = print,
+                measured: np.ndarray | None = None) -> dict:
         """Fit the layer parameters to every predicted film field (the first
-        ``evaluate.fit_films`` films); with the truth for the metrics."""
+        ``evaluate.fit_films`` films); with the truth for the metrics. With
+        ``evaluate.direct_refinement`` and the network's inputs
+        (``measured``, log10 I), also the reference without a network: a
+        least-squares fit of the parameters to log10 I from the ideal film
+        (:func:`.fit.refine_to_intensity`)."""
         import time
 
-        from .fit import fit_best_thickness
+        from .fit import FilmModel, fit_best_thickness, refine_to_intensity
 
         n = min(len(predicted), int(config["evaluate"]["fit_films"]))
+        direct = config["evaluate"]["direct_refinement"]
         out = self.readout_truth(task, dataset, structure_index[:n])
         g = self.grid()
         opts = self.film_options()
         pos = {name: i for i, name in enumerate(out["names"])}
         fitted = np.full((n, len(out["names"])), np.nan)
+        refined = np.full_like(fitted, np.nan)
         layers = np.zeros(n, int)
         t0 = time.perf_counter()
         for i in range(n):
             U = (predicted[i, :, 0] + 1j * predicted[i, :, 1]).reshape(g.shape)
             nl, theta, _ = fit_best_thickness(g, opts, U)
-            from .fit import FilmModel
-
-            names = _names_of(FilmModel(g, nl, opts), self)
+            model = FilmModel(g, nl, opts)
+            names = _names_of(model, self)
             for v, name in zip(theta, names):
                 fitted[i, pos[name]] = v
             layers[i] = nl
+            if direct and measured is not None:
+                # no network: least squares against log10 I from the ideal film
+                th, _ = refine_to_intensity(model, measured[i].reshape(g.shape), model.ideal(),
+                                            eps=self.config["rods"]["eps"])
+                for v, name in zip(th, names):
+                    refined[i, pos[name]] = v
             if (i + 1) % max(1, n // 10) == 0 or i == n - 1:
                 progress(f"fit {i + 1}/{n} films ({time.perf_counter() - t0:.1f} s)")
         out.update(predicted=fitted, n_layers=layers)
+        if direct and measured is not None:
+            out["alternatives"] = {"direct fit to log10 I (no network)": refined}
         return out
 
     def plot_readout(self, result: dict, dataset: str | Path, out_dir: str | Path) -> list:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...forward.ctr import (
     A_STO,
+    DEFAULT_EPS,
     ELEMENTS,
     IDEAL_Z_B,
     IDEAL_Z_O_APICAL,
@@ -34,6 +35,8 @@ from ...forward.ctr import (
     FilmLayers,
     RodGrid,
     _q_abs,
+    bulk_structure_factor,
+    bulk_sum,
     form_factor,
 )
 from .films import FilmOptions, split_thickness
@@ -221,6 +224,75 @@ def fit_parameters(model: FilmModel, U_target: np.ndarray, weights: np.ndarray |
                           max_nfev=max_nfev)
         x = r.x
     return x, float(np.mean(r.fun ** 2))
+
+
+def _continuation(model: FilmModel, x0, resid_jac, max_nfev: int):
+    """Least squares from ``x0`` over growing L ranges (:data:`CONTINUATION_L`,
+    then every point). ``resid_jac(theta, keep, jac)`` gives the residual or
+    the Jacobian on the points ``keep`` (an L mask)."""
+    from scipy.optimize import least_squares
+
+    lo, hi = model.bounds()
+    x = np.clip(x0, lo, hi)
+    L = model.grid.L
+    r = None
+    for l_max in (*[v for v in CONTINUATION_L if v < L.max()], None):
+        keep = np.ones_like(L, bool) if l_max is None else L <= l_max
+        r = least_squares(lambda t: resid_jac(t, keep, False), x,
+                          jac=lambda t: resid_jac(t, keep, True), bounds=(lo, hi),
+                          method="trf", x_scale="jac", max_nfev=max_nfev)
+        x = r.x
+    return x, float(np.mean(r.fun ** 2))
+
+
+def bulk_field(grid: RodGrid, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """The substrate's amplitude ``F_bulk S`` on the grid (complex, electrons):
+    the film-independent part of ``F = F_bulk S + U``."""
+    return (bulk_structure_factor(grid.h, grid.k, grid.l_row, a=A_STO, c=A_STO)
+            * bulk_sum(grid.l_row, eps))
+
+
+def refine_to_intensity(model: FilmModel, log10_intensity: np.ndarray, theta0: np.ndarray,
+                        eps: float = DEFAULT_EPS, weights: np.ndarray | None = None,
+                        max_nfev: int = 50) -> tuple[np.ndarray, float]:
+    """Least-squares layer parameters against the measured intensities
+    themselves: ``sum w (log10 |F_bulk S + U(theta)|² - log10 I)²``, from
+    ``theta0`` (e.g. the fit to a network's U: the network solves the phase
+    problem, which puts the start in the basin of the truth, and the
+    refinement uses the exact forward model on what was measured).
+
+    Parameters
+    ----------
+    model : FilmModel
+    log10_intensity : numpy.ndarray
+        Measured log10 I on the grid (the grid's shape).
+    theta0 : numpy.ndarray
+        Start.
+    eps : float
+        The forward model's substrate attenuation (:func:`bulk_field`).
+    weights : numpy.ndarray, optional
+        Per-point weights (0 drops a point, e.g. one not measured).
+
+    Returns
+    -------
+    theta, cost (mean squared residual in log10 I)
+    """
+    B = bulk_field(model.grid, eps)
+    target = np.asarray(log10_intensity, float)
+    w = np.ones(target.shape) if weights is None else np.asarray(weights, float)
+    sw_all = np.sqrt(w)
+
+    def resid_jac(theta, keep, jac):
+        sw = sw_all * keep[None, :]
+        U, J = model.field_and_jacobian(theta, jacobian=jac)
+        F = B + U
+        inten = F.real ** 2 + F.imag ** 2
+        if not jac:
+            return ((np.log10(inten) - target) * sw).ravel()
+        dlog = 2 * (np.conj(F)[None] * J).real / (inten[None] * np.log(10.0))
+        return (dlog * sw[None]).reshape(len(theta), -1).T
+
+    return _continuation(model, theta0, resid_jac, max_nfev)
 
 
 def fit_best_thickness(grid: RodGrid, options: FilmOptions, U_target: np.ndarray,
