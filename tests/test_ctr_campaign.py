@@ -165,6 +165,77 @@ def test_bad_config_is_one_clear_line(change, message):
     assert "\n" not in str(e.value)
 
 
+def _measured_csv(path, film, scale=37.0, gaps=True, extra_lines=()):
+    """A 'measured' set: a film's intensities on a finer, shifted L grid
+    (0.013 steps), times an arbitrary scale, with gaps in some rods."""
+    from cbedflow.forward.ctr import ctr_intensity
+
+    rows = []
+    L = np.arange(0.02, 6.0, 0.013)
+    for h, k in GRID.hk:
+        inten = ctr_intensity(h, k, L, film.layers) * scale
+        keep = np.ones_like(L, bool)
+        if gaps and (h, k) == (1, 1):
+            keep &= ~((L > 2.0) & (L < 2.6))  # a gap of 0.6 r.l.u.
+        rows += [(h, k, l, i, np.sqrt(i)) for l, i, m in zip(L, inten, keep) if m]
+    lines = ["# a_A = 3.905", *extra_lines, "h,k,L,I,sigma"]
+    lines += [f"{h},{k},{l:.5f},{i:.6g},{s:.4g}" for h, k, l, i, s in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _manifest():
+    return {"geometry": {"rod_hk": GRID.hk.tolist(), "l_values": GRID.L.tolist()},
+            "input_scaling": {"mean": np.full(GRID.shape, 2.0).ravel().tolist(),
+                              "std": np.ones(GRID.size if hasattr(GRID, "size") else
+                                             16 * 240).tolist()}}
+
+
+def test_measured_set_is_resampled_masked_and_scaled(tmp_path):
+    from cbedflow.campaigns.lao_sto_ctr.measured import read_measured
+
+    film = sample_film(np.random.default_rng(4), FilmOptions())
+    path = _measured_csv(tmp_path / "set.csv", film)
+    x, info = read_measured(path, {}, _manifest(), None)
+    assert x.shape == (1, 3840)
+    masked = info["masked_per_rod"]
+    assert 0.08 < masked["11"] < 0.12 and masked["00"] == 0.0  # the 0.6 r.l.u. gap of 6
+    assert info["masked_fraction"] == pytest.approx(masked["11"] / 16, rel=1e-6)
+    grid = x.reshape(16, 240)
+    r11 = [tuple(v) for v in GRID.hk].index((1, 1))
+    gap = (GRID.L > 2.05) & (GRID.L < 2.55)
+    assert np.all(grid[r11, gap] == 2.0)  # masked points sit at the training mean
+    # elsewhere the resampled set is the film's log10 I shifted by one constant
+    from cbedflow.forward.ctr import ctr_intensity
+
+    true = np.log10(ctr_intensity(GRID.h, GRID.k, GRID.l_row, film.layers))
+    d = (grid - true)[info["data"]["mask"]]
+    dev = np.abs(d - np.median(d))  # linear interpolation errs only near the Bragg peaks
+    assert np.quantile(dev, 0.9) < 0.05 and np.median(dev) < 0.01
+    assert info["scale_factor"] > 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("h,k,L,I,sigma", "h,k,L,I"), "lacks column(s) sigma"),
+    (lambda t: t.replace("# a_A = 3.905", "# a_A = 3.791"), "metadata a_A = 3.791"),
+    (lambda t: "\n".join(x for x in t.splitlines() if not x.startswith("3,3,")),
+     "rod(s) 33 missing"),
+    (lambda t: t + "0,0,7.5,10,1\n", "L = 7.5 at row"),
+    (lambda t: t + "0,0,1.5,-4,1\n", "intensity I = -4"),
+    (lambda t: t + "0,0,1.5,nan,1\n", "I is not finite"),
+    (lambda t: t + "0,0,1.5,abc,1\n", "is not a row of numbers"),
+])
+def test_bad_measured_set_is_one_clear_line(tmp_path, edit, message):
+    from cbedflow.campaigns.lao_sto_ctr.measured import MeasuredCTRError, read_measured
+
+    film = sample_film(np.random.default_rng(4), FilmOptions())
+    path = _measured_csv(tmp_path / "set.csv", film)
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(MeasuredCTRError, match=re.escape(message)) as e:
+        read_measured(path, {}, _manifest(), None)
+    assert "\n" not in str(e.value)
+
+
 def test_regression_metrics_skip_missing_targets():
     y = np.array([[1.0, np.nan], [2.0, 1.0], [3.0, 3.0]])
     p = np.array([[1.0, 5.0], [2.0, 1.0], [3.0, 3.0]])
@@ -219,3 +290,25 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
                      r"-?\d\.\d{3} on 40 test samples; c spacing", s.stdout), s.stdout
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # predict on a 'measured' set with a gap, through the Snakemake predict rule
+    film = get_campaign(validate({"campaign": "lao_sto_ctr", "seed": 1})).film(0)
+    data = _measured_csv(tmp_path / "measured.csv", film)
+    p = subprocess.run(cmd + ["predict", "--config", f"output_dir={out}",
+                              f"predict_input={data}"],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    (pred_dir,) = (out / "predictions").iterdir()
+    res = json.loads((pred_dir / "predictions.json").read_text())
+    assert res["masked_per_rod"]["11"] > 0.05 and res["targets"] == ["Re_U", "Im_U"]
+    assert np.asarray(res["predicted"]).shape == (1, 3840, 2)
+    assert len((pred_dir / "predictions.csv").read_text().splitlines()) == 1 + 3840
+    assert (pred_dir / "map.png").stat().st_size > 5000
+    # a bad set stops with one line and writes nothing
+    bad = tmp_path / "bad.csv"
+    bad.write_text(data.read_text() + "0,0,1.5,-4,1\n")
+    b = subprocess.run(cmd + ["predict", "--config", f"output_dir={out}",
+                              f"predict_input={bad}"],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert b.returncode != 0 and "intensity I = -4" in b.stdout + b.stderr
+    assert not (out / "predictions" / "bad-film_field-all").exists()

@@ -95,9 +95,15 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
         names = list(manifest.get("targets") or task.target_names)
         result.update(targets=names, units=list(manifest.get("units") or task.units),
                       predicted=mean.tolist(), predicted_std=std.tolist())
-        header = ["example"] + [f"{n}" for n in names] + [f"{n}_std" for n in names]
-        rows = [[i] + [f"{v:.6g}" for v in np.ravel(m)] + [f"{v:.6g}" for v in np.ravel(s)]
-                for i, (m, s) in enumerate(zip(mean, std))]
+        if mean.ndim == 3:  # a curve of targets per example: one row per point
+            header = ["example", "point"] + names + [f"{n}_std" for n in names]
+            rows = [[i, j] + [f"{v:.6g}" for v in mp] + [f"{v:.6g}" for v in sp]
+                    for i, (m, s) in enumerate(zip(mean, std))
+                    for j, (mp, sp) in enumerate(zip(m, s))]
+        else:
+            header = ["example"] + [f"{n}" for n in names] + [f"{n}_std" for n in names]
+            rows = [[i] + [f"{v:.6g}" for v in np.ravel(m)] + [f"{v:.6g}" for v in np.ravel(s)]
+                    for i, (m, s) in enumerate(zip(mean, std))]
     else:
         classes = list(manifest["classes"])
         result.update(classes=classes, probabilities=mean.tolist(),

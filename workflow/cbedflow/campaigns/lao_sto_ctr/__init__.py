@@ -278,6 +278,19 @@ class LaoStoCtr(Campaign):
             out["alternatives"] = {"direct fit to log10 I (no network)": refined}
         return out
 
+    # -- measured data --------------------------------------------------------
+    def read_measured(self, path, options: dict, manifest: dict, task):
+        """A measured CTR set (CSV or HDF5 of h, k, L, I, sigma), resampled
+        and masked (:mod:`.measured`)."""
+        from .measured import read_measured
+
+        return read_measured(path, options, manifest, task)
+
+    def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
+        from .plots import measured_prediction
+
+        measured_prediction(data, info, result, out)
+
     def plot_readout(self, result: dict, dataset: str | Path, out_dir: str | Path) -> list:
         from .plots import readout_figures
 

@@ -102,3 +102,44 @@ def readout_figures(camp, result: dict, dataset: str | Path, out_dir: str | Path
         save(fig, p)
         paths.append(p)
     return paths
+
+
+def measured_prediction(data: dict, info: dict, result: dict, out: str | Path) -> None:
+    """A measured set: its resampled log10 I on the 00 and 11 rods (masked
+    points grey), the predicted |U| with its MC-dropout spread, and the
+    electron-density profile from the predicted U of the 00 rod."""
+    from ...forward.ctr import A_STO, density_profile
+
+    x, mask = data["log10_intensity"], data["mask"]
+    rods = info["rods"]
+    L = np.asarray(result["l_values"])
+    n_l = len(L)
+    mean = np.asarray(result["predicted"])[0]
+    std = np.asarray(result["predicted_std"])[0]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for rod in ("00", "11"):
+        if rod in rods:
+            r = rods.index(rod)
+            axes[0].plot(L, x[r], lw=0.8, label=f"rod {rod}")
+            axes[0].plot(L[~mask[r]], x[r][~mask[r]], ".", color="0.6", ms=2)
+            u = mean[r * n_l:(r + 1) * n_l]
+            s = std[r * n_l:(r + 1) * n_l]
+            amp = np.hypot(u[:, 0], u[:, 1])
+            axes[1].plot(L, amp, lw=0.8, label=f"rod {rod}")
+            axes[1].fill_between(L, amp - np.hypot(s[:, 0], s[:, 1]),
+                                 amp + np.hypot(s[:, 0], s[:, 1]), alpha=0.3)
+    axes[0].set_xlabel("L (r.l.u.)")
+    axes[0].set_ylabel("log10 I (training scale)")
+    axes[0].set_title(f"measured, {100 * info['masked_fraction']:.0f} % of the grid masked",
+                      fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("L (r.l.u.)")
+    axes[1].set_ylabel("|U| predicted (e)")
+    axes[1].legend(fontsize=7)
+    u00 = mean[:n_l, 0] + 1j * mean[:n_l, 1]
+    z = np.linspace(-4, 60, 800)
+    axes[2].plot(z, density_profile(L, u00, z, c=A_STO), lw=1)
+    axes[2].set_xlabel("z above the substrate (Å)")
+    axes[2].set_ylabel("ρ(z) (e/Å, + const)")
+    axes[2].set_title("density from the predicted U (00 rod)", fontsize=9)
+    save(fig, out)
