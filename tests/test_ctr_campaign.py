@@ -294,8 +294,9 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
     # predict on a 'measured' set with a gap, through the Snakemake predict rule
     film = get_campaign(validate({"campaign": "lao_sto_ctr", "seed": 1})).film(0)
     data = _measured_csv(tmp_path / "measured.csv", film)
-    p = subprocess.run(cmd + ["predict", "--config", f"output_dir={out}",
-                              f"predict_input={data}"],
+    base = cmd[:-2]  # without --config output_dir=...: one --config with both keys
+    p = subprocess.run(base + ["--config", f"output_dir={out}", f"predict_input={data}",
+                               "--", "predict"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     (pred_dir,) = (out / "predictions").iterdir()
@@ -307,8 +308,8 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
     # a bad set stops with one line and writes nothing
     bad = tmp_path / "bad.csv"
     bad.write_text(data.read_text() + "0,0,1.5,-4,1\n")
-    b = subprocess.run(cmd + ["predict", "--config", f"output_dir={out}",
-                              f"predict_input={bad}"],
+    b = subprocess.run(base + ["--config", f"output_dir={out}", f"predict_input={bad}",
+                               "--", "predict"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert b.returncode != 0 and "intensity I = -4" in b.stdout + b.stderr
     assert not (out / "predictions" / "bad-film_field-all").exists()

@@ -24,6 +24,7 @@ from .storage import (
     atomic_group,
     digest,
     open_complete,
+    StackWriter,
     stack_chunk_length,
     write_attrs,
 )
@@ -116,9 +117,13 @@ def collect(
     name_index = {name: i for i, name in enumerate(names)}
     t0 = time.perf_counter()
     with atomic_group(out) as ds:
-        signal = ds.create_array(sig, shape=(n,) + shape, dtype="float32",
-                                 chunks=(1,) + shape, fill_value=0.0,
-                                 compressors=None)  # float32 signals hardly compress
+        # chunks of whole samples, ~1 MiB (one sample each for large signals),
+        # written in order one chunk at a time: nothing held but one chunk
+        signal = StackWriter(ds.create_array(
+            sig, shape=(n,) + shape, dtype="float32",
+            chunks=(min(n, stack_chunk_length(shape)),) + shape, fill_value=0.0,
+            compressors=None))  # float32 signals hardly compress
+        curves: dict[str, StackWriter] = {}  # labels that are arrays per sample
         dtypes = {lab.name: lab.dtype for lab in camp.labels}
         dtypes[INDEX_LABEL[0]] = INDEX_LABEL[1]
         labels: dict[str, np.ndarray] = {}
@@ -139,18 +144,25 @@ def collect(
             values[INDEX_LABEL[0]] = name_index[key[0]]
             for k, dt in dtypes.items():
                 v = np.asarray(values[k], dtype=dt)
-                if k not in labels:  # a label may be an array per sample (a curve)
-                    labels[k] = np.zeros((n,) + v.shape, dtype=dt)
+                if v.ndim:  # a label that is an array per sample (a curve): streamed
+                    if k not in curves:
+                        curves[k] = StackWriter(ds.create_array(
+                            k, shape=(n,) + v.shape, dtype=dt,
+                            chunks=(min(n, stack_chunk_length(v.shape, v.dtype.itemsize)),)
+                            + v.shape))
+                    curves[k][i] = v
+                    continue
+                if k not in labels:
+                    labels[k] = np.zeros(n, dtype=dt)
                 labels[k][i] = v
             if n <= 1000 or (i + 1) % (n // 100) == 0 or i == n - 1:
                 progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
                          f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
-        for k in dtypes:
-            v = labels[k]
-            # a curve per sample: chunks of whole samples (~1 MiB), not one chunk
-            chunks = v.shape if v.ndim == 1 else (
-                min(len(v), stack_chunk_length(v.shape[1:], v.dtype.itemsize)),) + v.shape[1:]
-            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=chunks)
+        signal.close()
+        for w in curves.values():
+            w.close()
+        for k, v in labels.items():
+            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape)
             arr[...] = v
         write_attrs(ds, {
             "dims": ["sample", *camp.signal_dims],

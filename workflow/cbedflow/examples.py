@@ -20,6 +20,7 @@ import numpy as np
 import zarr
 
 from .storage import (
+    ChunkReader,
     CorruptOutputError,
     StackWriter,
     atomic_group,
@@ -135,8 +136,8 @@ def examples_for_task(
     campaign's examples of every sample, split by sample. ``config``: the
     validated config (``seed``, ``split`` and the campaign's sections)."""
     ds = open_complete(dataset, array=camp.signal)
-    sig = ds[camp.signal]
-    n_samples = sig.shape[0]
+    sig = ChunkReader(ds[camp.signal])  # samples are read in order within a split
+    n_samples = ds[camp.signal].shape[0]
     missing = [name for name in task.labels if name not in ds]
     if missing:
         raise ExampleError(f"{dataset}: has no label array {missing[0]!r} for task {task.name}")

@@ -171,3 +171,22 @@ class StackWriter:
         self._flush()
         if self.next != self.array.shape[0]:
             raise ValueError(f"StackWriter: {self.next} of {self.array.shape[0]} items written")
+
+
+class ChunkReader:
+    """Read items of a chunked array one at a time in (mostly) increasing
+    order, decoding each stored chunk once: the last chunk read is kept.
+    Hand-written: zarr decodes a whole chunk for every single-item read."""
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self.chunk = array.chunks[0]
+        self._start = None
+        self._block = None
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        start = (int(i) // self.chunk) * self.chunk
+        if start != self._start:
+            self._block = self.array[start:start + self.chunk]
+            self._start = start
+        return self._block[int(i) - start]
