@@ -117,6 +117,21 @@ def test_command_line_config_keeps_the_profile_site(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctr_paper_campaign_previews_on_frontier(tmp_path):
+    """The CTR campaign at the paper's scale (1e5 films): a dry run through
+    the Frontier profile plans the shards in packed jobs and one training."""
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / "ctr-paper.yaml"),
+                  cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = _counts(out)
+    site = validate({"site": "frontier"})["site"]
+    assert counts["simulate_job"] == -(-50 // site["units_per_job"])  # 1e5 / 2000 per shard
+    assert counts["train"] == 1 and counts["readout"] == 1 and counts["collect"] == 1
+
+
+@pytest.mark.slow
 def test_profile_config_errors_are_one_line(tmp_path):
     r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm", "env-modules",
                   "--configfile", str(ROOT / "config" / "config.yaml"), "--config",
