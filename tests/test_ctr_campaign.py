@@ -267,7 +267,7 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
     log = (out / "logs" / "train" / "film_field" / "all.log").read_text()
     assert "hvd rank=1 size=2" in log
     ro = json.loads((out / "evaluation" / "film_field" / "all" / "readout.json").read_text())
-    assert ro["n"] == 40 and set(ro["groups"]) == {
+    assert ro["n"] == 20 and set(ro["groups"]) == {
         "c spacing", "B-site z", "apical O z", "planar O z", "Sr fraction p"}
     assert np.isfinite(ro["baseline"]["r2_mean"]) and ro["baseline"]["all_test"]["n"] == 90
     # the reference without a network, on the same films: clean data, a direct fit wins
@@ -287,7 +287,7 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(ROOT / "workflow")), timeout=120)
     assert s.returncode == 0, s.stderr
     assert re.search(r"film_field/all: layer_parameters R² network -?\d\.\d{3}, baseline "
-                     r"-?\d\.\d{3} on 40 test samples; c spacing", s.stdout), s.stdout
+                     r"-?\d\.\d{3} on 20 test samples; c spacing", s.stdout), s.stdout
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
 
