@@ -193,37 +193,24 @@ def fit_parameters(model: FilmModel, U_target: np.ndarray, weights: np.ndarray |
     cost : float
         Final mean squared residual, electrons².
     """
-    from scipy.optimize import least_squares
-
     w = np.ones(U_target.shape) if weights is None else np.asarray(weights, float)
-    sw = np.sqrt(w).ravel()  # rebound per continuation stage below
+    sw_all = np.sqrt(w)
 
-    def resid(theta):
-        U, _ = model.field_and_jacobian(theta, jacobian=False)
-        d = (U - U_target).ravel()
-        return np.concatenate([d.real * sw, d.imag * sw])
-
-    def jac(theta):
-        _, J = model.field_and_jacobian(theta)
+    def resid_jac(theta, keep, jac):
+        sw = (sw_all * keep[None, :]).ravel()
+        U, J = model.field_and_jacobian(theta, jacobian=jac)
+        if not jac:
+            d = (U - U_target).ravel()
+            return np.concatenate([d.real * sw, d.imag * sw])
         J = J.reshape(len(theta), -1)
         return np.concatenate([(J.real * sw).T, (J.imag * sw).T])
 
-    lo, hi = model.bounds()
-    x = np.clip(model.ideal(), lo, hi)
     # continuation in L: the phases q_z z grow with L, and at L = 6 an error of
     # 0.2 Å in a layer's height (a few c_n errors summed) is 2 rad: a fit of
     # the whole rod from the ideal film falls into a neighbouring minimum.
     # Up to L_max ~ 1 the cost is nearly quadratic around the truth; each
     # stage starts from the last.
-    L = model.grid.L
-    full = np.broadcast_to(np.sqrt(w), U_target.shape)
-    for l_max in (*[v for v in CONTINUATION_L if v < L.max()], None):
-        keep = np.ones_like(L, bool) if l_max is None else L <= l_max
-        sw = (full * keep[None, :]).ravel()
-        r = least_squares(resid, x, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac",
-                          max_nfev=max_nfev)
-        x = r.x
-    return x, float(np.mean(r.fun ** 2))
+    return _continuation(model, model.ideal(), resid_jac, max_nfev)
 
 
 def _continuation(model: FilmModel, x0, resid_jac, max_nfev: int):
