@@ -94,25 +94,16 @@ class LaoStoCtr(Campaign):
         return sample_film(np.random.default_rng([self.config["seed"], 41, index]),
                            self.film_options())
 
-    def parameter_names(self) -> tuple[list[str], list[str]]:
-        """Names and units of the parameter vector of the thickest film (a
-        thinner film's missing layers are NaN)."""
-        from .films import FilmOptions, sample_film
+    def parameter_names(self, n_layers: int | None = None) -> tuple[list[str], list[str]]:
+        """Names and units of the parameter vector of a film of ``n_layers``
+        (default: the thickest film; a thinner film's missing layers are NaN
+        there)."""
+        from .films import parameter_names
 
         o = self.film_options()
-        thickest = FilmOptions(**{**o.__dict__, "n_layers": (max(o.n_layers),)})
-        _, names, units = sample_film(np.random.default_rng(0), thickest).parameters()
+        names, units = parameter_names(n_layers or max(o.n_layers), 2 * o.n_mixed_side,
+                                       o.rough_top)
         return list(names), list(units)
-
-    def padded_parameters(self, sample) -> np.ndarray:
-        """A film's parameters at the positions of :meth:`parameter_names`."""
-        values, names, _ = sample.parameters()
-        all_names, _ = self.parameter_names()
-        out = np.full(len(all_names), np.nan)
-        pos = {n: i for i, n in enumerate(all_names)}
-        for v, n in zip(values, names):
-            out[pos[n]] = v
-        return out
 
     # -- samples and units ----------------------------------------------------
     def units(self) -> list[tuple[str, str, int]]:
@@ -140,10 +131,11 @@ class LaoStoCtr(Campaign):
         g = self.grid()
         eps = self.config["rods"]["eps"]
         films = self.shard(name)
-        n_par = len(self.parameter_names()[0])
+        names, units = self.parameter_names()
+        pos = {n: i for i, n in enumerate(names)}
         sig = np.zeros((len(films),) + g.shape, np.float32)
         field = np.zeros((len(films), g.shape[0] * g.shape[1], 2), np.float32)
-        params = np.zeros((len(films), n_par), np.float32)
+        params = np.full((len(films), len(names)), np.nan, np.float32)
         labels = []
         t0 = time.perf_counter()
         for j, i in enumerate(films):
@@ -153,10 +145,10 @@ class LaoStoCtr(Campaign):
             sig[j] = np.log10(inten)
             field[j, :, 0] = amp.film.real.ravel()
             field[j, :, 1] = amp.film.imag.ravel()
-            params[j] = self.padded_parameters(s)
+            values, own, _ = s.parameters()
+            params[j, [pos[n] for n in own]] = values  # a thinner film's rest stays NaN
             labels.append({"structure": f"film-{i:07d}", "thickness_A": s.layers.thickness,
                            "n_layers": s.layers.n_layers})
-        names, units = self.parameter_names()
         with atomic_group(out) as grp:
             grp.create_array(self.signal, data=sig)
             grp.create_array("film_field", data=field)
@@ -261,7 +253,7 @@ class LaoStoCtr(Campaign):
             U = (predicted[i, :, 0] + 1j * predicted[i, :, 1]).reshape(g.shape)
             nl, theta, _ = fit_best_thickness(g, opts, U)
             model = FilmModel(g, nl, opts)
-            names = _names_of(model, self)
+            names = self.parameter_names(nl)[0]
             for v, name in zip(theta, names):
                 fitted[i, pos[name]] = v
             layers[i] = nl
@@ -324,15 +316,6 @@ class LaoStoCtr(Campaign):
         f = self.config["films"]
         return {"films": f["count"], "n_layers": list(f["n_layers"]),
                 "rough_top": f["rough_top"]}
-
-
-def _names_of(model, camp) -> list[str]:
-    """Parameter names of a :class:`.fit.FilmModel`'s vector."""
-    from .films import sample_film
-
-    opts = model.options
-    one = type(opts)(**{**opts.__dict__, "n_layers": (model.n_layers,)})
-    return list(sample_film(np.random.default_rng(0), one).parameters()[1])
 
 
 __all__ = ["LaoStoCtr", "parameter_group", "GROUPS"]

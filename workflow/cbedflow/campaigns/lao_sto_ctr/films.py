@@ -162,18 +162,27 @@ class FilmSample:
         units : tuple of str
         """
         f = self.layers
-        n = f.n_layers
-        idx = [f"{i + 1:02d}" for i in range(n)]
         values = [f.c[:-1], f.z_b, f.z_o_apical, f.z_o_planar, f.p_sr[list(self.mixed)]]
-        names = ([f"c_{i}" for i in idx[:-1]] + [f"zB_{i}" for i in idx]
-                 + [f"zOap_{i}" for i in idx] + [f"zOpl_{i}" for i in idx]
-                 + [f"p_{j + 1}" for j in range(len(self.mixed))])
-        units = ["Å"] * (n - 1) + ["c_n"] * (3 * n) + ["1"] * len(self.mixed)
         if self.rough:
             values.append(f.occupancy[-1:])
-            names.append("occ_top")
-            units.append("1")
-        return np.concatenate(values).astype(np.float64), tuple(names), tuple(units)
+        names, units = parameter_names(f.n_layers, len(self.mixed), self.rough)
+        return np.concatenate(values).astype(np.float64), names, units
+
+
+def parameter_names(n_layers: int, n_mixed: int, rough: bool
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names and units of the parameter vector of a film of ``n_layers``
+    layers, ``n_mixed`` charge-mixed layers and (``rough``) a rough top, in
+    the order of :meth:`FilmSample.parameters`."""
+    idx = [f"{i + 1:02d}" for i in range(n_layers)]
+    names = ([f"c_{i}" for i in idx[:-1]] + [f"zB_{i}" for i in idx]
+             + [f"zOap_{i}" for i in idx] + [f"zOpl_{i}" for i in idx]
+             + [f"p_{j + 1}" for j in range(n_mixed)])
+    units = ["Å"] * (n_layers - 1) + ["c_n"] * (3 * n_layers) + ["1"] * n_mixed
+    if rough:
+        names.append("occ_top")
+        units.append("1")
+    return tuple(names), tuple(units)
 
 
 def sample_sr_fractions(rng: np.random.Generator, n: int = 4,
