@@ -108,13 +108,13 @@ def test_regression_metrics_and_coverage():
                                                                                      abs=0.01)
 
 
-def _snakemake(args, out, timeout=600):
+def _snakemake(args, out, timeout=600, config=()):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"),
                CBEDFLOW_TRAIN_ENV=str(train_env()))
     env.pop("SNAKEMAKE_PROFILE", None)
     return subprocess.run([str(ROOT / ".venv" / "simulate" / "bin" / "snakemake"),
                            "--profile", "profiles/local", "--configfile", "tests/toy/config.yaml",
-                           "--config", f"output_dir={out}", *args],
+                           "--config", f"output_dir={out}", *config, *args],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -186,3 +186,23 @@ def test_toy_campaign_end_to_end(tmp_path):
     rep = _snakemake(["--report", str(report)], out)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert report.stat().st_size > 100_000
+
+    # evaluate.noisy_test adds the noisy test split's evaluations to the trained models:
+    # nothing trained or evaluated before reruns, every model gets a noisy row
+    models = {p: p.stat().st_mtime_ns for p in (out / "models").rglob("model.keras")}
+    clean = {p: p.stat().st_mtime_ns for p in (out / "evaluation").rglob("*.json")}
+    noisy = _snakemake([], out, config=["evaluate={mc_dropout_samples: 10, noisy_test: true}"])
+    assert noisy.returncode == 0, noisy.stderr[-4000:]
+    ran = set(re.findall(r"rule (\w+):", noisy.stdout + noisy.stderr))
+    assert ran == {"noisy_test", "evaluate_noisy", "baseline_noisy", "summarize", "plot_overview",
+                   "all"}, ran  # plot_overview draws the summary
+    assert {p: p.stat().st_mtime_ns for p in models} == models
+    assert {p: p.stat().st_mtime_ns for p in clean} == clean
+    doc = json.loads((out / "summary.json").read_text())
+    for task in ("shape", "offset"):
+        n = doc["tasks"][task]["models"]["all"]["noisy_test"]
+        assert n["cnn"]["n_test"] == doc["tasks"][task]["models"]["all"]["cnn"]["n_test"]
+        assert zarr.open_group(str(out / "tasks" / task / "test_noisy.zarr"),
+                               mode="r").attrs["split"] == "test_noisy"
+    assert 0.5 < doc["tasks"]["shape"]["models"]["all"]["noisy_test"]["cnn"]["accuracy"] <= 1
+    assert re.search(r"shape +all \(noisy test\) +\d\.\d{3}", headline_rst(doc))

@@ -78,6 +78,29 @@ def test_augment_is_seeded_and_poisson(tmp_path):
     assert counts.var() == pytest.approx(lam, rel=0.2)
 
 
+def test_noisy_test_copy_is_one_noisy_version_per_example_on_its_own_seeds(tmp_path):
+    x = np.full((3, 5, 16, 16), 1.0 / 256, np.float32)
+    _examples(tmp_path / "test.zarr", x, [0, 1, 0])
+    zarr.open_group(str(tmp_path / "test.zarr"), mode="r+").attrs["source"] = "dataset.zarr"
+    cfg = {"seed": 4, "augment": {"copies": 3, "keep_original": True,
+                                  "dose_e_per_pattern": [1e3, 1e4], "max_rotation_deg": 0.0}}
+    camp = get_campaign(cfg)
+    quiet = {"progress": lambda m: None}
+    augment(camp, tmp_path / "test.zarr", tmp_path / "n.zarr", cfg, noisy_test=True, **quiet)
+    augment(camp, tmp_path / "test.zarr", tmp_path / "t.zarr", cfg, **quiet)
+    n = zarr.open_group(str(tmp_path / "n.zarr"))
+    t = zarr.open_group(str(tmp_path / "t.zarr"))
+    assert n["x"].shape[0] == 3 and list(n["y"][...]) == [0, 1, 0]  # one copy, no original
+    dose = n["dose_e_per_pattern"][...]
+    assert np.all((dose >= 1e3) & (dose <= 1e4))  # every example noisy
+    assert not np.any(np.isclose(dose[:, None], t["dose_e_per_pattern"][...][None]))
+    assert n.attrs["split"] == "test_noisy" and n.attrs["source"] == "dataset.zarr"
+    assert n.attrs["augmented_from"] == str(tmp_path / "test.zarr")
+    again = tmp_path / "n2.zarr"
+    augment(camp, tmp_path / "test.zarr", again, cfg, noisy_test=True, **quiet)
+    np.testing.assert_array_equal(zarr.open_group(str(again))["x"][...], n["x"][...])
+
+
 def test_check_examples_names_file_and_problem(tmp_path):
     with pytest.raises(CorruptOutputError, match="missing.zarr: split is missing"):
         check_examples(tmp_path / "missing.zarr")

@@ -97,7 +97,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from .examples import augment
 
     params = json.loads(args.params)
-    augment(_campaign(params), args.train, args.out, params, progress=_log)
+    augment(_campaign(params), args.train, args.out, params, progress=_log,
+            noisy_test=args.noisy_test)
     return 0
 
 
@@ -203,6 +204,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     for task, t in doc["tasks"].items():
         for mid, m in t["models"].items():
             _log(model_line(f"{task}/{mid}", m))
+            if m.get("noisy_test"):
+                _log(model_line(f"{task}/{mid} (noisy test)", m["noisy_test"]))
     return 0
 
 
@@ -295,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--params", required=True, help="JSON: campaign, seed and augment sections")
     a.add_argument("--train", required=True)
     a.add_argument("--out", required=True)
+    a.add_argument("--noisy-test", action="store_true",
+                   help="--train is the test split: one augmented copy of every example "
+                        "(evaluate.noisy_test)")
     a.set_defaults(func=cmd_augment)
 
     t = sub.add_parser("train", help="train the task's network (under horovodrun/mpirun/srun)")

@@ -210,6 +210,7 @@ def augment(
     out: str | Path,
     config: dict,
     progress: Callable[[str], None] = print,
+    noisy_test: bool = False,
 ) -> Path:
     """Write an augmented copy of the training split.
 
@@ -217,12 +218,20 @@ def augment(
     ``augment.keep_original``), each made by the campaign's
     ``augment_example``. Draws are seeded per (example, copy), so the result
     does not depend on processing order.
+
+    With ``noisy_test`` the input is the test split and every example gets
+    exactly one augmented version, from draws of their own (another seed
+    stream than the training copies): the held-out set under the same
+    measurement conditions the network was trained for
+    (``evaluate.noisy_test``).
     """
     a = config["augment"]
     copies, keep_original, seed = a["copies"], a["keep_original"], config["seed"]
+    if noisy_test:
+        copies, keep_original = 1, False
     src = open_complete(train, array="x")
     n = src["x"].shape[0]
-    key = zlib.crc32(str(src.attrs["task"]).encode())
+    key = zlib.crc32((str(src.attrs["task"]) + ("/test_noisy" if noisy_test else "")).encode())
     meta_dt = meta_dtypes(camp)
     t0 = time.perf_counter()
     with atomic_group(out) as g:
@@ -254,8 +263,9 @@ def augment(
         for k, v in extra.items():
             g.create_array(k, shape=v.shape, dtype=v.dtype, chunks=(max(1, len(v)),))[...] = v
         attrs = dict(src.attrs)
-        attrs.update(split="train_augmented", copies=copies, **camp.augment_attrs(config),
-                     source=str(train))
+        attrs.update(split="test_noisy" if noisy_test else "train_augmented", copies=copies,
+                     **camp.augment_attrs(config),
+                     augmented_from=str(train))  # source: the dataset, as the split
         _finish(g, meta, attrs)
     return Path(out)
 

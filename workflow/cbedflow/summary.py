@@ -89,6 +89,15 @@ def _readout(r: dict, base: dict | None = None) -> dict:
             "alternatives": r.get("alternatives", {})}
 
 
+def _test_set(paths: dict, metrics: dict) -> dict:
+    """cnn, baseline and (if any) readout of one model on one test set."""
+    base = json.loads(Path(paths["baseline"]).read_text())
+    out = {"cnn": _cnn(metrics, paths["predictions"]), "baseline": _baseline(base)}
+    if paths.get("readout"):
+        out["readout"] = _readout(json.loads(Path(paths["readout"]).read_text()), base)
+    return out
+
+
 def _breakdown_title(camp, task: str) -> str:
     t = camp.tasks.get(task)
     return t.breakdown_title if t is not None else ""
@@ -105,15 +114,14 @@ def build_summary(config: dict, models: list[dict]) -> dict:
     tasks: dict[str, dict] = {}
     for m in models:
         metrics = json.loads(Path(m["metrics"]).read_text())
-        base = json.loads(Path(m["baseline"]).read_text())
         t = tasks.setdefault(m["task"], {"target_accuracy": camp.target_accuracy.get(m["task"]),
                                          "kind": metrics.get("kind", "classification"),
                                          "breakdown_title": _breakdown_title(camp, m["task"]),
                                          "models": {}})
-        entry = {"spec": metrics["model"], "cnn": _cnn(metrics, m["predictions"]),
-                 "baseline": _baseline(base)}
-        if m.get("readout"):
-            entry["readout"] = _readout(json.loads(Path(m["readout"]).read_text()), base)
+        entry = {"spec": metrics["model"], **_test_set(m, metrics)}
+        if m.get("noisy_test"):  # evaluate.noisy_test: the same on a noisy test split
+            noisy = m["noisy_test"]
+            entry["noisy_test"] = _test_set(noisy, json.loads(Path(noisy["metrics"]).read_text()))
         t["models"][m["model"]] = entry
     return {
         "schema_version": 1,
@@ -202,7 +210,10 @@ def headline_rst(doc: dict) -> str:
     (Snakemake report targets, by file name)."""
     cls_rows, reg_rows, ro_rows = [], [], []
     for task, t in sorted(doc["tasks"].items()):
-        for model, m in t["models"].items():
+        sets = [(model, m) for model, m in t["models"].items()]
+        sets += [(f"{model} (noisy test)", m["noisy_test"]) for model, m in t["models"].items()
+                 if m.get("noisy_test")]
+        for model, m in sets:
             cnn, base = m["cnn"], m.get("baseline") or {}
             if m.get("readout"):
                 r = m["readout"]
@@ -284,15 +295,21 @@ def accuracy_lines(camp) -> list[str]:
             if not (d / "metrics.json").exists():
                 lines.append(f"  {task}/{spec.id}: not evaluated yet")
                 continue
-            met = json.loads((d / "metrics.json").read_text())
-            base = json.loads((d / "baseline.json").read_text()) if (
-                d / "baseline.json").exists() else {}
-            entry = {"cnn": _cnn(met, d / "predictions.npz"),
-                     "baseline": _baseline(base) if base else {}}
-            if (d / "readout.json").exists():
-                entry["readout"] = _readout(json.loads((d / "readout.json").read_text()), base)
-            lines.append("  " + model_line(f"{task}/{spec.id}", entry))
+            lines.append("  " + model_line(f"{task}/{spec.id}", _entry_from_dir(d)))
+            if (d / "noisy" / "metrics.json").exists():
+                lines.append("  " + model_line(f"{task}/{spec.id} (noisy test)",
+                                               _entry_from_dir(d / "noisy")))
     return lines
+
+
+def _entry_from_dir(d: Path) -> dict:
+    """A model's summary entry from the files of one test set's evaluation folder."""
+    met = json.loads((d / "metrics.json").read_text())
+    base = json.loads((d / "baseline.json").read_text()) if (d / "baseline.json").exists() else {}
+    entry = {"cnn": _cnn(met, d / "predictions.npz"), "baseline": _baseline(base) if base else {}}
+    if (d / "readout.json").exists():
+        entry["readout"] = _readout(json.loads((d / "readout.json").read_text()), base)
+    return entry
 
 
 def publish(results: str | Path, measured: list[str], out: str | Path,

@@ -86,7 +86,7 @@ SIM_ENV = "../../envs/simulate-gpu.yaml" if config["device"] == "gpu" else "../.
 wildcard_constraints:
     job=r"j\d+",
     task=r"[a-z_]+",
-    model=r"all|all-thickness-input|t[0-9p]+",
+    model=r"all|all-thickness-input|t[0-9A-Za-z]+",
     split=r"train|validation|test",
 
 
@@ -96,8 +96,8 @@ _LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_nod
                          "train_launcher")}
 
 
-# keys that say which models exist, not how one is trained
-_NOT_PER_MODEL = {"train": ("variants",)}
+# keys that say which models (test sets) exist, not how one is trained (evaluated)
+_NOT_PER_MODEL = {"train": ("variants",), "evaluate": ("noisy_test",)}
 
 
 def stage_params(*sections, **extra):
@@ -216,6 +216,15 @@ def task_figures(task):
     return ("confusion_matrix", "training_curves", "example_predictions", "reliability")
 
 
+def test_sets():
+    """(path suffix under evaluation/{task}/{model}, split, label) of every test set:
+    the test split, and with evaluate.noisy_test its noisy copy."""
+    out = [("", "test", "clean")]
+    if config["evaluate"]["noisy_test"]:
+        out.append(("/noisy", "test_noisy", "noisy_test"))
+    return out
+
+
 def has_readout(task):
     """Whether ``task`` has a readout (rule readout)."""
     return bool(get_task(CAMPAIGN, task).readout)
@@ -228,7 +237,8 @@ def final_targets():
     for task, model in all_models():
         targets += [f"{OUT}/plots/{task}/{model}/{name}.png" for name in task_figures(task)]
         if has_readout(task):
-            targets.append(f"{OUT}/evaluation/{task}/{model}/readout.json")
+            targets += [f"{OUT}/evaluation/{task}/{model}{sub}/readout.json"
+                        for sub, _, _ in test_sets()]
     return targets
 
 

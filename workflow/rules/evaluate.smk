@@ -1,95 +1,106 @@
-rule evaluate:
-    """Held-out test metrics of one model, with MC dropout and its calibration
-    (classification: ECE; regression: interval coverage, scaled on the validation split)."""
-    input:
-        model=f"{OUT}/models/{{task}}/{{model}}/model.keras",
-        test=f"{OUT}/tasks/{{task}}/test.zarr",
-        validation=f"{OUT}/tasks/{{task}}/validation.zarr",
-    output:
-        metrics=report(
-            f"{OUT}/evaluation/{{task}}/{{model}}/metrics.json",
-            caption="../report/metrics.rst",
-            category="Evaluation",
-            subcategory="{task}",
-            labels={"model": "{model}", "figure": "metrics"},
-        ),
-        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
-    log:
-        f"{OUT}/logs/evaluate/{{task}}/{{model}}.log",
-    params:
-        spec=lambda wc: stage_params("evaluate"),
-    resources:
-        **rule_resources("evaluate"),
-    conda:
-        TRAIN_ENV
-    shell:
-        TRAIN_PATH + "python -m cbedflow evaluate --task {wildcards.task} --model {input.model} "
-        "--test {input.test} --validation {input.validation} --params {params.spec:q} "
-        "--out-json {output.metrics} "
-        "--out-predictions {output.predictions} > {log} 2>&1"
+# One evaluate/baseline/readout per test set: the clean test split, and with
+# evaluate.noisy_test a noisy copy of it (rule noisy_test) in evaluation/.../noisy/.
+for _sub, _split, _label in test_sets():
+    _ev = f"{OUT}/evaluation/{{task}}/{{model}}{_sub}"
 
+    rule:
+        """Held-out test metrics of one model, with MC dropout and its calibration
+        (classification: ECE; regression: interval coverage, scaled on the validation split)."""
+        name:
+            "evaluate" + _sub.replace("/", "_")
+        input:
+            model=f"{OUT}/models/{{task}}/{{model}}/model.keras",
+            test=f"{OUT}/tasks/{{task}}/{_split}.zarr",
+            validation=f"{OUT}/tasks/{{task}}/validation.zarr",
+        output:
+            metrics=report(
+                f"{_ev}/metrics.json",
+                caption="../report/metrics.rst",
+                category="Evaluation",
+                subcategory="{task}",
+                labels={"model": "{model}", "figure": "metrics", "test set": _label},
+            ),
+            predictions=f"{_ev}/predictions.npz",
+        log:
+            f"{OUT}/logs/evaluate/{{task}}/{{model}}{_sub.replace('/', '_')}.log",
+        params:
+            spec=lambda wc: stage_params("evaluate"),
+        resources:
+            **rule_resources("evaluate"),
+        conda:
+            TRAIN_ENV
+        shell:
+            TRAIN_PATH + "python -m cbedflow evaluate --task {wildcards.task} --model {input.model} "
+            "--test {input.test} --validation {input.validation} --params {params.spec:q} "
+            "--out-json {output.metrics} "
+            "--out-predictions {output.predictions} > {log} 2>&1"
 
-rule baseline:
-    """The campaign's baseline on the same examples as the model (lao_sto_cbed: ring-feature
-    logistic regression; regularisation chosen on the validation split)."""
-    input:
-        train=f"{OUT}/tasks/{{task}}/train.zarr",
-        validation=f"{OUT}/tasks/{{task}}/validation.zarr",
-        test=f"{OUT}/tasks/{{task}}/test.zarr",
-    output:
-        f"{OUT}/evaluation/{{task}}/{{model}}/baseline.json",
-    log:
-        f"{OUT}/logs/baseline/{{task}}/{{model}}.log",
-    params:
-        spec=lambda wc: model_params(wc, "seed", "evaluate"),
-    resources:
-        **rule_resources("baseline"),
-    conda:
-        SIM_ENV
-    shell:
-        "python -m cbedflow baseline --params {params.spec:q} --task {wildcards.task} "
-        "--train {input.train} --validation {input.validation} --test {input.test} "
-        "--out-json {output} > {log} 2>&1"
+    rule:
+        """The campaign's baseline on the same examples as the model (lao_sto_cbed: ring-feature
+        logistic regression; regularisation chosen on the validation split). On a noisy test
+        set it is trained on the augmented training split, as the network is."""
+        name:
+            "baseline" + _sub.replace("/", "_")
+        input:
+            train=f"{OUT}/tasks/{{task}}/train{'_augmented' if _sub else ''}.zarr",
+            validation=f"{OUT}/tasks/{{task}}/validation.zarr",
+            test=f"{OUT}/tasks/{{task}}/{_split}.zarr",
+        output:
+            f"{_ev}/baseline.json",
+        log:
+            f"{OUT}/logs/baseline/{{task}}/{{model}}{_sub.replace('/', '_')}.log",
+        params:
+            spec=lambda wc: model_params(wc, "seed", "evaluate"),
+        resources:
+            **rule_resources("baseline"),
+        conda:
+            SIM_ENV
+        shell:
+            "python -m cbedflow baseline --params {params.spec:q} --task {wildcards.task} "
+            "--train {input.train} --validation {input.validation} --test {input.test} "
+            "--out-json {output} > {log} 2>&1"
 
-
-rule readout:
-    """A readout task's derived quantities (lao_sto_ctr: layer parameters fitted to the
-    predicted film field) on the test split, beside the baseline that predicts them directly."""
-    input:
-        predictions=f"{OUT}/evaluation/{{task}}/{{model}}/predictions.npz",
-        baseline=f"{OUT}/evaluation/{{task}}/{{model}}/baseline.json",
-        test=f"{OUT}/tasks/{{task}}/test.zarr",
-        dataset=f"{OUT}/dataset.zarr",
-    output:
-        metrics=report(
-            f"{OUT}/evaluation/{{task}}/{{model}}/readout.json",
-            caption="../report/readout.rst",
-            category="Evaluation",
-            subcategory="{task}",
-            labels={"model": "{model}", "figure": "readout"},
-        ),
-        npz=f"{OUT}/evaluation/{{task}}/{{model}}/readout.npz",
-        plots=report(
-            directory(f"{OUT}/plots/{{task}}/{{model}}/readout"),
-            patterns=["{name}.png"],
-            caption="../report/readout.rst",
-            category="Evaluation",
-            subcategory="{task}",
-            labels={"model": "{model}", "figure": "{name}"},
-        ),
-    log:
-        f"{OUT}/logs/readout/{{task}}/{{model}}.log",
-    params:
-        spec=lambda wc: stage_params("seed", *CAMPAIGN.config_sections, "evaluate"),
-    resources:
-        **rule_resources("evaluate"),
-    conda:
-        SIM_ENV
-    shell:
-        "python -m cbedflow readout --params {params.spec:q} --task {wildcards.task} "
-        "--predictions {input.predictions} --baseline {input.baseline} --test {input.test} "
-        "--dataset {input.dataset} --plots {output.plots} --out-json {output.metrics} "
-        "--out-npz {output.npz} > {log} 2>&1"
+    rule:
+        """A readout task's derived quantities (lao_sto_ctr: layer parameters fitted to the
+        predicted film field) on the test split, beside the baseline that predicts them
+        directly."""
+        name:
+            "readout" + _sub.replace("/", "_")
+        input:
+            predictions=f"{_ev}/predictions.npz",
+            baseline=f"{_ev}/baseline.json",
+            test=f"{OUT}/tasks/{{task}}/{_split}.zarr",
+            dataset=f"{OUT}/dataset.zarr",
+        output:
+            metrics=report(
+                f"{_ev}/readout.json",
+                caption="../report/readout.rst",
+                category="Evaluation",
+                subcategory="{task}",
+                labels={"model": "{model}", "figure": "readout", "test set": _label},
+            ),
+            npz=f"{_ev}/readout.npz",
+            plots=report(
+                directory(f"{OUT}/plots/{{task}}/{{model}}/readout{_sub.replace('/', '_')}"),
+                patterns=["{name}.png"],
+                caption="../report/readout.rst",
+                category="Evaluation",
+                subcategory="{task}",
+                labels={"model": "{model}", "figure": "{name}", "test set": _label},
+            ),
+        log:
+            f"{OUT}/logs/readout/{{task}}/{{model}}{_sub.replace('/', '_')}.log",
+        params:
+            spec=lambda wc: stage_params("seed", *CAMPAIGN.config_sections, "evaluate"),
+        resources:
+            **rule_resources("evaluate"),
+        conda:
+            SIM_ENV
+        shell:
+            "python -m cbedflow readout --params {params.spec:q} --task {wildcards.task} "
+            "--predictions {input.predictions} --baseline {input.baseline} --test {input.test} "
+            "--dataset {input.dataset} --plots {output.plots} --out-json {output.metrics} "
+            "--out-npz {output.npz} > {log} 2>&1"
 
 
 def _summary_models():
@@ -100,6 +111,9 @@ def _summary_models():
                  "predictions": f"{base}/predictions.npz", "baseline": f"{base}/baseline.json"}
         if has_readout(task):
             entry["readout"] = f"{base}/readout.json"
+        for sub, _, label in test_sets()[1:]:
+            entry[label] = {k: v.replace(base, base + sub) for k, v in entry.items()
+                            if k not in ("task", "model")}
         out.append(json.dumps(entry))
     return out
 
@@ -108,7 +122,8 @@ rule summarize:
     """Every model's metrics and baseline in one JSON (schema:
     workflow/schemas/summary.schema.yaml)."""
     input:
-        [f"{OUT}/evaluation/{t}/{m}/{f}" for t, m in all_models()
+        [f"{OUT}/evaluation/{t}/{m}{sub}/{f}" for t, m in all_models()
+         for sub, _, _ in test_sets()
          for f in ("metrics.json", "predictions.npz", "baseline.json")
          + (("readout.json",) if has_readout(t) else ())],
     output:

@@ -234,19 +234,23 @@ class LaoStoCtr(Campaign):
         ``evaluate.direct_refinement`` and the network's inputs
         (``measured``, log10 I), also the reference without a network: a
         least-squares fit of the parameters to log10 I from the ideal film
-        (:func:`.fit.refine_to_intensity`)."""
+        (:func:`.fit.refine_to_intensity`); with ``evaluate.network_refinement``
+        the fit to U refined against log10 I (the network's U as the start)."""
         import time
 
         from .fit import FilmModel, fit_best_thickness, refine_to_intensity
 
         n = min(len(predicted), int(config["evaluate"]["fit_films"]))
-        direct = config["evaluate"]["direct_refinement"]
+        direct = config["evaluate"]["direct_refinement"] and measured is not None
+        refine = config["evaluate"]["network_refinement"] and measured is not None
+        eps = self.config["rods"]["eps"]
         out = self.readout_truth(task, dataset, structure_index[:n])
         g = self.grid()
         opts = self.film_options()
         pos = {name: i for i, name in enumerate(out["names"])}
         fitted = np.full((n, len(out["names"])), np.nan)
         refined = np.full_like(fitted, np.nan)
+        net_refined = np.full_like(fitted, np.nan)
         layers = np.zeros(n, int)
         t0 = time.perf_counter()
         for i in range(n):
@@ -257,17 +261,23 @@ class LaoStoCtr(Campaign):
             for v, name in zip(theta, names):
                 fitted[i, pos[name]] = v
             layers[i] = nl
-            if direct and measured is not None:
+            cols = [pos[name] for name in names]
+            if refine:
+                # the network's U gave the start; the exact model against log10 I finishes
+                net_refined[i, cols], _ = refine_to_intensity(
+                    model, measured[i].reshape(g.shape), theta, eps=eps)
+            if direct:
                 # no network: least squares against log10 I from the ideal film
-                th, _ = refine_to_intensity(model, measured[i].reshape(g.shape), model.ideal(),
-                                            eps=self.config["rods"]["eps"])
-                for v, name in zip(th, names):
-                    refined[i, pos[name]] = v
+                refined[i, cols], _ = refine_to_intensity(
+                    model, measured[i].reshape(g.shape), model.ideal(), eps=eps)
             if (i + 1) % max(1, n // 10) == 0 or i == n - 1:
                 progress(f"fit {i + 1}/{n} films ({time.perf_counter() - t0:.1f} s)")
         out.update(predicted=fitted, n_layers=layers)
-        if direct and measured is not None:
-            out["alternatives"] = {"direct fit to log10 I (no network)": refined}
+        out["alternatives"] = {}
+        if refine:
+            out["alternatives"]["network + fit, refined to log10 I"] = net_refined
+        if direct:
+            out["alternatives"]["direct fit to log10 I (no network)"] = refined
         return out
 
     # -- measured data --------------------------------------------------------
