@@ -244,6 +244,61 @@ def test_regression_metrics_skip_missing_targets():
     assert m["targets"]["b"]["n"] == 2
 
 
+def test_measured_readout_recovers_the_film_with_calibrated_errors(tmp_path):
+    """The readout of a measured set (rule predict): a film's rods on the
+    model's grid at an unknown scale with 2 % Gaussian errors (sigma given),
+    a gap in one rod, and the true U as the 'network's' prediction. The
+    refinement against log10 I, weighted by sigma with a free scale, lands
+    within its standard errors of the truth (chi² per point ~ 1), and the
+    fit to the exact U is exact."""
+    from cbedflow.forward.ctr import ctr_intensity
+    from cbedflow.tasks import get_task
+
+    camp = get_campaign(validate({"campaign": "lao_sto_ctr", "seed": 3,
+                                  "tasks": ["film_field"]}))
+    film = camp.film(7)
+    rng = np.random.default_rng(11)
+    lines = ["h,k,L,I,sigma"]
+    for h, k in GRID.hk:
+        inten = ctr_intensity(h, k, GRID.L, film.layers) * 37.0
+        noisy = inten * (1 + 0.02 * rng.standard_normal(inten.shape))
+        keep = ~((GRID.L > 2.0) & (GRID.L < 2.6)) if (h, k) == (1, 1) else np.ones_like(GRID.L, bool)
+        lines += [f"{h},{k},{l:.4f},{i:.8g},{0.02 * t:.8g}"
+                  for l, i, t, m in zip(GRID.L, noisy, inten, keep) if m]
+    path = tmp_path / "set.csv"
+    path.write_text("\n".join(lines) + "\n")
+    U = _film_field(film)
+    pred = {"l_values": GRID.L.tolist(),
+            "predicted": np.stack([U.real.ravel(), U.imag.ravel()], -1)[None].tolist()}
+    r = camp.readout_measured(get_task(camp, "film_field"), pred, path, camp.config,
+                              progress=lambda m: None)
+    truth, names, _ = film.parameters()
+    assert list(names) == r["names"] and r["n_layers"] == 12
+    # the gap, every point of it: 2.0 and 2.6 at a Bragg peak are measured, no point
+    # between them is (interpolating from the peak would be off by decades)
+    gap = np.count_nonzero((GRID.L > 2.0) & (GRID.L < 2.6))
+    assert r["masked_fraction"] == pytest.approx(gap / 3840)
+    exact = r["methods"]["network + fit"]
+    np.testing.assert_allclose(exact["values"], truth, atol=1e-6)
+    for name in ("network + fit, refined to log10 I", "direct fit to log10 I (no network)"):
+        m = r["methods"][name]
+        z = (np.asarray(m["values"]) - truth) / np.asarray(m["std"])
+        assert 0.5 < m["chi2_red"] < 1.5, m["chi2_red"]
+        assert 0.4 < np.sqrt(np.mean(z ** 2)) < 2.0 and np.abs(z).max() < 5, z
+    # written by the generic step: JSON, one CSV row per parameter, the figure
+    from cbedflow.readout import run_measured_readout
+
+    pdir = tmp_path / "pred"
+    pdir.mkdir()
+    (pdir / "predictions.json").write_text(json.dumps(pred))
+    out = tmp_path / "readout"
+    run_measured_readout(camp, get_task(camp, "film_field"), pdir, path, camp.config, out,
+                         progress=lambda m: None)
+    rows = (out / "readout.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(truth) and rows[0].startswith("quantity,unit,group,network + fit")
+    assert (out / "readout.png").stat().st_size > 5000
+
+
 def test_tiny_ctr_campaign_end_to_end(tmp_path):
     """config/ctr-tiny.yaml through Snakemake: film shards, collect, examples
     with a noisy copy, 2-rank Horovod U-Net, evaluation, the ridge baseline
@@ -299,8 +354,16 @@ def test_tiny_ctr_campaign_end_to_end(tmp_path):
                                "--", "predict"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    (pred_dir,) = (out / "predictions").iterdir()
+    pred_dir = out / "predictions" / "measured-film_field-all"
     res = json.loads((pred_dir / "predictions.json").read_text())
+    # the layer parameters of the measured set (clean, scale 37, a gap): the refinement
+    # from the network's start recovers the film that made it
+    ro = json.loads((out / "predictions" / "measured-film_field-all-readout" /
+                     "readout.json").read_text())
+    truth = np.asarray(film.parameters()[0])
+    refined = ro["methods"]["network + fit, refined to log10 I"]
+    assert np.abs(np.asarray(refined["values"]) - truth).max() < 0.02
+    assert all(np.isfinite(refined["std"]))
     assert res["masked_per_rod"]["11"] > 0.05 and res["targets"] == ["Re_U", "Im_U"]
     assert np.asarray(res["predicted"]).shape == (1, 3840, 2)
     assert len((pred_dir / "predictions.csv").read_text().splitlines()) == 1 + 3840

@@ -171,6 +171,22 @@ def cmd_readout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict_readout(args: argparse.Namespace) -> int:
+    from .readout import run_measured_readout
+    from .tasks import get_task
+
+    params = json.loads(args.params)
+    camp = _campaign(params)
+    task = get_task(camp, args.task)
+    r = run_measured_readout(camp, task, args.prediction, args.input, params, args.out_dir,
+                             progress=_log)
+    for m, v in r["methods"].items():
+        _log(f"{m}: " + ", ".join(f"{n} {x:.4g} +- {s:.2g}" for n, x, s in
+                                  zip(r["names"], v["values"], v["std"])))
+    _log(f"readout written to {args.out_dir}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
@@ -348,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--out-json", required=True)
     ro.add_argument("--out-npz", required=True)
     ro.set_defaults(func=cmd_readout)
+
+    pr = sub.add_parser("predict-readout",
+                        help="a readout task's quantities from a prediction on measured data")
+    pr.add_argument("--params", required=True, help="JSON: campaign sections, seed, evaluate")
+    pr.add_argument("--task", required=True)
+    pr.add_argument("--prediction", required=True, help="the folder predict wrote")
+    pr.add_argument("--input", required=True, help="the measured data predict read")
+    pr.add_argument("--out-dir", required=True, help="writes readout.json/.csv/.png")
+    pr.set_defaults(func=cmd_predict_readout)
 
     r = sub.add_parser("predict", help="apply a trained model to measured data",
                        description="Apply a trained model to measured data, read by the "

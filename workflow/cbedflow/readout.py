@@ -81,3 +81,35 @@ def run_readout(camp, task, predictions: str | Path, test: str | Path, dataset: 
         metrics["figures"] = [str(p) for p in camp.plot_readout(figs, dataset, plots_dir)]
     write_json(out_json, metrics)
     return metrics
+
+
+def run_measured_readout(camp, task, prediction_dir: str | Path, data: str | Path,
+                         config: dict, out_dir: str | Path,
+                         progress: Callable[[str], None] = print) -> dict:
+    """The readout of a prediction on measured data (``predictions.json`` in
+    ``prediction_dir``, written by predict): ``readout.json``, ``readout.csv``
+    (one row per quantity: value and standard error per method) and
+    ``readout.png`` in ``out_dir``, written atomically."""
+    import csv
+    import json
+
+    from .storage import atomic_dir
+
+    pred = json.loads((Path(prediction_dir) / "predictions.json").read_text())
+    result = camp.readout_measured(task, pred, data, config, progress)
+    result.update(readout=task.readout, task=task.name, input=str(data),
+                  prediction=str(prediction_dir))
+    methods = list(result["methods"])
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "readout.json").write_text(json.dumps(result, indent=2))
+        with open(tmp / "readout.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["quantity", "unit", "group"]
+                       + [c for m in methods for c in (m, f"{m} std")])
+            for i, name in enumerate(result["names"]):
+                w.writerow([name, result["units"][i], result["groups"][i]]
+                           + [f"{v:.6g}" for m in methods
+                              for v in (result["methods"][m]["values"][i],
+                                        result["methods"][m]["std"][i])])
+        camp.plot_measured_readout(result, tmp / "readout.png")
+    return result

@@ -5,17 +5,24 @@
 _PRED = config["predict"]
 _PRED_TASK = _PRED["task"] or config["tasks"][0]
 
+_PRED_DIR = (f"{OUT}/predictions/{Path(config['predict_input'] or 'none').stem}"
+             f"-{_PRED_TASK}-{_PRED['model']}")
+# a readout task (lao_sto_ctr: layer parameters) adds a second step in the simulation
+# environment: `snakemake predict` runs both
+_PRED_READOUT = _PRED_TASK in config["tasks"] and has_readout(_PRED_TASK)
+
 if config["predict_input"]:
 
-    rule predict:
+    rule:
         """The model's output for every example of the measured data (lao_sto_cbed: class
         probabilities of every scan line), and a map plot."""
+        name:
+            "predict_network" if _PRED_READOUT else "predict"
         input:
             model=f"{OUT}/models/{_PRED_TASK}/{_PRED['model']}/model.keras",
             data=config["predict_input"],
         output:
-            directory(f"{OUT}/predictions/{Path(config['predict_input']).stem}"
-                      f"-{_PRED_TASK}-{_PRED['model']}"),
+            directory(_PRED_DIR),
         log:
             f"{OUT}/logs/predict/{Path(config['predict_input']).stem}.log",
         params:
@@ -37,6 +44,30 @@ if config["predict_input"]:
             f"{_PRED_TASK} --input {{input.data:q}} {{params.flags}} --mc-samples {{params.mc}} "
             "--params {params.spec:q} "
             "--out-dir {output} > {log} 2>&1 || {{ cat {log} >&2; exit 2; }}"
+
+    if _PRED_READOUT:
+
+        rule predict:
+            """The readout of the prediction (lao_sto_ctr: the layer parameters fitted to the
+            predicted U and refined against the measured intensities, with standard errors)."""
+            input:
+                prediction=_PRED_DIR,
+                data=config["predict_input"],
+            output:
+                directory(_PRED_DIR + "-readout"),
+            log:
+                f"{OUT}/logs/predict/{Path(config['predict_input']).stem}-readout.log",
+            params:
+                spec=stage_params("seed", *CAMPAIGN.config_sections, "evaluate"),
+            resources:
+                **rule_resources("predict"),
+            conda:
+                SIM_ENV
+            shell:
+                f"python -m cbedflow predict-readout --task {_PRED_TASK} "
+                "--prediction {input.prediction} --input {input.data:q} "
+                "--params {params.spec:q} --out-dir {output} > {log} 2>&1 "
+                "|| {{ cat {log} >&2; exit 2; }}"
 
 else:
 

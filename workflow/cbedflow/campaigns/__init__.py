@@ -259,6 +259,18 @@ class Campaign:
         """Figures of a readout; returns their paths."""
         return []
 
+    def readout_measured(self, task, prediction: dict, data_path: str | Path, config: dict,
+                         progress: Callable[[str], None] = print) -> dict:
+        """The readout of a prediction on measured data (``prediction``: the
+        ``predictions.json`` of predict; ``data_path``: the measured file):
+        ``names``, ``units``, ``groups`` and ``methods`` ({method: {"values":
+        [...], "std": [...]}}, one value and standard error per quantity), plus
+        any JSON-able facts of the fit."""
+        raise CampaignError(f"campaign {self.name}: task {task.name} has no readout")
+
+    def plot_measured_readout(self, result: dict, out: str | Path) -> None:
+        """Figure of :meth:`readout_measured`'s result."""
+
     # -- measured data --------------------------------------------------------
     def read_measured(self, path: str | Path, options: dict, manifest: dict, task
                       ) -> tuple[np.ndarray, dict]:

@@ -280,6 +280,77 @@ class LaoStoCtr(Campaign):
             out["alternatives"]["direct fit to log10 I (no network)"] = refined
         return out
 
+    def readout_measured(self, task, prediction: dict, data_path, config: dict,
+                         progress: Callable[[str], None] = print) -> dict:
+        """Layer parameters of a measured set with standard errors, three ways:
+
+        * ``network + fit``: the fit to the predicted U on the measured grid
+          points (masked ones dropped; every thickness of ``films.n_layers``
+          tried, the best kept);
+        * ``network + fit, refined to log10 I``: that fit refined against the
+          measured log10 I, weighted by ``1 / sigma_log10²`` from the set's
+          sigma, its absolute scale a free offset (:func:`.fit.refine_to_intensity`);
+        * ``direct fit to log10 I (no network)`` (``evaluate.direct_refinement``):
+          the same refinement from the ideal film.
+
+        Standard errors from the Jacobian at the solution, scaled by the
+        residual variance (:func:`.fit.standard_errors`); ``chi2_red`` of a
+        refinement near 1 says the model fits within the stated sigma.
+        """
+        import time
+
+        from ...campaigns import CampaignError
+        from .fit import FilmModel, fit_parameters, refine_to_intensity
+        from .measured import read_table, resample
+
+        g = self.grid()
+        if not np.allclose(np.asarray(prediction["l_values"], float), g.L):
+            raise CampaignError(f"{data_path}: the prediction's L grid is not this config's "
+                                "rods section; use the config the model was trained with")
+        cols, meta = read_table(data_path)
+        logi, mask, info = resample(cols, meta, g.hk, g.L, where=str(data_path))
+        sig = info["sigma_log10"]
+        pred = np.asarray(prediction["predicted"], float)[0]
+        U = (pred[:, 0] + 1j * pred[:, 1]).reshape(g.shape)
+        opts = self.film_options()
+        eps = self.config["rods"]["eps"]
+        t0 = time.perf_counter()
+        best = None
+        for nl in opts.n_layers:
+            model = FilmModel(g, nl, opts)
+            theta, cost, std = fit_parameters(model, U, weights=mask.astype(float),
+                                              with_std=True)
+            if best is None or cost < best[1]:
+                best = (model, cost, theta, std)
+        model, cost_u, theta, std = best
+        progress(f"fit to the predicted U: {model.n_layers} layers, "
+                 f"{time.perf_counter() - t0:.1f} s")
+        w = np.where(mask, 1.0 / np.maximum(sig, 1e-6) ** 2, 0.0)
+        methods = {"network + fit": (theta, std, {"cost_e2": cost_u})}
+        starts = {"network + fit, refined to log10 I": theta}
+        if config["evaluate"]["direct_refinement"]:
+            starts["direct fit to log10 I (no network)"] = model.ideal()
+        for name, start in starts.items():
+            th, chi2, sd = refine_to_intensity(model, logi, start, eps=eps, weights=w,
+                                               free_scale=True, with_std=True)
+            dof = max(1, int(mask.sum()) - len(th) - 1)
+            methods[name] = (th, sd, {"chi2_red": chi2 * logi.size / dof})
+            progress(f"{name}: chi2_red {methods[name][2]['chi2_red']:.3g}, "
+                     f"{time.perf_counter() - t0:.1f} s")
+        names, units = self.parameter_names(model.n_layers)
+        groups = [parameter_group(n) for n in names]
+        return {"names": names, "units": units, "groups": groups,
+                "n_layers": int(model.n_layers),
+                "masked_fraction": info["masked_fraction"],
+                "methods": {k: {"values": [float(v) for v in th],
+                                "std": [float(v) for v in sd], **extra}
+                            for k, (th, sd, extra) in methods.items()}}
+
+    def plot_measured_readout(self, result: dict, out) -> None:
+        from .plots import measured_readout
+
+        measured_readout(result, out)
+
     # -- measured data --------------------------------------------------------
     def read_measured(self, path, options: dict, manifest: dict, task):
         """A measured CTR set (CSV or HDF5 of h, k, L, I, sigma), resampled

@@ -172,7 +172,7 @@ class FilmModel:
 
 
 def fit_parameters(model: FilmModel, U_target: np.ndarray, weights: np.ndarray | None = None,
-                   max_nfev: int = 50) -> tuple[np.ndarray, float]:
+                   max_nfev: int = 50, with_std: bool = False):
     """Least-squares layer parameters of a film field ``U_target`` (complex,
     the grid's shape), from the ideal film.
 
@@ -192,6 +192,9 @@ def fit_parameters(model: FilmModel, U_target: np.ndarray, weights: np.ndarray |
         Fitted parameters (order of :meth:`FilmSample.parameters`).
     cost : float
         Final mean squared residual, electrons².
+    std : numpy.ndarray
+        With ``with_std``: the parameters' standard errors
+        (:func:`standard_errors`).
     """
     w = np.ones(U_target.shape) if weights is None else np.asarray(weights, float)
     sw_all = np.sqrt(w)
@@ -210,13 +213,36 @@ def fit_parameters(model: FilmModel, U_target: np.ndarray, weights: np.ndarray |
     # the whole rod from the ideal film falls into a neighbouring minimum.
     # Up to L_max ~ 1 the cost is nearly quadratic around the truth; each
     # stage starts from the last.
-    return _continuation(model, model.ideal(), resid_jac, max_nfev)
+    return _continuation(model, model.ideal(), resid_jac, max_nfev, with_std,
+                         n_points=int(np.count_nonzero(w)) * 2)
 
 
-def _continuation(model: FilmModel, x0, resid_jac, max_nfev: int):
+def standard_errors(jac: np.ndarray, resid: np.ndarray, n_points: int,
+                    extra_params: int = 0) -> np.ndarray:
+    """Standard errors of least-squares parameters from the Jacobian of the
+    (weighted) residual at the solution: ``sqrt(diag((J^T J)^-1) s²)`` with
+    ``s² = sum r² / (n_points - n_params)``, the residual variance per point.
+    With weights ``1 / sigma²`` of the data and a model that fits, ``s² ~ 1``;
+    scaling by it also covers a model that does not. A parameter at a bound or
+    one the data do not constrain (a singular direction) gets ``inf``."""
+    n_par = jac.shape[1]
+    dof = max(1, n_points - n_par - extra_params)
+    s2 = float(np.sum(resid ** 2)) / dof
+    jtj = jac.T @ jac
+    try:
+        cov = np.linalg.inv(jtj)
+    except np.linalg.LinAlgError:
+        return np.full(n_par, np.inf)
+    d = np.diag(cov)
+    return np.where(d > 0, np.sqrt(np.abs(d) * s2), np.inf)
+
+
+def _continuation(model: FilmModel, x0, resid_jac, max_nfev: int, with_std: bool = False,
+                  n_points: int | None = None, extra_params: int = 0):
     """Least squares from ``x0`` over growing L ranges (:data:`CONTINUATION_L`,
     then every point). ``resid_jac(theta, keep, jac)`` gives the residual or
-    the Jacobian on the points ``keep`` (an L mask)."""
+    the Jacobian on the points ``keep`` (an L mask). Returns (theta, cost) or
+    with ``with_std`` (theta, cost, standard errors)."""
     from scipy.optimize import least_squares
 
     lo, hi = model.bounds()
@@ -229,7 +255,11 @@ def _continuation(model: FilmModel, x0, resid_jac, max_nfev: int):
                           jac=lambda t: resid_jac(t, keep, True), bounds=(lo, hi),
                           method="trf", x_scale="jac", max_nfev=max_nfev)
         x = r.x
-    return x, float(np.mean(r.fun ** 2))
+    cost = float(np.mean(r.fun ** 2))
+    if not with_std:
+        return x, cost
+    std = standard_errors(r.jac, r.fun, n_points or len(r.fun), extra_params)
+    return x, cost, std
 
 
 def bulk_field(grid: RodGrid, eps: float = DEFAULT_EPS) -> np.ndarray:
@@ -241,7 +271,7 @@ def bulk_field(grid: RodGrid, eps: float = DEFAULT_EPS) -> np.ndarray:
 
 def refine_to_intensity(model: FilmModel, log10_intensity: np.ndarray, theta0: np.ndarray,
                         eps: float = DEFAULT_EPS, weights: np.ndarray | None = None,
-                        max_nfev: int = 50) -> tuple[np.ndarray, float]:
+                        max_nfev: int = 50, free_scale: bool = False, with_std: bool = False):
     """Least-squares layer parameters against the measured intensities
     themselves: ``sum w (log10 |F_bulk S + U(theta)|² - log10 I)²``, from
     ``theta0`` (e.g. the fit to a network's U: the network solves the phase
@@ -258,11 +288,19 @@ def refine_to_intensity(model: FilmModel, log10_intensity: np.ndarray, theta0: n
     eps : float
         The forward model's substrate attenuation (:func:`bulk_field`).
     weights : numpy.ndarray, optional
-        Per-point weights (0 drops a point, e.g. one not measured).
+        Per-point weights (0 drops a point, e.g. one not measured); for
+        measured data ``1 / sigma_log10²``.
+    free_scale : bool
+        The data are on an unknown absolute scale (a measured set): one
+        log10 offset common to every point is profiled out (for any theta the
+        best offset is the weighted mean residual; residual and Jacobian are
+        taken relative to their weighted means, variable projection).
+    with_std : bool
+        Also return the standard errors (:func:`standard_errors`).
 
     Returns
     -------
-    theta, cost (mean squared residual in log10 I)
+    theta, cost (mean squared weighted residual in log10 I)[, std]
     """
     B = bulk_field(model.grid, eps)
     target = np.asarray(log10_intensity, float)
@@ -274,12 +312,20 @@ def refine_to_intensity(model: FilmModel, log10_intensity: np.ndarray, theta0: n
         U, J = model.field_and_jacobian(theta, jacobian=jac)
         F = B + U
         inten = F.real ** 2 + F.imag ** 2
+        ww = (sw ** 2).ravel()
         if not jac:
-            return ((np.log10(inten) - target) * sw).ravel()
-        dlog = 2 * (np.conj(F)[None] * J).real / (inten[None] * np.log(10.0))
-        return (dlog * sw[None]).reshape(len(theta), -1).T
+            r = (np.log10(inten) - target).ravel()
+            if free_scale:
+                r = r - np.sum(ww * r) / np.sum(ww)
+            return r * sw.ravel()
+        dlog = (2 * (np.conj(F)[None] * J).real / (inten[None] * np.log(10.0))
+                ).reshape(len(theta), -1)
+        if free_scale:
+            dlog = dlog - (dlog @ ww)[:, None] / np.sum(ww)
+        return (dlog * sw.ravel()[None]).T
 
-    return _continuation(model, theta0, resid_jac, max_nfev)
+    return _continuation(model, theta0, resid_jac, max_nfev, with_std,
+                         n_points=int(np.count_nonzero(w)), extra_params=int(free_scale))
 
 
 def fit_best_thickness(grid: RodGrid, options: FilmOptions, U_target: np.ndarray,

@@ -7,10 +7,14 @@ lines are comments, ``# a_A = 3.905`` / ``# c_A = 3.905`` give the lattice
 constants the (h, k, L) are in), or an HDF5 file with 1-D datasets ``h``,
 ``k``, ``L``, ``I``, ``sigma`` (attributes ``a_A``, ``c_A`` optional).
 Measured rods rarely cover every L: each rod is interpolated linearly in
-log10 I onto the model's L values inside its measured coverage; grid
-points farther than two grid steps from any measured point are masked and
-set to the training set's mean there (the per-point standardisation then
-makes them zero: no information), and the masked fraction is reported.
+log10 I onto the model's L values inside its measured coverage; a grid
+point is kept only where the interpolation is short: it coincides with a
+measured L, or its two measured neighbours are at most two grid steps
+apart. Every other point (inside a gap, however close to its edge: at the
+edge of a gap next to a Bragg peak log10 I changes by decades within one
+step; beyond the measured range by more than half a step) is masked and set to the training set's
+mean there (the per-point standardisation then makes it zero: no
+information), and the masked fraction is reported.
 Intensities are on an arbitrary scale: log10 I is shifted so that its
 median over the measured points matches the training set's (the factor is
 reported); per-rod scale errors are what the noise augmentation trains for.
@@ -25,7 +29,7 @@ import numpy as np
 from ...forward.ctr import A_STO
 
 COLUMNS = ("h", "k", "L", "I", "sigma")
-#: A grid point farther than this many L steps from a measured point is masked.
+#: A grid point is kept only if its measured neighbours are at most this many L steps apart.
 MAX_GAP_STEPS = 2.0
 #: Lattice constants in the metadata may differ from the model's by this fraction.
 LATTICE_TOLERANCE = 1e-3
@@ -103,8 +107,10 @@ def read_table(path: str | Path) -> tuple[dict, dict]:
 def resample(cols: dict, meta: dict, rod_hk, l_values, where: str = "data"
              ) -> tuple[np.ndarray, np.ndarray, dict]:
     """log10 I on the model's grid (n_rods, n_L), the mask of measured grid
-    points, and what was done. Raises :class:`MeasuredCTRError` (one line)
-    on anything the model cannot take."""
+    points, and what was done (``info``; its ``sigma_log10`` array is the
+    interpolated uncertainty of log10 I, ``sigma / (I ln 10)``, for a
+    weighted fit). Raises :class:`MeasuredCTRError` (one line) on anything
+    the model cannot take."""
     for key in ("a_A", "c_A"):
         if key in meta:
             v = meta[key]
@@ -146,25 +152,38 @@ def resample(cols: dict, meta: dict, rod_hk, l_values, where: str = "data"
         raise MeasuredCTRError(
             f"{where}: rod(s) {', '.join(f'{a}{b}' for a, b in missing)} missing; the model "
             f"needs all {len(hk)} rods {', '.join(f'{a}{b}' for a, b in hk)}")
+    bad = np.flatnonzero(sigma <= 0)
+    if len(bad):
+        raise MeasuredCTRError(f"{where}: sigma = {sigma[bad[0]]:g} at row {bad[0] + 1} "
+                               f"({len(bad)} rows <= 0); valid: sigma > 0 (the uncertainty of I)")
     x = np.zeros((len(hk), len(l_values)))
+    sig = np.zeros_like(x)
     mask = np.zeros_like(x, bool)
     for r, (rh, rk) in enumerate(hk):
         sel = (np.round(h) == rh) & (np.round(k) == rk)
         order = np.argsort(L[sel])
         lr, ir = L[sel][order], np.log10(inten[sel][order])
         x[r] = np.interp(l_values, lr, ir)
-        # distance of every grid point to the nearest measured L
+        sig[r] = np.interp(l_values, lr, sigma[sel][order] / (inten[sel][order] * np.log(10)))
+        # keep a grid point on a measured L, or between measured neighbours
+        # at most MAX_GAP_STEPS apart (a short interpolation)
         j = np.searchsorted(lr, l_values)
-        d = np.minimum(np.abs(l_values - lr[np.clip(j - 1, 0, len(lr) - 1)]),
-                       np.abs(l_values - lr[np.clip(j, 0, len(lr) - 1)]))
-        mask[r] = d <= MAX_GAP_STEPS * step
+        left = lr[np.clip(j - 1, 0, len(lr) - 1)]
+        right = lr[np.clip(j, 0, len(lr) - 1)]
+        on_point = np.minimum(np.abs(l_values - left), np.abs(l_values - right)) < 1e-3 * step
+        inside = (j > 0) & (j < len(lr)) & (right - left <= MAX_GAP_STEPS * step)
+        # beyond the first or last measured L: constant, at most half a step
+        end = ((l_values < lr[0]) & (lr[0] - l_values <= step / 2)) | (
+            (l_values > lr[-1]) & (l_values - lr[-1] <= step / 2))
+        mask[r] = on_point | inside | end
     if not mask.any():
-        raise MeasuredCTRError(f"{where}: no grid point lies within {MAX_GAP_STEPS:g} L steps "
-                               "of a measured point")
+        raise MeasuredCTRError(f"{where}: no grid point lies between measured points at most "
+                               f"{MAX_GAP_STEPS:g} L steps apart")
     info = {"points": int(len(L)), "rods": [f"{a}{b}" for a, b in hk],
             "masked_fraction": float(1 - mask.mean()),
             "masked_per_rod": {f"{a}{b}": float(1 - m.mean()) for (a, b), m in zip(hk, mask)},
-            "lattice_A": {k: meta[k] for k in ("a_A", "c_A") if k in meta}}
+            "lattice_A": {k: meta[k] for k in ("a_A", "c_A") if k in meta},
+            "sigma_log10": sig}
     return x, mask, info
 
 
@@ -175,6 +194,7 @@ def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray
     geo = manifest["geometry"]
     cols, meta = read_table(path)
     x, mask, info = resample(cols, meta, geo["rod_hk"], geo["l_values"], where=str(path))
+    sigma_log10 = info.pop("sigma_log10")
     sc = manifest.get("input_scaling")
     if sc is None:
         raise MeasuredCTRError(f"{path}: the model has no per-point input scaling; expected a "
@@ -184,5 +204,5 @@ def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray
     x = np.where(mask, x + shift, mean)
     info.update(scale_factor=float(10 ** shift), l_values=list(geo["l_values"]),
                 examples="one: every rod concatenated (rod-major), as in training",
-                data={"log10_intensity": x, "mask": mask})
+                data={"log10_intensity": x, "mask": mask, "sigma_log10": sigma_log10})
     return x.reshape(1, -1), info

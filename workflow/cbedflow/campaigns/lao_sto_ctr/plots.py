@@ -143,3 +143,31 @@ def measured_prediction(data: dict, info: dict, result: dict, out: str | Path) -
     axes[2].set_ylabel("ρ(z) (e/Å, + const)")
     axes[2].set_title("density from the predicted U (00 rod)", fontsize=9)
     save(fig, out)
+
+
+def measured_readout(result: dict, out: str | Path) -> None:
+    """The layer parameters of a measured set per layer, one panel per
+    group, with standard errors, for every method of the readout."""
+    groups = list(dict.fromkeys(result["groups"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.1 * len(groups), 3.2), squeeze=False)
+    markers = "os^"
+    for gi, group in enumerate(groups):
+        ax = axes[0, gi]
+        idx = [i for i, g in enumerate(result["groups"]) if g == group]
+        layer = np.arange(1, len(idx) + 1)
+        for mi, (m, v) in enumerate(result["methods"].items()):
+            vals = np.asarray(v["values"])[idx]
+            std = np.asarray(v["std"])[idx]
+            std = np.where(np.isfinite(std), std, 0.0)
+            ax.errorbar(layer + 0.12 * (mi - 1), vals, yerr=std, fmt=markers[mi % 3], ms=3,
+                        lw=0.8, capsize=2, label=m)
+        ax.set_title(group, fontsize=9)
+        ax.set_xlabel("layer (1 = on the substrate)" if group != "Sr fraction p"
+                      else "mixed layer")
+        unit = result["units"][idx[0]]
+        ax.set_ylabel(unit or "fraction")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(f"layer parameters of {Path(result['input']).name} "
+                 f"({result['n_layers']} layers, {100 * result['masked_fraction']:.0f} % "
+                 "of the grid masked); bars: standard errors", fontsize=9)
+    save(fig, out)
