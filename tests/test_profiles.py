@@ -131,6 +131,22 @@ def test_ctr_paper_campaign_previews_on_frontier(tmp_path):
     assert counts["train"] == 1 and counts["readout"] == 1 and counts["collect"] == 1
 
 
+def test_ctr_thickness_variants_preview_one_model_per_thickness(tmp_path):
+    """config/ctr-thickness.yaml (the paper's Fig. 3d): films of 4, 12, 16
+    and 24 layers, one U-Net per thickness (models t4L ... t24L), each with
+    its baseline, readout and noisy-test evaluation."""
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / "ctr-thickness.yaml"),
+                  cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = _counts(out)
+    for rule in ("train", "evaluate", "baseline", "readout", "evaluate_noisy", "readout_noisy"):
+        assert counts[rule] == 4, (rule, counts)
+    for model in ("t4L", "t12L", "t16L", "t24L"):
+        assert f"models/film_field/{model}/model.keras" in out
+
+
 @pytest.mark.slow
 def test_profile_config_errors_are_one_line(tmp_path):
     r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm", "env-modules",

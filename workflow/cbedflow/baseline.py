@@ -63,7 +63,9 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
         shape = yte.shape
         flat = [y.reshape(len(y), -1) for y in (ytr, yva)]
         if task.readout:  # a quantity a sample lacks (NaN): fitted as its training mean
-            mu = np.nanmean(flat[0], axis=0)
+            have = np.isfinite(flat[0]).any(axis=0)
+            mu = np.zeros(flat[0].shape[1])
+            mu[have] = np.nanmean(flat[0][:, have], axis=0)  # none: 0 (a thinner model's)
             flat = [np.where(np.isfinite(y), y, mu) for y in flat]
         grid, name = ALPHA_GRID, "alpha"
 

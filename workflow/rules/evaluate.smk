@@ -91,7 +91,7 @@ for _sub, _split, _label in test_sets():
         log:
             f"{OUT}/logs/readout/{{task}}/{{model}}{_sub.replace('/', '_')}.log",
         params:
-            spec=lambda wc: stage_params("seed", *CAMPAIGN.config_sections, "evaluate"),
+            spec=lambda wc: model_params(wc, "seed", *CAMPAIGN.config_sections, "evaluate"),
         resources:
             **rule_resources("evaluate"),
         conda:

@@ -247,6 +247,13 @@ class LaoStoCtr(Campaign):
         out = self.readout_truth(task, dataset, structure_index[:n])
         g = self.grid()
         opts = self.film_options()
+        nominal = (config.get("model") or {}).get("thickness_A")
+        if nominal:  # a model of one thickness (train.variants per_thickness): fit that one
+            from dataclasses import replace
+
+            from ...forward.ctr import A_STO
+
+            opts = replace(opts, n_layers=(int(round(nominal / A_STO)),))
         pos = {name: i for i, name in enumerate(out["names"])}
         fitted = np.full((n, len(out["names"])), np.nan)
         refined = np.full_like(fitted, np.nan)

@@ -52,10 +52,16 @@ def readout_figures(camp, result: dict, dataset: str | Path, out_dir: str | Path
 
     fig, ax = plt.subplots(figsize=(max(8, 0.16 * len(names)), 3.6))
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [m[n]["r2"] for n in names], 0.4, label="U-Net + fit")
+    bars = [("U-Net + fit", [m[n]["r2"] for n in names])]
+    refined = (result.get("alternatives") or {}).get("network + fit, refined to log10 I")
+    if refined is not None:
+        mr = regression_metrics(truth, np.asarray(refined), names, result["units"])["targets"]
+        bars.append(("U-Net + fit, refined to log10 I", [mr[n]["r2"] for n in names]))
     if base:
-        ax.bar(x + 0.2, [base.get(n, {}).get("r2", np.nan) for n in names], 0.4,
-               label="ridge baseline")
+        bars.append(("ridge baseline", [base.get(n, {}).get("r2", np.nan) for n in names]))
+    width = 0.8 / len(bars)
+    for i, (label, r2) in enumerate(bars):
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, r2, width, label=label)
     ax.set_xticks(x, names, rotation=90, fontsize=6)
     ax.set_ylim(min(0.0, np.nanmin([m[n]["r2"] for n in names])), 1.02)
     ax.axhline(0.99, color="k", lw=0.6, ls="--")
@@ -66,9 +72,11 @@ def readout_figures(camp, result: dict, dataset: str | Path, out_dir: str | Path
     save(fig, p)
     paths.append(p)
 
-    pick = [n for n in names if n.startswith("c_")][len([n for n in names
-                                                         if n.startswith("c_")]) // 2:][:1]
-    pick += [n for n in names if n.startswith("p_")][:1]
+    # a mid-film c-spacing and p_1, of the parameters these films have (a thinner
+    # film's missing layers are NaN)
+    present = [n for j, n in enumerate(names) if np.isfinite(truth[:, j]).any()]
+    cs = [n for n in present if n.startswith("c_")]
+    pick = cs[len(cs) // 2:][:1] + [n for n in present if n.startswith("p_")][:1]
     fig, axes = plt.subplots(1, len(pick), figsize=(3.4 * len(pick), 3.3))
     for ax, name in zip(np.atleast_1d(axes), pick):
         j = names.index(name)
