@@ -238,7 +238,7 @@ class LaoStoCtr(Campaign):
         the fit to U refined against log10 I (the network's U as the start)."""
         import time
 
-        from .fit import FilmModel, fit_best_thickness, refine_to_intensity
+        from .fit import FilmModel, fit_best_thickness, refine_from_network, refine_to_intensity
 
         n = min(len(predicted), int(config["evaluate"]["fit_films"]))
         direct = config["evaluate"]["direct_refinement"] and measured is not None
@@ -271,7 +271,7 @@ class LaoStoCtr(Campaign):
             cols = [pos[name] for name in names]
             if refine:
                 # the network's U gave the start; the exact model against log10 I finishes
-                net_refined[i, cols], _ = refine_to_intensity(
+                net_refined[i, cols], _ = refine_from_network(
                     model, measured[i].reshape(g.shape), theta, eps=eps)
             if direct:
                 # no network: least squares against log10 I from the ideal film
@@ -295,8 +295,9 @@ class LaoStoCtr(Campaign):
           points (masked ones dropped; every thickness of ``films.n_layers``
           tried, the best kept);
         * ``network + fit, refined to log10 I``: that fit refined against the
-          measured log10 I, weighted by ``1 / sigma_log10²`` from the set's
-          sigma, its absolute scale a free offset (:func:`.fit.refine_to_intensity`);
+          measured log10 I (:func:`.fit.refine_from_network`), weighted by
+          ``1 / sigma_log10²`` from the set's sigma, its absolute scale a free
+          offset (:func:`.fit.refine_to_intensity`);
         * ``direct fit to log10 I (no network)`` (``evaluate.direct_refinement``):
           the same refinement from the ideal film.
 
@@ -307,7 +308,7 @@ class LaoStoCtr(Campaign):
         import time
 
         from ...campaigns import CampaignError
-        from .fit import FilmModel, fit_parameters, refine_to_intensity
+        from .fit import FilmModel, fit_parameters, refine_from_network, refine_to_intensity
         from .measured import read_table, resample
 
         g = self.grid()
@@ -334,12 +335,12 @@ class LaoStoCtr(Campaign):
                  f"{time.perf_counter() - t0:.1f} s")
         w = np.where(mask, 1.0 / np.maximum(sig, 1e-6) ** 2, 0.0)
         methods = {"network + fit": (theta, std, {"cost_e2": cost_u})}
-        starts = {"network + fit, refined to log10 I": theta}
+        starts = {"network + fit, refined to log10 I": (refine_from_network, theta)}
         if config["evaluate"]["direct_refinement"]:
-            starts["direct fit to log10 I (no network)"] = model.ideal()
-        for name, start in starts.items():
-            th, chi2, sd = refine_to_intensity(model, logi, start, eps=eps, weights=w,
-                                               free_scale=True, with_std=True)
+            starts["direct fit to log10 I (no network)"] = (refine_to_intensity, model.ideal())
+        for name, (refine, start) in starts.items():
+            th, chi2, sd = refine(model, logi, start, eps=eps, weights=w, free_scale=True,
+                                  with_std=True)
             dof = max(1, int(mask.sum()) - len(th) - 1)
             methods[name] = (th, sd, {"chi2_red": chi2 * logi.size / dof})
             progress(f"{name}: chi2_red {methods[name][2]['chi2_red']:.3g}, "
