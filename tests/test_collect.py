@@ -53,6 +53,12 @@ def test_collect_averages_batches_and_labels(units, tmp_path):
     b0 = zarr.open_group(str(units[0]))["cbed"][...]
     b1 = zarr.open_group(str(units[1]))["cbed"][...]
     np.testing.assert_allclose(ds["cbed"][i_step], (b0 + b1) / 2, rtol=1e-6)
+    h0 = zarr.open_group(str(units[0]))["haadf"][...]
+    h1 = zarr.open_group(str(units[1]))["haadf"][...]
+    assert ds["haadf"].shape == (2,) + h0.shape and not np.array_equal(h0, h1)
+    np.testing.assert_allclose(ds["haadf"][i_step], (h0 + h1) / 2, rtol=1e-6)
+    assert ds.attrs["aux_dims"]["haadf"] == ["sample", "scan_x", "scan_y"]
+    assert ds.attrs["haadf_range_mrad"][0] == pytest.approx(60.0)
     assert ds["rough"][i_step] == 1 and ds["rough"][1 - i_step] == 0
     assert ds["step_k"][i_step] == 3 and ds["step_k"][1 - i_step] == -1
     assert ds["intermix_fraction"][1 - i_step] == pytest.approx(0.5)
@@ -75,6 +81,12 @@ def test_rejects_nan(units, tmp_path):
     g = zarr.open_group(str(paths[2]), mode="r+")
     g["cbed"][0, 0, 5, 5] = np.nan
     _expect_refusal(paths, paths[2], tmp_path, "non-finite")
+
+
+def test_rejects_a_unit_without_haadf(units, tmp_path):
+    paths = _copy(units, tmp_path)
+    shutil.rmtree(paths[3] / "haadf")
+    _expect_refusal(paths, paths[3], tmp_path, "no 'haadf' array")
 
 
 def test_rejects_truncated_chunk(units, tmp_path):

@@ -50,6 +50,12 @@ BAD = [
     ({"microscope": {"semiangle_mrad": 45}}, ["detector_max_angle_mrad", "semiangle"]),
     ({"simulation": {"phonons": {"sigmas_A": {"Sr": 0.1}}}}, ["sigmas_A", "missing"]),
     ({"microscope": {"aberrations_A": {"defocus": 10}}}, ["aberrations_A", "defocus"]),
+    ({"simulation": {"sampling_A": 0.1, "haadf": {"outer_mrad": 120}}},
+     ["simulation.haadf.outer_mrad", "120", "83.6 mrad"]),
+    ({"simulation": {"haadf": {"inner_mrad": 15}}}, ["simulation.haadf.inner_mrad", "15",
+                                                     "semiangle_mrad=20"]),
+    ({"simulation": {"haadf": {"inner_mrad": 80, "outer_mrad": 70}}},
+     ["simulation.haadf.inner_mrad", "80", "inner < outer"]),
 ]
 
 

@@ -123,6 +123,17 @@ def collect(
             sig, shape=(n,) + shape, dtype="float32",
             chunks=(min(n, stack_chunk_length(shape)),) + shape, fill_value=0.0,
             compressors=None))  # float32 signals hardly compress
+        aux_shapes = {}
+        for a in camp.aux_signals:
+            if a not in first:
+                raise CorruptOutputError(f"{units[0]}: has no {a!r} array (simulated by an "
+                                         "older cbedflow?); delete the unit to recompute it")
+            aux_shapes[a] = tuple(first[a].shape[-len(camp.aux_signals[a]):]) \
+                if camp.aux_signals[a] else ()
+        aux = {a: ds.create_array(a, shape=(n,) + shp, dtype="float32",
+                                  chunks=(n,) + shp, fill_value=0.0)
+               for a, shp in aux_shapes.items()}
+        aux_values = {a: np.zeros((n,) + shp, np.float32) for a, shp in aux_shapes.items()}
         curves: dict[str, StackWriter] = {}  # labels that are arrays per sample
         dtypes = {lab.name: lab.dtype for lab in camp.labels}
         dtypes[INDEX_LABEL[0]] = INDEX_LABEL[1]
@@ -139,6 +150,18 @@ def collect(
                 acc += data * w
             mean = (acc / weights.sum()).astype(np.float32)
             signal[i] = mean
+            for a, shp in aux_shapes.items():
+                total = np.zeros(shp, np.float64)
+                for (p, plane), w in zip(parts, weights):
+                    if a not in groups[p]:
+                        raise CorruptOutputError(f"{p}: has no {a!r} array; delete the unit "
+                                                 "to recompute it")
+                    v = _read(groups, p, a, plane, cache)
+                    if v.shape != shp or not np.all(np.isfinite(v)):
+                        raise CorruptOutputError(f"{p}: {a} has shape {v.shape} or non-finite "
+                                                 f"values; expected finite {shp}")
+                    total += v * w
+                aux_values[a][i] = total / weights.sum()
             values = camp.sample_labels(_with_arrays(camp, groups, by_sample[key][0],
                                                      sample_labels[key], cache))
             values[INDEX_LABEL[0]] = name_index[key[0]]
@@ -159,6 +182,8 @@ def collect(
                 progress(f"sample {i + 1}/{n}: {key[0]} t={key[1]:.2f} Å "
                          f"({len(parts)} batches, {time.perf_counter() - t0:.1f} s)")
         signal.close()
+        for a, v in aux_values.items():
+            aux[a][...] = v
         for w in curves.values():
             w.close()
         for k, v in labels.items():
@@ -166,6 +191,8 @@ def collect(
             arr[...] = v
         write_attrs(ds, {
             "dims": ["sample", *camp.signal_dims],
+            **({"aux_dims": {a: ["sample", *d] for a, d in camp.aux_signals.items()}}
+               if camp.aux_signals else {}),
             "structure_names": names,
             "labels": list(dtypes),
             "classes": {lab.name: list(lab.classes) for lab in camp.labels if lab.classes},

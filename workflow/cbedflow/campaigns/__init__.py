@@ -14,6 +14,7 @@ samples, units    :meth:`Campaign.units`, :meth:`~Campaign.unit_key`,
                   :meth:`~Campaign.simulate_unit`, :attr:`~Campaign.unit_sections`,
                   :attr:`~Campaign.thicknesses`, :meth:`~Campaign.sample_classes`
 forward model     called by ``simulate_unit`` (e.g. :mod:`cbedflow.forward.cbed4d`)
+                  :attr:`~Campaign.aux_signals` (further signals per sample)
 labels            :attr:`Campaign.labels` (declared once: name, dtype, unit),
                   :meth:`~Campaign.sample_labels`
 tasks             :attr:`Campaign.tasks` (:class:`cbedflow.tasks.Task`)
@@ -98,6 +99,10 @@ class Campaign:
     signal: str = "signal"
     #: Names of the signal's axes after the sample axis.
     signal_dims: tuple[str, ...] = ()
+    #: Further unit arrays recorded beside the signal and averaged over
+    #: batches like it (e.g. a virtual detector's image): name -> axis names
+    #: after the sample axis.
+    aux_signals: dict[str, tuple[str, ...]] = {}
     #: Per-sample labels, declared once (``structure_index`` is added by collect).
     labels: tuple[Label, ...] = ()
     #: Learning tasks by name.

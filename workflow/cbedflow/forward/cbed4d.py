@@ -129,6 +129,11 @@ class SimulationSettings:
         Cartesian direction [Å] (abTEM 1.0.11 meaning: sigma^2 = U_iso).
     parametrization : str
         Atomic potential parametrization (``lobato`` or ``kirkland``).
+    haadf_mrad : tuple of (float or None)
+        Inner and outer angle of the virtual annular (HAADF) detector
+        recorded per probe position [mrad]; inner None = 3x
+        ``semiangle_mrad``, outer None = abTEM's antialiasing cutoff (2/3
+        of the Nyquist angle of the grid).
     device : str
         ``cpu`` or ``gpu`` (cupy).
     fft_threads : int
@@ -145,6 +150,7 @@ class SimulationSettings:
     detector_max_angle_mrad: float = 40.0
     sigmas_A: dict = field(default_factory=dict)
     parametrization: str = "lobato"
+    haadf_mrad: tuple = (None, None)
     device: str = "cpu"
     fft_threads: int = 1
     scan: ScanSettings = field(default_factory=ScanSettings)
@@ -162,6 +168,7 @@ class SimulationSettings:
             detector_max_angle_mrad=sim["detector_max_angle_mrad"],
             sigmas_A=dict(sim["phonons"]["sigmas_A"]),
             parametrization=sim["parametrization"],
+            haadf_mrad=(sim["haadf"]["inner_mrad"], sim["haadf"]["outer_mrad"]),
             device=config["device"],
             fft_threads=sim["fft_threads"],
             scan=ScanSettings(**sim["scan"]),
@@ -171,8 +178,15 @@ class SimulationSettings:
         """FFT-friendly grid points covering the cell at <= ``sampling_A``."""
         return tuple(smooth_size(math.ceil(atoms.cell[i, i] / self.sampling_A)) for i in (0, 1))
 
+    @property
+    def haadf_inner_mrad(self) -> float:
+        """Inner angle of the virtual HAADF detector [mrad]."""
+        inner = self.haadf_mrad[0]
+        return 3.0 * self.semiangle_mrad if inner is None else float(inner)
+
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        d["haadf_mrad"] = list(self.haadf_mrad)
         d["scan"] = dict(self.scan.__dict__)
         return d
 
@@ -307,8 +321,11 @@ def simulate_unit(
     -------
     Path to the completed group. Arrays: ``cbed`` (scan_x, scan_y, kx, ky)
     float32, the mean over the batch's configurations, in fractions of the
-    incident probe intensity; with ``series`` (exit_plane, scan_x, scan_y,
-    kx, ky) and the attribute ``plane_labels`` (one ``labels`` per plane).
+    incident probe intensity, and ``haadf`` (scan_x, scan_y), the fraction of
+    the probe scattered into the virtual annular detector
+    (attribute ``haadf_range_mrad``); with ``series`` both have a leading
+    exit_plane axis and the attribute ``plane_labels`` holds one ``labels``
+    per plane.
 
     Notes
     -----
@@ -345,6 +362,8 @@ def simulate_unit(
         max_angle=settings.detector_max_angle_mrad,
         resample=False if square else "uniform",
     )
+    haadf = abtem.AnnularDetector(inner=settings.haadf_inner_mrad,
+                                  outer=settings.haadf_mrad[1])
     n_cfg, n_planes = len(config_seeds), len(frames)
     flat = positions.reshape(-1, 2)  # scan_x-major, as the output
     n_probes = len(flat)
@@ -363,21 +382,29 @@ def simulate_unit(
         probe.grid.match(potential)
         for p0 in range(0, n_probes, per_call):
             p1 = min(n_probes, p0 + per_call)
-            meas = probe.scan(potential, scan=abtem.CustomScan(flat[p0:p1]),
-                              detectors=detector, max_batch=p1 - p0, lazy=True)
-            block = meas.compute(scheduler="synchronous").array
-            block = block.reshape((n_planes, p1 - p0) + block.shape[-2:])
+            # one propagation, two detectors: the pixelated patterns and the
+            # virtual HAADF signal of the same probes
+            meas, ring = probe.scan(potential, scan=abtem.CustomScan(flat[p0:p1]),
+                                    detectors=[detector, haadf], max_batch=p1 - p0,
+                                    lazy=True).compute(scheduler="synchronous")
+            block = meas.array.reshape((n_planes, p1 - p0) + meas.array.shape[-2:])
             block = block.astype(np.float32, copy=False)
             if acc is None:
                 # on the device that computed the patterns (cupy on gpu): no
                 # per-block host transfers, one copy of the mean at the end
                 xp = get_array_module(block)
                 acc = xp.zeros((n_planes, n_probes) + block.shape[-2:], dtype=np.float32)
+                acc_haadf = xp.zeros((n_planes, n_probes), dtype=np.float32)
                 kx, ky = meas.sampling[-2:]
                 angular = meas.angular_sampling[-2:]
+                haadf_range = [settings.haadf_inner_mrad,
+                               float(settings.haadf_mrad[1] if settings.haadf_mrad[1]
+                                     is not None else min(probe.cutoff_angles))]
             block /= n_cfg  # in place: the same float32 result as block / n_cfg
             acc[:, p0:p1] += block
-            del block, meas
+            acc_haadf[:, p0:p1] += xp.asarray(ring.array, dtype=np.float32).reshape(
+                n_planes, p1 - p0) / n_cfg
+            del block, meas, ring
             progress(f"config {ic + 1}/{n_cfg} probes {p0 + 1}-{p1}/{n_probes} "
                      f"({ic * n_probes + p1}/{n_cfg * n_probes}, "
                      f"{time.perf_counter() - t0:.1f} s)")
@@ -396,6 +423,10 @@ def simulate_unit(
         # copy would put the output in host memory a second time
         for idx in np.ndindex(data.shape[:-3]):
             cbed[idx] = _to_numpy(data[idx])
+        ring = _to_numpy(acc_haadf).reshape((n_planes, nx, ny))
+        ring = ring if series else ring[0]
+        group.create_array("haadf", shape=ring.shape, dtype="float32",
+                           chunks=ring.shape, fill_value=0.0)[...] = ring
         labels = {k: _jsonable(v) for k, v in atoms.info.items()}
         attrs = {
             "dims": (["exit_plane"] if series else []) + ["scan_x", "scan_y", "kx", "ky"],
@@ -406,6 +437,7 @@ def simulate_unit(
             "gpts": list(gpts),
             "reciprocal_sampling_invA": [float(kx), float(ky)],
             "angular_sampling_mrad": [float(angular[0]), float(angular[1])],
+            "haadf_range_mrad": haadf_range,
             "num_configs": n_cfg,
             "config_seeds": [int(s) for s in config_seeds],
             "labels": labels,

@@ -97,6 +97,8 @@ class LaoStoCbed(Campaign):
     title = "buried step vs B-site intermixing at LaAlO3/SrTiO3 from 4D-STEM (CBED)"
     signal = "cbed"
     signal_dims = ("scan_x", "scan_y", "kx", "ky")
+    #: the virtual HAADF detector per probe (fraction of the probe intensity)
+    aux_signals = {"haadf": ("scan_x", "scan_y")}
     labels = (
         Label("rough", "int8", "", "1 for a step (rough) interface, 0 for intermixing",
               classes=CLASSES),
@@ -216,7 +218,7 @@ class LaoStoCbed(Campaign):
     def dataset_attrs(self, a: dict) -> dict:
         return {k: a[k] for k in ("scan_step_A", "angular_sampling_mrad",
                                   "reciprocal_sampling_invA", "real_space_sampling_A",
-                                  "settings", "abtem_version")}
+                                  "haadf_range_mrad", "settings", "abtem_version")}
 
     def describe_dataset(self, ds) -> list[str]:
         rough = ds["rough"][...]

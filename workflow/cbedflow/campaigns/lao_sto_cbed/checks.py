@@ -82,5 +82,18 @@ def check_consistency(config: dict) -> None:
             f"{sim['detector_max_angle_mrad']} is invalid; valid: larger than "
             f"microscope.semiangle_mrad={config['microscope']['semiangle_mrad']} "
             "(the bright-field disc must fit on the detector)")
-
-
+    inner = sim["haadf"]["inner_mrad"] or 3.0 * config["microscope"]["semiangle_mrad"]
+    outer = sim["haadf"]["outer_mrad"] or max_mrad
+    if outer > max_mrad or inner >= outer:
+        key, value = (("outer_mrad", sim["haadf"]["outer_mrad"]) if outer > max_mrad
+                      else ("inner_mrad", inner))
+        raise ConfigError(
+            f"config key 'simulation.haadf.{key}': value {value} is invalid; valid: "
+            f"{config['microscope']['semiangle_mrad']} < inner < outer <= {max_mrad:.1f} mrad "
+            f"(the antialiasing cutoff at simulation.sampling_A={sim['sampling_A']}; a finer "
+            "sampling moves it out)")
+    if inner <= config["microscope"]["semiangle_mrad"]:
+        raise ConfigError(
+            f"config key 'simulation.haadf.inner_mrad': value {inner} is invalid; valid: "
+            f"> microscope.semiangle_mrad={config['microscope']['semiangle_mrad']} (outside "
+            "the bright-field disc)")

@@ -13,8 +13,9 @@ from .analysis import dark_field, virtual_detector
 
 def dataset_overview(dataset: str | Path, out: str | Path, semiangle_mrad: float,
                      sample: int | None = None) -> None:
-    """Dark-field image of one simulation and the CBED montage along one line
-    (as the paper's Fig. 2d-e). Picks the first step structure by default."""
+    """HAADF image of one simulation (the virtual annular detector recorded
+    per probe) and the CBED montage along one line (as the paper's Fig.
+    2d-e). Picks the first step structure by default."""
     import zarr
 
     ds = zarr.open_group(str(dataset), mode="r")
@@ -24,7 +25,13 @@ def dataset_overview(dataset: str | Path, out: str | Path, semiangle_mrad: float
     cbed = ds["cbed"][sample]  # (sx, sy, kx, ky)
     ang = ds.attrs["angular_sampling_mrad"]
     step = ds.attrs["scan_step_A"]
-    df = dark_field(cbed, ang, semiangle_mrad)
+    if "haadf" in ds:  # the virtual HAADF detector recorded with the patterns
+        df = ds["haadf"][sample]
+        lo, hi = ds.attrs["haadf_range_mrad"]
+        df_title = f"virtual HAADF ({lo:.0f}-{hi:.0f} mrad)"
+    else:  # a dataset of an older cbedflow: the patterns' outer part
+        df = dark_field(cbed, ang, semiangle_mrad)
+        df_title = f"dark field (> {1.2 * semiangle_mrad:.0f} mrad)"
     name = ds.attrs["structure_names"][int(ds["structure_index"][sample])]
     nx, ny = cbed.shape[:2]
     line = 0
@@ -36,7 +43,7 @@ def dataset_overview(dataset: str | Path, out: str | Path, semiangle_mrad: float
     ax.axhline(line * step[1], color="cyan", ls="--", lw=1)
     ax.set_xlabel("x across the interface [Å]")
     ax.set_ylabel("y [Å]")
-    ax.set_title(f"{name}: dark field (> {1.2 * semiangle_mrad:.0f} mrad)")
+    ax.set_title(f"{name}: {df_title}")
     for i in range(nx):
         a = fig.add_subplot(gs[1, i])
         a.imshow(np.sqrt(cbed[i, line].T), origin="lower", cmap="gray")
