@@ -54,6 +54,8 @@ BAD = [
      ["simulation.haadf.outer_mrad", "120", "83.6 mrad"]),
     ({"simulation": {"haadf": {"inner_mrad": 15}}}, ["simulation.haadf.inner_mrad", "15",
                                                      "semiangle_mrad=20"]),
+    ({"crop": {"window_positions": 13, "jitter_positions": 1}},
+     ["crop.window_positions", "13", "positions_x=13"]),
     ({"simulation": {"haadf": {"inner_mrad": 80, "outer_mrad": 70}}},
      ["simulation.haadf.inner_mrad", "80", "inner < outer"]),
 ]

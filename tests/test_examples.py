@@ -30,6 +30,47 @@ def test_crop_pattern_centre_and_binning():
         crop_pattern(c, 5, 2)
 
 
+def test_scan_window_jitter_is_seeded_uniform_and_bounded():
+    from cbedflow.campaigns.lao_sto_cbed import scan_window
+
+    crop = {"window_positions": 13, "jitter_positions": 2}
+    draws = [scan_window(17, crop, 5, "rough_vs_diffuse", s, line)
+             for s in range(200) for line in range(4)]
+    starts = np.array([d[0] for d in draws])
+    offsets = np.array([d[1] for d in draws])
+    assert np.array_equal(starts, offsets + 2)  # centred window starts at position 2
+    assert set(offsets.tolist()) == {-2, -1, 0, 1, 2}
+    assert np.all(np.abs(np.bincount(offsets + 2) / len(offsets) - 0.2) < 0.05)
+    assert draws == [scan_window(17, crop, 5, "rough_vs_diffuse", s, line)
+                     for s in range(200) for line in range(4)]
+    assert draws != [scan_window(17, crop, 6, "rough_vs_diffuse", s, line)
+                     for s in range(200) for line in range(4)]
+    assert scan_window(17, {"window_positions": 13, "jitter_positions": 0}, 5, "t", 3, 0) == (2, 0)
+    assert scan_window(13, {"window_positions": None, "jitter_positions": 0}, 5, "t", 3, 0) == (0, 0)
+    with pytest.raises(ExampleError, match="needs 19 probe positions.*has 17"):
+        scan_window(17, {"window_positions": 13, "jitter_positions": 3}, 5, "t", 0, 0)
+
+
+def test_cut_examples_cut_windows_and_leave_out_abrupt_interfaces():
+    camp = get_campaign({})
+    cfg = {"seed": 1, "crop": {"pattern_px": 4, "binning": 2, "window_positions": 3,
+                               "jitter_positions": 1}}
+    cbed = np.zeros((5, 2, 4, 4), np.float32)
+    cbed[:, :, 2, 2] = np.arange(5)[:, None]  # the position index, in the zero beam
+    task = camp.tasks["rough_vs_diffuse"]
+    ex = camp.cut_examples(cbed, task, cfg, sample=7)
+    assert len(ex) == 2
+    for v, meta in ex:
+        assert v.shape == (3, 2, 2)
+        first = 1 + meta["window_offset"]
+        assert np.array_equal(v[:, 1, 1], np.arange(first, first + 3))
+    physical = camp.tasks["step_vs_intermixing"]
+    assert physical.keeps({"rough": 1, "step_k": 5}) and physical.keeps({"rough": 0, "step_k": -1})
+    assert not physical.keeps({"rough": 1, "step_k": 0})
+    assert not physical.keeps({"rough": 1, "step_k": 10})
+    assert task.keeps({"rough": 1, "step_k": 10})
+
+
 def test_split_by_structure_stratified_and_seeded():
     labels = {i: i % 2 for i in range(40)}
     fr = {"validation": 0.2, "test": 0.25}
@@ -48,7 +89,8 @@ def _examples(path, x, y):
         g.create_array("x", data=x, chunks=(1,) + x.shape[1:])
         g.create_array("y", data=np.asarray(y, np.int32))
         for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
-                      ("line", "int16"), ("step_k", "int8"), ("intermix_fraction", "float32")):
+                      ("line", "int16"), ("window_offset", "int16"), ("step_k", "int8"),
+                      ("intermix_fraction", "float32")):
             g.create_array(k, data=np.zeros(len(y), dt))
         g.attrs.update(task="rough_vs_diffuse", complete=True, classes=["diffuse", "step"],
                        dims=["example", "scan_x", "kx", "ky"])

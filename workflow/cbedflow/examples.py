@@ -149,6 +149,8 @@ def examples_for_task(
     keep = np.ones(n_samples, bool)
     if task.only:
         keep &= ds[task.only[0]][...] == task.only[1]
+    for label, values in task.exclude:
+        keep &= ~np.isin(ds[label][...], values)
     if not keep.any():
         raise ExampleError(f"{dataset}: no samples for task {task.name}")
     struct_label = {int(s): (0 if task.is_regression else int(y))
@@ -171,7 +173,8 @@ def examples_for_task(
                    and assign[int(lab["structure_index"][i])] == split]
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
-        first = camp.cut_examples(sig[samples[0]], task, config) if samples else []
+        first = (camp.cut_examples(sig[samples[0]], task, config, sample=samples[0])
+                 if samples else [])
         per_sample = len(first)
         n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
@@ -179,7 +182,8 @@ def examples_for_task(
             x = None
             j = 0
             for i in samples:
-                examples = first if i == samples[0] else camp.cut_examples(sig[i], task, config)
+                examples = (first if i == samples[0]
+                            else camp.cut_examples(sig[i], task, config, sample=i))
                 if len(examples) != per_sample:
                     raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
                                        f"the others {per_sample}")

@@ -37,6 +37,9 @@ class Task:
         ``standardize``).
     only : tuple (label, value) or None
         Keep only samples whose label array equals value.
+    exclude : tuple of (label, values)
+        Leave out samples whose label array takes one of ``values`` (e.g.
+        the abrupt interfaces of a physical protocol).
     ordinal : bool
         Classes are ordered (a position): report the fraction of predictions
         within +-1 class as well.
@@ -72,6 +75,7 @@ class Task:
     network: str = "cnn3d"
     transform: str = "sqrt_standardize"
     only: tuple[str, int] | None = None
+    exclude: tuple[tuple[str, tuple[int, ...]], ...] = ()
     ordinal: bool = False
     breakdown: str | None = None
     breakdown_title: str = ""
@@ -79,6 +83,13 @@ class Task:
     loss: str = "auto"
     readout: str | None = None
     options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def keeps(self, values: dict) -> bool:
+        """True if a sample with label ``values`` (name -> value) belongs to
+        the task (``only`` and ``exclude``)."""
+        if self.only and values[self.only[0]] != self.only[1]:
+            return False
+        return not any(values[label] in vals for label, vals in self.exclude)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -111,6 +122,7 @@ class Task:
                 "units": list(self.units), "network": self.network,
                 "transform": self.transform, "ordinal": self.ordinal,
                 "breakdown": self.breakdown, "input_scaling": self.input_scaling,
+                "exclude": {label: list(values) for label, values in self.exclude},
                 "loss": self.loss, "readout": self.readout}
 
 

@@ -215,9 +215,11 @@ class Campaign:
         return {}
 
     # -- examples -------------------------------------------------------------
-    def cut_examples(self, signal: np.ndarray, task, config: dict
+    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0
                      ) -> list[tuple[np.ndarray, dict]]:
-        """Training examples from one sample's signal: (x, metadata) pairs."""
+        """Training examples from one sample's signal: (x, metadata) pairs.
+        ``sample``: the sample's index in the dataset (a key for seeded
+        per-example draws, e.g. a random window)."""
         return [(signal, {})]
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:

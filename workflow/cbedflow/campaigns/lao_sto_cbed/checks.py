@@ -72,6 +72,13 @@ def check_consistency(config: dict) -> None:
             f"config key 'crop.pattern_px': value {crop['pattern_px']} is invalid; valid: <= "
             f"{n_px}, the simulated pattern size ({mrad_per_px:.2f} mrad pixels out to "
             f"simulation.detector_max_angle_mrad={sim['detector_max_angle_mrad']})")
+    n_x = sim["scan"]["positions_x"]
+    w, j = crop["window_positions"] or n_x, crop["jitter_positions"]
+    if w + 2 * j > n_x:
+        raise ConfigError(
+            f"config key 'crop.window_positions': value {crop['window_positions']} with "
+            f"crop.jitter_positions={j} is invalid; valid: window_positions + 2 x "
+            f"jitter_positions <= simulation.scan.positions_x={n_x}")
     d = config["augment"]["dose_e_per_pattern"]
     if d[0] > d[1]:
         raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "
