@@ -44,10 +44,10 @@ def write_split(path, n=32, shape=(5, 8, 8), nan=False, seed=0, chunk=1, compres
     return path
 
 
-def run_train(tmp_path, train, val, launcher=True, extra=(), **kw):
+def run_train(tmp_path, train, val, launcher=True, extra=(), params=None, **kw):
     env = train_env()
     cmd = [str(env / "bin" / "python"), "-m", "cbedflow", "train", "--params",
-           json.dumps(PARAMS), "--task", "rough_vs_diffuse", "--train", str(train),
+           json.dumps(params or PARAMS), "--task", "rough_vs_diffuse", "--train", str(train),
            "--validation", str(val), "--out-dir", str(tmp_path / "model"), *extra]
     if launcher:
         cmd = [str(env / "bin" / "horovodrun"), "--gloo", "-np", "2"] + cmd
@@ -180,6 +180,26 @@ def test_walltime_stops_cleanly_and_rerun_resumes(tmp_path):
     assert f"at epoch {state['epoch']}" in out
     with open(tmp_path / "model" / "history.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(8))
+
+
+@pytest.mark.train
+def test_config_input_transform_and_scaling_reach_the_model_manifest(tmp_path):
+    """train.input_transform / train.input_scaling override the task's; the
+    manifest keeps them (evaluate and predict read the transform from it)
+    with the per-point statistics of the training examples."""
+    train = write_split(tmp_path / "train.zarr", n=32)
+    val = write_split(tmp_path / "validation.zarr", n=16, seed=1)
+    params = dict(PARAMS, train=dict(PARAMS["train"], epochs=1,
+                                     input_transform="log10_standardize",
+                                     input_scaling=True))
+    p = run_train(tmp_path, train, val, launcher=False, params=params)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    m = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert m["task_spec"]["transform"] == "log10_standardize"
+    assert m["task_spec"]["input_scaling"] is True
+    mean = np.asarray(m["input_scaling"]["mean"])
+    assert mean.shape == (5, 8, 8) and np.all(np.asarray(m["input_scaling"]["std"]) > 0)
 
 
 @pytest.mark.train

@@ -109,8 +109,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = json.loads(args.params)
     camp = _campaign(params)
     task = get_task(camp, args.task)
-    p = dict(params["train"], task=task.name, task_spec=task.to_dict(), seed=params["seed"],
+    spec = task.to_dict()
+    # train.input_transform / input_scaling override the task's (null: keep)
+    for key, name in (("input_transform", "transform"), ("input_scaling", "input_scaling")):
+        if params["train"].get(key) is not None:
+            spec[name] = params["train"][key]
+    p = dict(params["train"], task=task.name, task_spec=spec, seed=params["seed"],
              campaign=camp.name, geometry_keys=list(camp.geometry_keys))
+    p.pop("input_transform", None)
+    p.pop("input_scaling", None)
     p.pop("variants", None)  # which models exist is the workflow's business
     if "model" in params:
         p.update(model=params["model"],
