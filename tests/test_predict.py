@@ -56,6 +56,14 @@ def test_scan_resampling_and_span():
     np.testing.assert_allclose(out[:, 0, 0, 0], [0, 2, 4, 6, 8])
     with pytest.raises(PredictError, match=r"spans 3.60 Å .* needs 7.20 Å"):
         resample_scan(x, 0.45, 9, 0.9)
+    # a window shorter than the line is centred on it, or starts where asked
+    np.testing.assert_array_equal(resample_scan(x, 0.45, 5, 0.45)[:, 0, 0, 0], [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(resample_scan(x, 0.45, 5, 0.45, start_A=0.9)[:, 0, 0, 0],
+                                  [2, 3, 4, 5, 6])
+    np.testing.assert_allclose(resample_scan(x, 0.45, 5, 0.45, start_A=0.225)[:, 0, 0, 0],
+                               [0.5, 1.5, 2.5, 3.5, 4.5])
+    with pytest.raises(PredictError, match=r"starting 2.5 Å .* valid starts 0..1.80 Å"):
+        resample_scan(x, 0.45, 5, 0.45, start_A=2.5)
 
 
 def write_zarr(path, cbed, **attrs):

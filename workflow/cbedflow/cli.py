@@ -200,7 +200,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     params = json.loads(args.params) if args.params else {}
     options = {"scan_step_A": args.scan_step_A,
                "angular_sampling_mrad": args.angular_sampling_mrad,
-               "negative_floor": args.negative_floor}
+               "negative_floor": args.negative_floor,
+               "window_start_A": args.window_start_A}
     r = predict(_campaign(params), args.model, args.task, args.input, args.out_dir, options,
                 args.thickness_A, args.mc_samples)
     if r["kind"] == "regression":
@@ -398,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--thickness-A", type=float, default=None,
                    help="sample thickness [Å] (models with a thickness input need it)")
     r.add_argument("--mc-samples", type=_positive_int, default=30, help="MC-dropout passes (>= 1)")
+    r.add_argument("--window-start-A", type=float, default=None,
+                   help="where the model's scan window starts along a longer scan line [Å "
+                        "after the first probe position] (default: centred on the line)")
     r.add_argument("--negative-floor", type=float, default=0.0,
                    help="counts: values in [-floor, 0) are detector noise and set to 0; "
                         "anything below -floor is refused (default 0: no negative values)")

@@ -31,7 +31,8 @@ if config["predict_input"]:
                     ("scan_step_A", "scan-step-A"),
                     ("angular_sampling_mrad", "angular-sampling-mrad"),
                     ("thickness_A", "thickness-A"),
-                    ("negative_floor", "negative-floor"))
+                    ("negative_floor", "negative-floor"),
+                    ("window_start_A", "window-start-A"))
                 if _PRED.get(key) is not None),
             mc=config["evaluate"]["mc_dropout_samples"],
             spec=stage_params(),

@@ -158,7 +158,8 @@ class LaoStoCbed(Campaign):
     baseline_name = "ring-feature logistic regression"
     #: the reproduction's bars (rough vs diffuse >= 95 %, step position >= 85 %
     #: per thickness)
-    target_accuracy = {"rough_vs_diffuse": 0.95, "step_position": 0.85}
+    target_accuracy = {"rough_vs_diffuse": 0.95, "step_vs_intermixing": 0.95,
+                       "step_position": 0.85}
 
     # -- structures and units -------------------------------------------------
     @cached_property

@@ -206,27 +206,39 @@ def resample_patterns(cbed: np.ndarray, angular_sampling_mrad, geometry: dict) -
     return out
 
 
-def resample_scan(cbed: np.ndarray, step_A: float, n: int, model_step_A: float) -> np.ndarray:
+def resample_scan(cbed: np.ndarray, step_A: float, n: int, model_step_A: float,
+                  start_A: float | None = None) -> np.ndarray:
     """Linear interpolation along scan x (axis 0) onto ``n`` positions
-    ``model_step_A`` apart, starting at the first probe position."""
+    ``model_step_A`` apart: the model's window, centred on the scan line
+    (``start_A`` None; a window of positions the model was trained on with
+    jitter then sees the interface where training put it on average), or
+    starting ``start_A`` [Å] after the first probe position."""
     need = (n - 1) * model_step_A
     have = (cbed.shape[0] - 1) * step_A
     if need > have * (1 + 1e-3):
         raise PredictError(f"the scan line spans {have:.2f} Å ({cbed.shape[0]} positions "
                            f"{step_A:g} Å apart); the model needs {need:.2f} Å "
                            f"({n} positions {model_step_A:g} Å apart)")
+    x0 = max(0.0, (have - need) / 2) if start_A is None else float(start_A)
+    if start_A is not None and (x0 < 0 or x0 + need > have * (1 + 1e-3)):
+        raise PredictError(f"a window starting {x0:g} Å into the scan line ends at "
+                           f"{x0 + need:.2f} Å; the line spans {have:.2f} Å, valid starts "
+                           f"0..{max(0.0, have - need):.2f} Å")
     x_in = np.arange(cbed.shape[0]) * step_A
-    x_out = np.minimum(np.arange(n) * model_step_A, x_in[-1])
+    x_out = np.minimum(x0 + np.arange(n) * model_step_A, x_in[-1])
     i = np.clip(np.searchsorted(x_in, x_out, side="right") - 1, 0, cbed.shape[0] - 2)
     w = ((x_out - x_in[i]) / step_A).reshape((-1,) + (1,) * (cbed.ndim - 1))
+    w = np.where(np.abs(w) < 1e-9, 0.0, np.where(np.abs(w - 1) < 1e-9, 1.0, w))
     return cbed[i] * (1 - w) + cbed[i + 1] * w
 
 
-def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool) -> np.ndarray:
-    """Examples (lines, positions, kx, ky) in the model's geometry."""
+def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool,
+            start_A: float | None = None) -> np.ndarray:
+    """Examples (lines, positions, kx, ky) in the model's geometry: the
+    model's scan window (centred, or from ``start_A`` [Å])."""
     geo = manifest["geometry"]
     n_pos = geo["input_shape"][0]
-    x = resample_scan(cbed, float(step_A[0]), n_pos, float(geo["scan_step_A"][0]))
+    x = resample_scan(cbed, float(step_A[0]), n_pos, float(geo["scan_step_A"][0]), start_A)
     x = resample_patterns(x, ang_mrad, geo)  # (n_pos, sy, n, n)
     x = np.moveaxis(x, 1, 0)  # (sy, n_pos, n, n)
     return x.mean(axis=0, keepdims=True) if average_y else x
@@ -235,12 +247,13 @@ def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool)
 def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray, dict]:
     """Examples (lines, positions, kx, ky) of measured data in the model's
     geometry, and what was read. ``options``: ``scan_step_A``,
-    ``angular_sampling_mrad``, ``negative_floor`` (None: from the data)."""
+    ``angular_sampling_mrad``, ``negative_floor`` (None: from the data),
+    ``window_start_A`` (None: the window centred on the scan line)."""
     cbed, step, ang = load_scan(path, options.get("scan_step_A"),
                                 options.get("angular_sampling_mrad"),
                                 options.get("negative_floor") or 0.0)
     average = bool(task.options.get("average_y"))
-    x = prepare(cbed, step, ang, manifest, average)
+    x = prepare(cbed, step, ang, manifest, average, options.get("window_start_A"))
     info = {"input_shape": list(cbed.shape), "scan_step_A": step.tolist(),
             "angular_sampling_mrad": ang.tolist(),
             "examples": "one per scan_y line" if not average else
