@@ -56,6 +56,8 @@ BAD = [
                                                      "semiangle_mrad=20"]),
     ({"crop": {"window_positions": 13, "jitter_positions": 1}},
      ["crop.window_positions", "13", "positions_x=13"]),
+    ({"simulation": {"scan": {"positions_x": 17}}, "crop": {"window_positions": 13,
+      "jitter_positions": 2, "train_windows": 6}}, ["crop.train_windows", "6", "1..5"]),
     ({"simulation": {"haadf": {"inner_mrad": 80, "outer_mrad": 70}}},
      ["simulation.haadf.inner_mrad", "80", "inner < outer"]),
 ]

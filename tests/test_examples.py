@@ -31,7 +31,11 @@ def test_crop_pattern_centre_and_binning():
 
 
 def test_scan_window_jitter_is_seeded_uniform_and_bounded():
-    from cbedflow.campaigns.lao_sto_cbed import scan_window
+    from cbedflow.campaigns.lao_sto_cbed import scan_windows
+
+    def scan_window(*args):
+        (w,) = scan_windows(*args)
+        return w
 
     crop = {"window_positions": 13, "jitter_positions": 2}
     draws = [scan_window(17, crop, 5, "rough_vs_diffuse", s, line)
@@ -49,12 +53,19 @@ def test_scan_window_jitter_is_seeded_uniform_and_bounded():
     assert scan_window(13, {"window_positions": None, "jitter_positions": 0}, 5, "t", 3, 0) == (0, 0)
     with pytest.raises(ExampleError, match="needs 19 probe positions.*has 17"):
         scan_window(17, {"window_positions": 13, "jitter_positions": 3}, 5, "t", 0, 0)
+    # training: distinct offsets per line, every one of them at 2J + 1
+    five = scan_windows(17, crop, 5, "t", 3, 1, 5)
+    assert sorted(o for _, o in five) == [-2, -1, 0, 1, 2]
+    three = scan_windows(17, crop, 5, "t", 3, 1, 3)
+    assert len({o for _, o in three}) == 3 and three == scan_windows(17, crop, 5, "t", 3, 1, 3)
+    with pytest.raises(ExampleError, match="train_windows=6 is more than the 5"):
+        scan_windows(17, crop, 5, "t", 3, 1, 6)
 
 
 def test_cut_examples_cut_windows_and_leave_out_abrupt_interfaces():
     camp = get_campaign({})
     cfg = {"seed": 1, "crop": {"pattern_px": 4, "binning": 2, "window_positions": 3,
-                               "jitter_positions": 1}}
+                               "jitter_positions": 1, "train_windows": 3}}
     cbed = np.zeros((5, 2, 4, 4), np.float32)
     cbed[:, :, 2, 2] = np.arange(5)[:, None]  # the position index, in the zero beam
     task = camp.tasks["rough_vs_diffuse"]
@@ -64,6 +75,9 @@ def test_cut_examples_cut_windows_and_leave_out_abrupt_interfaces():
         assert v.shape == (3, 2, 2)
         first = 1 + meta["window_offset"]
         assert np.array_equal(v[:, 1, 1], np.arange(first, first + 3))
+    train = camp.cut_examples(cbed, task, cfg, sample=7, split="train")
+    assert len(train) == 2 * 3  # every offset of both lines
+    assert sorted(m["window_offset"] for _, m in train) == [-1, -1, 0, 0, 1, 1]
     physical = camp.tasks["step_vs_intermixing"]
     assert physical.keeps({"rough": 1, "step_k": 5}) and physical.keeps({"rough": 0, "step_k": -1})
     assert not physical.keeps({"rough": 1, "step_k": 0})

@@ -65,6 +65,8 @@ def test_dataset_collected(campaign):
     assert np.all(np.isfinite(cbed))
     total = cbed.sum(axis=(-2, -1))
     assert total.max() <= 1.0 + 1e-3 and total.min() > 0.3
+    haadf = ds["haadf"][...]  # the virtual HAADF signal per probe, beside the patterns
+    assert haadf.shape == cbed.shape[:3] and np.all(haadf > 0) and np.all(haadf < 0.5)
     logs = list((res / "logs" / "simulate").glob("j*.log"))
     assert len(logs) == -(-2 * n // 8)  # packed: 8 units per job
     assert all(p.read_text().count("simulated (") >= 1 for p in logs)  # progress logged

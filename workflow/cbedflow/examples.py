@@ -173,8 +173,8 @@ def examples_for_task(
                    and assign[int(lab["structure_index"][i])] == split]
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
-        first = (camp.cut_examples(sig[samples[0]], task, config, sample=samples[0])
-                 if samples else [])
+        first = (camp.cut_examples(sig[samples[0]], task, config, sample=samples[0],
+                                   split=split) if samples else [])
         per_sample = len(first)
         n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
@@ -183,7 +183,8 @@ def examples_for_task(
             j = 0
             for i in samples:
                 examples = (first if i == samples[0]
-                            else camp.cut_examples(sig[i], task, config, sample=i))
+                            else camp.cut_examples(sig[i], task, config, sample=i,
+                                                   split=split))
                 if len(examples) != per_sample:
                     raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
                                        f"the others {per_sample}")

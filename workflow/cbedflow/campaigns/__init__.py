@@ -215,11 +215,13 @@ class Campaign:
         return {}
 
     # -- examples -------------------------------------------------------------
-    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0
-                     ) -> list[tuple[np.ndarray, dict]]:
+    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
+                     split: str = "test") -> list[tuple[np.ndarray, dict]]:
         """Training examples from one sample's signal: (x, metadata) pairs.
         ``sample``: the sample's index in the dataset (a key for seeded
-        per-example draws, e.g. a random window)."""
+        per-example draws, e.g. a random window); ``split``: where the
+        examples go (e.g. more windows per sample for training); every
+        sample of a split must give as many examples."""
         return [(signal, {})]
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:

@@ -98,16 +98,19 @@ def ring_features(x: np.ndarray, rings: int) -> np.ndarray:
     return np.sqrt(np.clip(f, 0, None)).reshape(len(x), -1)
 
 
-def scan_window(n_positions: int, crop: dict, seed: int, task: str, sample: int,
-                line: int) -> tuple[int, int]:
-    """(first position, offset from the centred window) of the scan window of
-    one example.
+def scan_windows(n_positions: int, crop: dict, seed: int, task: str, sample: int,
+                 line: int, count: int = 1) -> list[tuple[int, int]]:
+    """(first position, offset from the centred window) of the scan windows
+    of one line.
 
-    The window of ``crop.window_positions`` probe positions (all when null)
+    A window of ``crop.window_positions`` probe positions (all when null)
     is centred on the simulated line and shifted by an offset drawn
     uniformly from -J..J positions (J = ``crop.jitter_positions``), seeded by
     (seed, task, sample, line): where the interface sits in the window is
     known only to about +-J positions, as for a measured scan placed by eye.
+    ``count`` windows take distinct offsets (drawn without replacement;
+    all 2J + 1 of them when ``count`` is 2J + 1): translated copies of the
+    line for training.
     """
     from ...examples import ExampleError
 
@@ -117,12 +120,18 @@ def scan_window(n_positions: int, crop: dict, seed: int, task: str, sample: int,
         raise ExampleError(
             f"crop.window_positions={w} with crop.jitter_positions={j} needs {w + 2 * j} "
             f"probe positions along x; the scan has {n_positions}")
+    if count > 2 * j + 1:
+        raise ExampleError(f"crop.train_windows={count} is more than the {2 * j + 1} distinct "
+                           f"offsets of crop.jitter_positions={j}")
     centre = (n_positions - w) // 2
     if not j:
-        return centre, 0
+        return [(centre, 0)]
     rng = np.random.default_rng([seed, zlib.crc32(task.encode()), sample, line + 1])
-    offset = int(rng.integers(-j, j + 1))
-    return centre + offset, offset
+    if count == 1:  # the first draw of every line, whatever the training count
+        offsets = [int(rng.integers(-j, j + 1))]
+    else:
+        offsets = (rng.permutation(2 * j + 1)[:count] - j).tolist()
+    return [(centre + o, int(o)) for o in offsets]
 
 
 class LaoStoCbed(Campaign):
@@ -265,13 +274,14 @@ class LaoStoCbed(Campaign):
                 f"diffuse samples, thicknesses {t} Å"]
 
     # -- examples -------------------------------------------------------------
-    def cut_examples(self, cbed: np.ndarray, task, config: dict, sample: int = 0
-                     ) -> list[tuple[np.ndarray, dict]]:
+    def cut_examples(self, cbed: np.ndarray, task, config: dict, sample: int = 0,
+                     split: str = "test") -> list[tuple[np.ndarray, dict]]:
         """Cropped, binned patterns (window, kx, ky) of every line scan at y,
         or of the lines averaged (``average_y`` tasks: the paper needed this
         for the step position), cut to a window of the scan line that starts
         at a random offset (``crop.jitter_positions``) about the centre
-        (:func:`scan_window`)."""
+        (:func:`scan_windows`); ``crop.train_windows`` windows per line in
+        the training split."""
         crop = config["crop"]
         c = crop_pattern(cbed, crop["pattern_px"], crop["binning"])  # (sx, sy, k, k)
         if task.options.get("average_y"):
@@ -279,11 +289,12 @@ class LaoStoCbed(Campaign):
         else:
             lines = [(c[:, iy], iy) for iy in range(c.shape[1])]
         out = []
+        count = crop["train_windows"] if split == "train" else 1
         for v, line in lines:
-            start, offset = scan_window(c.shape[0], crop, config["seed"], task.name,
-                                        sample, line)
-            out.append((v[start:start + (crop["window_positions"] or c.shape[0])],
-                        {"line": line, "window_offset": offset}))
+            for start, offset in scan_windows(c.shape[0], crop, config["seed"], task.name,
+                                              sample, line, count):
+                out.append((v[start:start + (crop["window_positions"] or c.shape[0])],
+                            {"line": line, "window_offset": offset}))
         return out
 
     def example_attrs(self, ds_attrs: dict, config: dict, task) -> dict:
@@ -292,6 +303,7 @@ class LaoStoCbed(Campaign):
         return {"dims": ["example", "scan_x", "kx", "ky"],
                 "window": {"positions": crop["window_positions"] or n_scan,
                            "jitter_positions": crop["jitter_positions"],
+                           "train_windows": crop["train_windows"],
                            "scan_positions": n_scan},
                 "angular_sampling_mrad": list(np.asarray(ds_attrs["angular_sampling_mrad"])
                                               * crop["binning"]),

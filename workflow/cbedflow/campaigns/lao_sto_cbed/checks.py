@@ -79,6 +79,10 @@ def check_consistency(config: dict) -> None:
             f"config key 'crop.window_positions': value {crop['window_positions']} with "
             f"crop.jitter_positions={j} is invalid; valid: window_positions + 2 x "
             f"jitter_positions <= simulation.scan.positions_x={n_x}")
+    if crop["train_windows"] > 2 * j + 1:
+        raise ConfigError(
+            f"config key 'crop.train_windows': value {crop['train_windows']} is invalid; "
+            f"valid: 1..{2 * j + 1} (the distinct offsets of crop.jitter_positions={j})")
     d = config["augment"]["dose_e_per_pattern"]
     if d[0] > d[1]:
         raise ConfigError(f"config key 'augment.dose_e_per_pattern': value {d} is invalid; "

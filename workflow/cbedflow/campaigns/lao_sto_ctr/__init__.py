@@ -182,7 +182,8 @@ class LaoStoCtr(Campaign):
                 f"{len(ds.attrs['parameter_names'])} layer parameters"]
 
     # -- examples -------------------------------------------------------------
-    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0):
+    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
+                     split: str = "test"):
         """One example per film: the rods concatenated (rod-major), log10 I."""
         return [(np.asarray(signal).reshape(-1), {})]
 
