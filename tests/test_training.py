@@ -254,6 +254,17 @@ try:
     build_network("cnn2d", (5, 8, 8), Head("regression", 1), p)
 except ValueError as e:
     out["wrong_ndim"] = str(e)
+# pooling the first axis whole: a feature found anywhere along the line gives
+# the same output (a bump at position 3 or 5 of 9), the flattened CNN does not
+bump = np.zeros((2, 9, 8, 8, 1), np.float32)
+bump[0, 3, 2:5, 2:5] = 1.0
+bump[1, 5, 2:5, 2:5] = 1.0
+for pooling in ("none", "max", "average"):
+    tf.keras.utils.set_random_seed(1)
+    m = build_network("cnn3d", (9, 8, 8), Head("classification", 3),
+                      dict(p, first_axis_pooling=pooling))
+    y = m(bump, training=False).numpy()
+    out[f"shift/{pooling}"] = float(np.abs(y[0] - y[1]).max())
 # a curve-to-curve map the 1D U-Net learns: the input's running mean
 tf.keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(256, 30, 1)).astype(np.float32)
@@ -282,5 +293,7 @@ def test_network_registry_shapes_and_a_unet_that_learns():
     assert out["unet1d/classification"] == [4, 3]
     assert out["unet1d/regression"] == [4, 30, 2]  # padded to 32 inside, cropped back
     assert "takes examples of 2 dimensions" in out["wrong_ndim"]
+    assert out["shift/max"] < 1e-6 and out["shift/average"] < 1e-6  # shift invariant
+    assert out["shift/none"] > 1e-4  # the paper's flattened features see the position
     first, last = out["unet_loss"]
     assert last < 0.1 * first and last < 0.05, out["unet_loss"]  # target variance ~0.33

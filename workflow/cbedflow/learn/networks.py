@@ -54,7 +54,10 @@ def _build_cnn(ndim: int, input_name: str, model_name: str, input_shape, head: H
                params: dict, thickness_input: bool):
     """The CNN of Oxley et al. in ``ndim`` dimensions: convolution layers
     without max pooling (dropout after each), one average pooling, a dense
-    layer (dropout) and the output."""
+    layer (dropout) and the output. ``params['first_axis_pooling']``
+    (``max`` or ``average``) first pools the whole first axis (the scan
+    positions of a line): the features then do not depend on where along the
+    line they appear, as a jittered scan window needs."""
     import tensorflow as tf
     from tensorflow.keras import layers
 
@@ -65,7 +68,14 @@ def _build_cnn(ndim: int, input_name: str, model_name: str, input_shape, head: H
     for i, f in enumerate(params["conv_filters"]):
         h = conv(f, params["kernel_size"], padding="same", activation="relu", name=f"conv{i}")(h)
         h = layers.Dropout(params["dropout"], name=f"dropout_conv{i}")(h)
-    pool = tuple(min(params["pool_size"], s) for s in input_shape)
+    shape = tuple(input_shape)
+    first = params.get("first_axis_pooling", "none")
+    if first != "none":  # over the whole first axis (a scan line's positions)
+        whole = {3: (layers.MaxPooling3D, layers.AveragePooling3D),
+                 2: (layers.MaxPooling2D, layers.AveragePooling2D)}[ndim][first == "average"]
+        h = whole(pool_size=(shape[0],) + (1,) * (ndim - 1), name=f"{first}_first_axis")(h)
+        shape = (1,) + shape[1:]
+    pool = tuple(min(params["pool_size"], s) for s in shape)
     h = pool_layer(pool_size=pool, name="average_pool")(h)
     h = layers.Flatten(name="flatten")(h)
     h, extra = _with_thickness(layers, h, thickness_input)
