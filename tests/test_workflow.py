@@ -210,7 +210,7 @@ def test_every_model_is_evaluated_with_calibration_and_baseline(campaign):
     doc = json.loads((res / "summary.json").read_text())
     check_summary(doc)
     assert set(doc["tasks"]) == {"rough_vs_diffuse", "step_vs_intermixing", "step_position"}
-    assert set(doc["tasks"]["step_position"]["models"]) == {"all", "t39"}
+    assert set(doc["tasks"]["step_position"]["models"]) == {"t39"}
     # the physical protocol leaves the flat k = 10 out, the paper's keeps it
     by_k = doc["tasks"]["rough_vs_diffuse"]["models"]["all"]["cnn"]["accuracy_by_step_k"]
     assert "10" in by_k
@@ -337,7 +337,7 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
         g.attrs.update(scan_step_A=step, angular_sampling_mrad=ang)
         flags = ["--angular-sampling-mrad", str(2 * ang[0])]
     elif case == "other_task":
-        model = campaign["results"] / "models" / "step_position" / "all" / "model.keras"
+        model = campaign["results"] / "models" / "step_position" / "t39" / "model.keras"
     elif case == "small_detector":
         cbed = cbed[..., 10:-10, 10:-10]
     elif case == "short_scan":
@@ -434,7 +434,7 @@ def test_summary_prints_every_models_accuracy_beside_its_baseline(campaign):
                        cwd=campaign["dir"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     res = campaign["results"]
-    for task, model in (("rough_vs_diffuse", "all"), ("step_position", "all"),
+    for task, model in (("rough_vs_diffuse", "all"), ("step_vs_intermixing", "all"),
                         ("step_position", "t39")):
         met = json.loads((res / "evaluation" / task / model / "metrics.json").read_text())
         base = json.loads((res / "evaluation" / task / model / "baseline.json").read_text())
