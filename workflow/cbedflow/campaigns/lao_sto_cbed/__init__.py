@@ -41,20 +41,25 @@ from .structures import (
 #: Allowed excess of the total intensity over 1 (float32 rounding).
 _INTENSITY_TOL = 1e-3
 
+#: Every task standardises each input pixel over the training set
+#: (``input_scaling``): the dark-field pixels, where the classes differ, then
+#: weigh as much as the bright-field disc (chosen on the tiny campaign's
+#: validation split, docs/method.md).
 TASKS = {
     "rough_vs_diffuse": Task("rough_vs_diffuse", "rough", classes=CLASSES,
-                             breakdown="step_k",
+                             breakdown="step_k", input_scaling=True,
                              breakdown_title="step class k (step depth = k/10 of the thickness)"),
     # the physical protocol: the flat, abrupt interfaces (k = 0 and 10) are
     # left out; against a few % intermixing they are ambiguous by physics
     "step_vs_intermixing": Task("step_vs_intermixing", "rough", classes=CLASSES,
                                 exclude=(("step_k", (0, N_STEP_CLASSES - 1)),),
-                                breakdown="step_k",
+                                breakdown="step_k", input_scaling=True,
                                 breakdown_title="step class k (step depth = k/10 of the "
                                                 "thickness)"),
     "step_position": Task("step_position", "step_k",
                           classes=tuple(f"k={k}" for k in range(N_STEP_CLASSES)),
                           only=("rough", 1), ordinal=True, breakdown="step_k",
+                          input_scaling=True,
                           breakdown_title="step class k (step depth = k/10 of the thickness)",
                           options={"average_y": True}),
 }
