@@ -263,6 +263,9 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
             state = json.loads(state_path.read_text())
             print(f"walltime: stopped cleanly after epoch {state['epoch']}/{epochs} "
                   f"(checkpoint {weights_path}); rerun to resume", flush=True)
+        # no rank exits before rank 0 has said so: a launcher that ends every
+        # rank once one exits (horovodrun) cut the message off (seen under load)
+        backend.max_int(0)
         return WALLTIME_EXIT
     if rank == 0:
         final = out / "model.keras"
