@@ -103,7 +103,8 @@ def _examples(path, x, y):
         g.create_array("x", data=x, chunks=(1,) + x.shape[1:])
         g.create_array("y", data=np.asarray(y, np.int32))
         for k, dt in (("structure_index", "int32"), ("thickness_A", "float32"),
-                      ("line", "int16"), ("window_offset", "int16"), ("step_k", "int8"),
+                      ("line", "int16"), ("window_offset", "int16"), ("align_shift", "int16"),
+                      ("step_k", "int8"),
                       ("intermix_fraction", "float32")):
             g.create_array(k, data=np.zeros(len(y), dt))
         g.attrs.update(task="rough_vs_diffuse", complete=True, classes=["diffuse", "step"],

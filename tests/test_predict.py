@@ -177,3 +177,39 @@ def test_negative_intensities_are_refused_or_floored(tmp_path):
         load_scan(tmp_path / "a.npy", negative_floor=1.0, **kw)
     got, _, _ = load_scan(tmp_path / "a.npy", negative_floor=5.0, **kw)
     assert got.min() == 0.0 and got[1, 1, 2, 3] == 0.0 and got[0, 0, 0, 0] == cbed[0, 0, 0, 0]
+
+
+def test_a_measured_scan_is_placed_by_its_haadf_signal_as_in_training(tmp_path):
+    """The window of a model trained with crop.align_positions starts where the
+    training alignment would put it: a line whose interface is 6 positions
+    further (at the model's step; the data at half that step) starts 6
+    positions later; without a HAADF array predict refuses, naming the way out."""
+    from test_alignment import _interface_profile
+
+    from cbedflow.campaigns.lao_sto_cbed import reference_profile
+    from cbedflow.campaigns.lao_sto_cbed.measured import aligned_start_A, read_measured
+    from cbedflow.tasks import Task
+
+    step = 0.9
+    ref = reference_profile(np.stack([_interface_profile(25, 12.0)]), 4)
+    geo = {**geometry(positions=13), "scan_step_A": [step, step], "alignment": ref}
+    for edge, want in ((12.0, 6), (18.0, 12), (9.0, 3)):
+        # the data at half the model's step (0.45 Å): 79 samples of the same line
+        fine = np.interp(np.arange(79) / 2, np.arange(40), _interface_profile(40, edge))
+        start, r = aligned_start_A(np.repeat(fine[:, None], 3, axis=1), step / 2, ref, 13, step)
+        assert start == pytest.approx(want * step) and r > 0.99
+    cbed = np.random.default_rng(1).random((40, 2, 40, 40))
+    path = tmp_path / "a.zarr"
+    write_zarr(path, cbed, angular_sampling_mrad=[1.5, 1.5], scan_step_A=[step, step])
+    task = Task("rough_vs_diffuse", "rough", classes=("diffuse", "step"))
+    with pytest.raises(PredictError, match="no 'haadf' array .* or give --window-start-A"):
+        read_measured(path, {}, {"geometry": geo}, task)
+    g = zarr.open_group(str(path), mode="a")
+    g.create_array("haadf", data=np.repeat(_interface_profile(40, 18.0)[:, None], 2, axis=1))
+    x, info = read_measured(path, {}, {"geometry": geo}, task)
+    assert info["window"]["start_A"] == pytest.approx(12 * step)
+    assert info["window"]["placed"].startswith("aligned")
+    np.testing.assert_allclose(x[0, 0], resample_patterns(cbed[12:13, 0], [1.5, 1.5], geo)[0])
+    g.create_array("haadf", data=np.ones((3, 2)), overwrite=True)
+    with pytest.raises(PredictError, match=r"haadf has shape \(3, 2\); expected the scan's"):
+        read_measured(path, {}, {"geometry": geo}, task)

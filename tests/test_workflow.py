@@ -250,6 +250,22 @@ def _held_out_scan(campaign, tmp_path):
             list(ds.attrs["angular_sampling_mrad"]), s, test)
 
 
+def _held_out_haadf(campaign, s):
+    """The virtual HAADF signal (scan_x, scan_y) of test structure ``s``: the
+    tiny config aligns windows to it (crop.align_positions), and predict
+    places a measured scan's window by it."""
+    ds = zarr.open_group(str(campaign["results"] / "dataset.zarr"), mode="r")
+    return ds["haadf"][int(np.flatnonzero(ds["structure_index"][...] == s)[0])]
+
+
+def _write_scan_zarr(path, cbed, haadf, step, ang):
+    g = zarr.open_group(str(path), mode="w")
+    g.create_array("cbed", data=cbed)
+    if haadf is not None:
+        g.create_array("haadf", data=haadf)
+    g.attrs.update(scan_step_A=step, angular_sampling_mrad=ang)
+
+
 def _predict(campaign, *args):
     py = train_env() / "bin" / "python"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
@@ -260,16 +276,22 @@ def _predict(campaign, *args):
 @pytest.mark.slow
 def test_predict_held_out_simulation_matches_evaluation(campaign, tmp_path):
     """Data in the training geometry: predict's softmax equals what evaluate
-    computed for the same test lines (so cropping/resampling is exact)."""
+    computed for the same test lines (so cropping/resampling is exact, and the
+    window predict places by the scan's HAADF signal is the one training's
+    alignment cut)."""
     cbed, step, ang, s, test = _held_out_scan(campaign, tmp_path)
-    np.save(tmp_path / "scan.npy", cbed)
+    _write_scan_zarr(tmp_path / "scan.zarr", cbed, _held_out_haadf(campaign, s), step, ang)
     model = campaign["results"] / "models" / "rough_vs_diffuse" / "all" / "model.keras"
     out = tmp_path / "pred"
     r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
-                 str(tmp_path / "scan.npy"), "--scan-step-A", str(step[0]),
-                 "--angular-sampling-mrad", str(ang[0]), "--out-dir", str(out))
+                 str(tmp_path / "scan.zarr"), "--out-dir", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads((out / "predictions.json").read_text())
+    shift = int(test["align_shift"][int(np.flatnonzero(test["structure_index"][...] == s)[0])])
+    n_x = cbed.shape[0]
+    centre = (n_x - campaign["config"]["crop"]["window_positions"]) // 2
+    assert got["window"]["placed"].startswith("aligned")
+    assert got["window"]["start_A"] == pytest.approx((centre + shift) * step[0])
     assert len(got["probabilities"]) == cbed.shape[1]  # one row per scan line
     assert (out / "map.png").stat().st_size > 10000
     assert len((out / "predictions.csv").read_text().splitlines()) == cbed.shape[1] + 1
@@ -285,15 +307,17 @@ def test_predict_held_out_simulation_matches_evaluation(campaign, tmp_path):
 
 @pytest.mark.slow
 def test_predict_h5_with_attributes_and_step_model(campaign, tmp_path):
-    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    cbed, step, ang, s, _ = _held_out_scan(campaign, tmp_path)
     py = train_env() / "bin" / "python"
     h5 = tmp_path / "scan.h5"
     np.save(tmp_path / "c.npy", cbed)
+    np.save(tmp_path / "h.npy", _held_out_haadf(campaign, s))
     subprocess.run([str(py), "-c", (
         "import h5py, numpy as np, sys; f = h5py.File(sys.argv[1], 'w'); "
         "d = f.create_dataset('cbed', data=np.load(sys.argv[2])); "
+        "f.create_dataset('haadf', data=np.load(sys.argv[3])); "
         f"d.attrs['scan_step_A'] = {step}; d.attrs['angular_sampling_mrad'] = {ang}"),
-        str(h5), str(tmp_path / "c.npy")], check=True)
+        str(h5), str(tmp_path / "c.npy"), str(tmp_path / "h.npy")], check=True)
     model = campaign["results"] / "models" / "step_position" / "t39" / "model.keras"
     r = _predict(campaign, "--model", str(model), "--task", "step_position", "--input",
                  str(h5), "--out-dir", str(tmp_path / "pred"), "--mc-samples", "5")
@@ -319,6 +343,8 @@ def test_predict_h5_with_attributes_and_step_model(campaign, tmp_path):
     ("huge_zarr", "GiB in memory, more than this machine allows"),
     ("huge_h5", "GiB in memory, more than this machine allows"),
     ("text_h5", "not a readable HDF5 file"),
+    ("no_haadf", "no 'haadf' array (scan_x, scan_y) beside 'cbed'; add it, or give "
+                 "--window-start-A"),
 ])
 def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, message):
     cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
@@ -359,6 +385,11 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
                 "dtype='f4')"), str(data)], check=True)
         else:
             data.write_text("not hdf5\n")
+    elif case == "no_haadf":  # the model places its window by the HAADF signal
+        data = tmp_path / "scan.zarr"
+        _write_scan_zarr(data, cbed, None, step, ang)
+    if case not in ("no_haadf", "mismatch"):
+        flags += ["--window-start-A", "0"]  # past the alignment: the case's own check
     broken = {"empty_npy": "empty", "text_npy": "text", "bad_header": "header",
               "truncated_npy": "truncated"}
     if case in broken:
@@ -383,6 +414,7 @@ def test_predict_refuses_zero_mc_samples(campaign, tmp_path):
     r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
                  str(tmp_path / "scan.npy"), "--scan-step-A", str(step[0]),
                  "--angular-sampling-mrad", str(ang[0]), "--mc-samples", "0",
+                 "--window-start-A", "0",
                  "--out-dir", str(tmp_path / "pred"))
     assert r.returncode == 2 and "--mc-samples: 0 is invalid; valid: an integer >= 1" in r.stderr
     assert not (tmp_path / "pred").exists()
@@ -400,11 +432,9 @@ def test_training_env_runs_the_package_without_pythonpath(tmp_path):
 
 @pytest.mark.slow
 def test_snakemake_predict_rule(campaign, tmp_path):
-    cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
+    cbed, step, ang, s, _ = _held_out_scan(campaign, tmp_path)
     data = tmp_path / "new_scan.zarr"
-    g = zarr.open_group(str(data), mode="w")
-    g.create_array("cbed", data=cbed)
-    g.attrs.update(scan_step_A=step, angular_sampling_mrad=ang)
+    _write_scan_zarr(data, cbed, _held_out_haadf(campaign, s), step, ang)
     env = {"CBEDFLOW_TRAIN_ENV": str(train_env())}
     r = snakemake("predict", "--profile", str(ROOT / "profiles" / "local"), "--configfile",
                   str(CONFIG), "--config", f"predict_input={data}", cwd=campaign["dir"],
@@ -417,11 +447,13 @@ def test_snakemake_predict_rule(campaign, tmp_path):
     r = snakemake("predict", "--profile", str(ROOT / "profiles" / "local"), "--configfile",
                   str(CONFIG), "--config", f"predict_input={tmp_path / 'scan.npy'}",
                   f"predict={{task: step_position, model: t39, scan_step_A: {step[0]}, "
-                  f"angular_sampling_mrad: {ang[0]}}}", cwd=campaign["dir"], env_extra=env)
+                  f"angular_sampling_mrad: {ang[0]}, window_start_A: {step[0]}}}",
+                  cwd=campaign["dir"], env_extra=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out = campaign["results"] / "predictions" / "scan-step_position-t39"
     got = json.loads((out / "predictions.json").read_text())
     assert got["angular_sampling_mrad"] == [ang[0]] * 2 and len(got["classes"]) == 11
+    assert got["window"] == {"placed": "given", "start_A": pytest.approx(step[0])}
     # without data the rule says what it needs
     r = snakemake("predict", "--cores", "1", "--configfile", str(CONFIG), cwd=tmp_path)
     assert r.returncode != 0 and "needs --config predict_input=" in r.stderr

@@ -162,19 +162,27 @@ def examples_for_task(
             f"task {task.name}: split(s) {', '.join(empty)} would be empty with "
             f"{len(struct_label)} samples; add samples or raise the split fractions")
     y_dtype = "float32" if task.is_regression else "int32"
-    attrs = camp.example_attrs(dict(ds.attrs), config, task)
+    in_split = {sp: [i for i in range(n_samples) if keep[i]
+                     and assign[int(lab["structure_index"][i])] == sp] for sp in SPLITS}
+    reference = camp.example_reference(ds, np.asarray(in_split["train"], int), config, task)
+    aux_arrays = {name: ds[name] for name in camp.aux_signals if name in ds}
+    attrs = {**camp.example_attrs(dict(ds.attrs), config, task), **reference}
     if task.is_regression:
         attrs["targets"] = list(task.target_names)
         attrs["units"] = list(task.units)
     outs = {}
     t0 = time.perf_counter()
     for split in SPLITS:
-        samples = [i for i in range(n_samples) if keep[i]
-                   and assign[int(lab["structure_index"][i])] == split]
+        samples = in_split[split]
+
+        def cut(i: int) -> list:
+            aux = {name: a[i] for name, a in aux_arrays.items()}
+            return camp.cut_examples(sig[i], task, config, sample=i, split=split, aux=aux,
+                                     reference=reference)
+
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
-        first = (camp.cut_examples(sig[samples[0]], task, config, sample=samples[0],
-                                   split=split) if samples else [])
+        first = cut(samples[0]) if samples else []
         per_sample = len(first)
         n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
@@ -182,9 +190,7 @@ def examples_for_task(
             x = None
             j = 0
             for i in samples:
-                examples = (first if i == samples[0]
-                            else camp.cut_examples(sig[i], task, config, sample=i,
-                                                   split=split))
+                examples = first if i == samples[0] else cut(i)
                 if len(examples) != per_sample:
                     raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
                                        f"the others {per_sample}")

@@ -215,13 +215,25 @@ class Campaign:
         return {}
 
     # -- examples -------------------------------------------------------------
+    def example_reference(self, dataset, train_samples: np.ndarray, config: dict, task
+                          ) -> dict:
+        """What every split's examples are cut against, computed from the
+        training samples only (e.g. a reference profile that windows are
+        aligned to): a dict of JSON values, stored in every example group's
+        attributes and passed to :meth:`cut_examples` as ``reference``.
+        ``dataset``: the collected zarr group."""
+        return {}
+
     def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
-                     split: str = "test") -> list[tuple[np.ndarray, dict]]:
+                     split: str = "test", aux: dict | None = None,
+                     reference: dict | None = None) -> list[tuple[np.ndarray, dict]]:
         """Training examples from one sample's signal: (x, metadata) pairs.
         ``sample``: the sample's index in the dataset (a key for seeded
         per-example draws, e.g. a random window); ``split``: where the
-        examples go (e.g. more windows per sample for training); every
-        sample of a split must give as many examples."""
+        examples go (e.g. more windows per sample for training); ``aux``:
+        the sample's :attr:`aux_signals` (name -> array) that the dataset
+        holds; ``reference``: :meth:`example_reference`'s dict. Every sample
+        of a split must give as many examples."""
         return [(signal, {})]
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:

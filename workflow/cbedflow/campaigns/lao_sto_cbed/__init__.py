@@ -56,6 +56,13 @@ TASKS = {
                                 breakdown="step_k", input_scaling=True,
                                 breakdown_title="step class k (step depth = k/10 of the "
                                                 "thickness)"),
+    # the paper's protocol as the paper ran it: every window where the
+    # simulation put the interface (no alignment, no jitter), whatever crop says
+    "rough_vs_diffuse_centred": Task("rough_vs_diffuse_centred", "rough", classes=CLASSES,
+                                     breakdown="step_k", input_scaling=True,
+                                     breakdown_title="step class k (step depth = k/10 of the "
+                                                     "thickness)",
+                                     options={"centred": True}),
     "step_position": Task("step_position", "step_k",
                           classes=tuple(f"k={k}" for k in range(N_STEP_CLASSES)),
                           only=("rough", 1), ordinal=True, breakdown="step_k",
@@ -103,8 +110,18 @@ def ring_features(x: np.ndarray, rings: int) -> np.ndarray:
     return np.sqrt(np.clip(f, 0, None)).reshape(len(x), -1)
 
 
+def window_crop(config: dict, task) -> dict:
+    """The ``crop`` section as ``task`` uses it: a ``centred`` task keeps one
+    window per line where the simulation put the interface (alignment,
+    jitter and extra training windows off)."""
+    crop = {"align_positions": 0, **config["crop"]}
+    if task.options.get("centred"):
+        crop.update(align_positions=0, jitter_positions=0, train_windows=1)
+    return crop
+
+
 def scan_windows(n_positions: int, crop: dict, seed: int, task: str, sample: int,
-                 line: int, count: int = 1) -> list[tuple[int, int]]:
+                 line: int, count: int = 1, shift: int = 0) -> list[tuple[int, int]]:
     """(first position, offset from the centred window) of the scan windows
     of one line.
 
@@ -115,20 +132,25 @@ def scan_windows(n_positions: int, crop: dict, seed: int, task: str, sample: int
     known only to about +-J positions, as for a measured scan placed by eye.
     ``count`` windows take distinct offsets (drawn without replacement;
     all 2J + 1 of them when ``count`` is 2J + 1): translated copies of the
-    line for training.
+    line for training. ``shift`` [positions] moves the centre first (the
+    line's alignment to the HAADF reference, :func:`align_shift`).
     """
     from ...examples import ExampleError
 
     w = crop["window_positions"] or n_positions
     j = crop["jitter_positions"]
-    if w + 2 * j > n_positions:
+    a = crop.get("align_positions", 0)
+    if w + 2 * (j + a) > n_positions:
         raise ExampleError(
-            f"crop.window_positions={w} with crop.jitter_positions={j} needs {w + 2 * j} "
-            f"probe positions along x; the scan has {n_positions}")
+            f"crop.window_positions={w} with crop.jitter_positions={j} and "
+            f"crop.align_positions={a} needs {w + 2 * (j + a)} probe positions along x; the "
+            f"scan has {n_positions}")
+    if abs(shift) > a:
+        raise ExampleError(f"alignment shift {shift} is outside +-crop.align_positions={a}")
     if count > 2 * j + 1:
         raise ExampleError(f"crop.train_windows={count} is more than the {2 * j + 1} distinct "
                            f"offsets of crop.jitter_positions={j}")
-    centre = (n_positions - w) // 2
+    centre = (n_positions - w) // 2 + int(shift)
     if not j:
         return [(centre, 0)]
     rng = np.random.default_rng([seed, zlib.crc32(task.encode()), sample, line + 1])
@@ -137,6 +159,34 @@ def scan_windows(n_positions: int, crop: dict, seed: int, task: str, sample: int
     else:
         offsets = (rng.permutation(2 * j + 1)[:count] - j).tolist()
     return [(centre + o, int(o)) for o in offsets]
+
+
+def haadf_profiles(haadf: np.ndarray) -> np.ndarray:
+    """(samples, scan_x, scan_y) virtual HAADF -> (samples, scan_x): the
+    profile across the interface, averaged over the lines along y."""
+    return np.asarray(haadf, np.float64).mean(axis=-1)
+
+
+def reference_profile(profiles: np.ndarray, max_shift: int) -> dict:
+    """The alignment reference of the training samples' HAADF profiles
+    (:func:`cbedflow.alignment.mean_template`): ``template`` (one value per
+    simulated scan position, centred like the samples on average) and
+    ``max_shift_positions``; stored with the examples and in the model
+    manifest."""
+    from ...alignment import mean_template
+
+    template, _ = mean_template(profiles, max_shift)
+    return {"signal": "haadf", "max_shift_positions": int(max_shift),
+            "template": [float(v) for v in template]}
+
+
+def align_shift(profile: np.ndarray, alignment: dict) -> int:
+    """Shift [probe positions] of a simulated line's window centre that puts
+    its HAADF ``profile`` (same positions as the template) on the reference."""
+    from ...alignment import profile_offset
+
+    a = int(alignment["max_shift_positions"])
+    return profile_offset(profile, np.asarray(alignment["template"]), a, range(-a, a + 1))
 
 
 class LaoStoCbed(Campaign):
@@ -163,11 +213,12 @@ class LaoStoCbed(Campaign):
     unit_sections = UNIT_SECTIONS
     sample_sections = ("structures",)
     example_sections = ("crop",)
-    example_meta = {"line": "int16", "window_offset": "int16", "step_k": "int8",
+    example_meta = {"line": "int16", "window_offset": "int16", "align_shift": "int16",
+                    "step_k": "int8",
                     "intermix_fraction": "float32"}
     augment_meta = {"dose_e_per_pattern": ("float32", float("inf")),
                     "rotation_deg": ("float32", 0.0)}
-    geometry_keys = ("angular_sampling_mrad", "scan_step_A", "crop")
+    geometry_keys = ("angular_sampling_mrad", "scan_step_A", "crop", "alignment")
     packages = ("abtem", "ase", "zarr", "numpy", "cbedflow")
     baseline_name = "ring-feature logistic regression"
     #: the reproduction's bars (rough vs diffuse >= 95 %, step position >= 85 %
@@ -279,16 +330,45 @@ class LaoStoCbed(Campaign):
                 f"diffuse samples, thicknesses {t} Å"]
 
     # -- examples -------------------------------------------------------------
+    def example_reference(self, dataset, train_samples: np.ndarray, config: dict, task
+                          ) -> dict:
+        """With ``crop.align_positions`` > 0: the reference HAADF line profile
+        (scan positions) of the training samples (:func:`reference_profile`),
+        which every window is aligned to; nothing otherwise."""
+        a = window_crop(config, task)["align_positions"]
+        if not a:
+            return {}
+        from ...examples import ExampleError
+
+        if "haadf" not in dataset:
+            raise ExampleError(
+                f"crop.align_positions={a} aligns windows to the virtual HAADF signal, but the "
+                "dataset has none (collected before simulation.haadf existed); re-simulate or "
+                "set crop.align_positions: 0")
+        profiles = haadf_profiles(dataset["haadf"].oindex[np.sort(train_samples)])
+        return {"alignment": reference_profile(profiles, a)}
+
     def cut_examples(self, cbed: np.ndarray, task, config: dict, sample: int = 0,
-                     split: str = "test") -> list[tuple[np.ndarray, dict]]:
+                     split: str = "test", aux: dict | None = None,
+                     reference: dict | None = None) -> list[tuple[np.ndarray, dict]]:
         """Cropped, binned patterns (window, kx, ky) of every line scan at y,
         or of the lines averaged (``average_y`` tasks: the paper needed this
         for the step position), cut to a window of the scan line that starts
         at a random offset (``crop.jitter_positions``) about the centre
         (:func:`scan_windows`); ``crop.train_windows`` windows per line in
-        the training split."""
-        crop = config["crop"]
+        the training split. With a reference ``alignment``
+        (:meth:`example_reference`) the window's centre first moves by the
+        sample's :func:`align_shift` (the y-averaged HAADF profile of ``aux``
+        against the reference), as ``predict`` places a measured scan."""
+        crop = window_crop(config, task)
         c = crop_pattern(cbed, crop["pattern_px"], crop["binning"])  # (sx, sy, k, k)
+        shift = 0
+        if reference and reference.get("alignment"):
+            if not aux or "haadf" not in aux:
+                from ...examples import ExampleError
+
+                raise ExampleError(f"sample {sample}: no HAADF signal to align its window to")
+            shift = align_shift(haadf_profiles(aux["haadf"][None])[0], reference["alignment"])
         if task.options.get("average_y"):
             lines = [(c.mean(axis=1), -1)]
         else:
@@ -297,17 +377,18 @@ class LaoStoCbed(Campaign):
         count = crop["train_windows"] if split == "train" else 1
         for v, line in lines:
             for start, offset in scan_windows(c.shape[0], crop, config["seed"], task.name,
-                                              sample, line, count):
+                                              sample, line, count, shift):
                 out.append((v[start:start + (crop["window_positions"] or c.shape[0])],
-                            {"line": line, "window_offset": offset}))
+                            {"line": line, "window_offset": offset, "align_shift": shift}))
         return out
 
     def example_attrs(self, ds_attrs: dict, config: dict, task) -> dict:
-        crop = config["crop"]
+        crop = window_crop(config, task)
         n_scan = len(ds_attrs["scan_positions_A"]) if "scan_positions_A" in ds_attrs else None
         return {"dims": ["example", "scan_x", "kx", "ky"],
                 "window": {"positions": crop["window_positions"] or n_scan,
                            "jitter_positions": crop["jitter_positions"],
+                           "align_positions": crop["align_positions"],
                            "train_windows": crop["train_windows"],
                            "scan_positions": n_scan},
                 "angular_sampling_mrad": list(np.asarray(ds_attrs["angular_sampling_mrad"])

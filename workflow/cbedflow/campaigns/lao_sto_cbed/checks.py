@@ -74,11 +74,13 @@ def check_consistency(config: dict) -> None:
             f"simulation.detector_max_angle_mrad={sim['detector_max_angle_mrad']})")
     n_x = sim["scan"]["positions_x"]
     w, j = crop["window_positions"] or n_x, crop["jitter_positions"]
-    if w + 2 * j > n_x:
+    a = crop["align_positions"]
+    if w + 2 * (j + a) > n_x:
         raise ConfigError(
             f"config key 'crop.window_positions': value {crop['window_positions']} with "
-            f"crop.jitter_positions={j} is invalid; valid: window_positions + 2 x "
-            f"jitter_positions <= simulation.scan.positions_x={n_x}")
+            f"crop.jitter_positions={j} and crop.align_positions={a} is invalid; valid: "
+            f"window_positions + 2 x (jitter_positions + align_positions) <= "
+            f"simulation.scan.positions_x={n_x}")
     if crop["train_windows"] > 2 * j + 1:
         raise ConfigError(
             f"config key 'crop.train_windows': value {crop['train_windows']} is invalid; "

@@ -2,7 +2,9 @@
 
 Input: a 4D array (scan_x, scan_y, kx, ky) with scan_x across the interface,
 as a zarr group (array ``cbed``), a ``.npy`` file, or an HDF5 file (dataset
-``cbed``). Its sampling (probe step along x [Å] and detector pixel size
+``cbed``); a zarr group or HDF5 file may hold the simultaneously recorded
+HAADF signal beside it (``haadf``, shape (scan_x, scan_y)), which places the
+window of a model trained with ``crop.align_positions``. Its sampling (probe step along x [Å] and detector pixel size
 [mrad]) comes from the file's attributes ``scan_step_A`` /
 ``angular_sampling_mrad`` or from the command line; both given and different
 is an error. Patterns follow abTEM's convention: zero angle at pixel n // 2.
@@ -73,6 +75,64 @@ def _open_npy(path: Path):
         raise PredictError(f"{path}: truncated: the header declares {tuple(shape)} {dtype} "
                            f"({need} bytes with the header), the file has {size} bytes")
     return np.load(path, mmap_mode="r")
+
+
+def load_haadf(path: str | Path, shape: tuple) -> np.ndarray | None:
+    """The ``haadf`` array (scan_x, scan_y) beside ``cbed`` in a zarr group or
+    HDF5 file, checked against the scan ``shape``; None if there is none."""
+    path = Path(path)
+    data = None
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "haadf" in f:
+                data = np.asarray(f["haadf"][...], np.float64)
+    elif path.is_dir():
+        import zarr
+
+        g = zarr.open_group(str(path), mode="r")
+        if "haadf" in g:
+            data = np.asarray(g["haadf"][...], np.float64)
+    if data is None:
+        return None
+    if data.shape != tuple(shape[:2]):
+        raise PredictError(f"{path}: haadf has shape {data.shape}; expected the scan's "
+                           f"{tuple(shape[:2])} (scan_x, scan_y)")
+    if not np.all(np.isfinite(data)):
+        raise PredictError(f"{path}: haadf holds non-finite values; expected finite "
+                           "intensities")
+    return data
+
+
+def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window: int,
+                    model_step_A: float) -> tuple[float, float]:
+    """Where the model's window starts along the scan line [Å] when placed as
+    in training (:func:`cbedflow.alignment.profile_offset`): the line's HAADF
+    profile (averaged over y, resampled to the model's probe step) against
+    the reference ``alignment`` of the model; also the correlation reached
+    (Pearson r, 1 = the reference's shape)."""
+    from ...alignment import profile_offset
+
+    template = np.asarray(alignment["template"], np.float64)
+    margin = int(alignment["max_shift_positions"])
+    have = (haadf.shape[0] - 1) * step_A
+    m = int(np.floor(have / model_step_A + 1e-6)) + 1
+    profile = resample_scan(haadf.mean(axis=1)[:, None], step_A, m, model_step_A, 0.0)[:, 0]
+    centre = (len(template) - n_window) // 2  # the window start of an unshifted line
+    core = len(template) - 2 * margin
+    # every shift whose template core and window both lie on the line
+    offsets = [u for u in range(-margin - centre, m) if 0 <= u + margin
+               and u + margin + core <= m and 0 <= u + centre <= m - n_window]
+    if not offsets:
+        raise PredictError(f"the scan line ({m} positions at the model's {model_step_A:g} Å "
+                           f"step) is too short to align the model's {len(template)}-position "
+                           "HAADF reference; give --window-start-A")
+    u = profile_offset(profile, template, margin, offsets)
+    seg = profile[u + margin:u + margin + core]
+    ref = template[margin:len(template) - margin]
+    r = float(np.corrcoef(seg, ref)[0, 1]) if np.std(seg) > 0 else 0.0
+    return (u + centre) * model_step_A, r
 
 
 def load_scan(path: str | Path, scan_step_A: float | None = None,
@@ -253,9 +313,25 @@ def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray
                                 options.get("angular_sampling_mrad"),
                                 options.get("negative_floor") or 0.0)
     average = bool(task.options.get("average_y"))
-    x = prepare(cbed, step, ang, manifest, average, options.get("window_start_A"))
+    start = options.get("window_start_A")
+    geo = manifest["geometry"]
+    placed = "given" if start is not None else "centred"
+    alignment = geo.get("alignment")
+    extra = {}
+    if alignment and start is None:
+        haadf = load_haadf(path, cbed.shape)
+        if haadf is None:
+            raise PredictError(
+                f"{path}: the model places its window by the HAADF signal "
+                "(crop.align_positions), and the data has no 'haadf' array (scan_x, scan_y) "
+                "beside 'cbed'; add it, or give --window-start-A")
+        start, r = aligned_start_A(haadf, float(step[0]), alignment, geo["input_shape"][0],
+                                   float(geo["scan_step_A"][0]))
+        placed, extra = "aligned to the HAADF reference", {"alignment_correlation": r}
+    x = prepare(cbed, step, ang, manifest, average, start)
     info = {"input_shape": list(cbed.shape), "scan_step_A": step.tolist(),
             "angular_sampling_mrad": ang.tolist(),
+            "window": {"placed": placed, "start_A": start, **extra},
             "examples": "one per scan_y line" if not average else
                         "one: the patterns averaged over scan_y (as in training)",
             "data": cbed}
