@@ -28,8 +28,23 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def rising_edge(template: np.ndarray, period: int, margin: int) -> int:
+    """Position of the strongest rise of a periodic profile: the ``i`` that
+    maximises mean(template[i:i + period]) - mean(template[i - period:i])
+    (one lattice period after against one before), searched where both
+    periods and the largest shift ``margin`` stay inside; ties go to the
+    first. The substrate-to-film interface of a HAADF profile."""
+    t = np.asarray(template, np.float64)
+    lo, hi = margin + period, len(t) - margin - period
+    if hi < lo:
+        raise ValueError(f"a profile of {len(t)} positions has no room for a rise of period "
+                         f"{period} inside shifts of +-{margin}")
+    score = [t[i:i + period].mean() - t[i - period:i].mean() for i in range(lo, hi + 1)]
+    return lo + int(np.argmax(score))
+
+
 def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
-                   offsets: Iterable[int]) -> int:
+                   offsets: Iterable[int], core: tuple[int, int] | None = None) -> int:
     """Shift ``u`` [positions] that best places ``template`` on ``profile``.
 
     The template's core (``template[margin:-margin]``, a fixed length) is
@@ -50,6 +65,10 @@ def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
     offsets : iterable of int
         Candidate shifts [positions]; ``u = 0`` lines up the two first
         positions.
+    core : (int, int), optional
+        The compared segment of the template [start, stop) instead of
+        ``(margin, len - margin)``: e.g. one period either side of its
+        :func:`rising_edge`, so that only the interface region decides.
 
     Raises
     ------
@@ -57,13 +76,14 @@ def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
         If no candidate shift keeps the core inside the profile.
     """
     profile = np.asarray(profile, np.float64)
-    core = _unit(np.asarray(template, np.float64)[margin:len(template) - margin])
+    c0, c1 = core if core is not None else (margin, len(template) - margin)
+    ref = _unit(np.asarray(template, np.float64)[c0:c1])
     best, best_key = None, None
     for u in offsets:
-        lo = int(u) + margin
-        if lo < 0 or lo + len(core) > len(profile):
+        lo = int(u) + c0
+        if lo < 0 or lo + len(ref) > len(profile):
             continue
-        r = float(np.dot(_unit(profile[lo:lo + len(core)]), core))
+        r = float(np.dot(_unit(profile[lo:lo + len(ref)]), ref))
         key = (-round(r, 12), abs(int(u)), int(u))
         if best_key is None or key < best_key:
             best, best_key = int(u), key
@@ -73,8 +93,8 @@ def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
     return best
 
 
-def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3,
+                  period: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Reference profile of many lines and the shift of each.
 
     Starts from the plain mean; each iteration aligns every profile to the
@@ -90,11 +110,18 @@ def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3
         One profile per line, all at the same probe step.
     max_shift : int
         Largest shift [positions].
+    period : int, optional
+        Lattice period [positions]. Given, the lines are compared only one
+        period either side of the plain mean's :func:`rising_edge` (the
+        interface), not over the whole line: a structure whose far side
+        differs (a thinner film) still aligns by its interface.
 
     Returns
     -------
     template : array (n,)
     shifts : array (lines,) of int
+    core : (int, int)
+        The compared segment of the template.
     """
     p = np.asarray(profiles, np.float64)
     if p.ndim != 2 or len(p) == 0:
@@ -103,10 +130,14 @@ def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3
     if n <= 2 * max_shift:
         raise ValueError(f"profiles of {n} positions cannot be shifted by +-{max_shift}")
     template = p.mean(axis=0)
+    core = (max_shift, n - max_shift)
+    if period:
+        edge = rising_edge(template, period, max_shift)
+        core = (edge - period, edge + period)
     shifts = np.zeros(len(p), int)
     offsets = range(-max_shift, max_shift + 1)
     for _ in range(iterations):
-        new = np.array([profile_offset(q, template, max_shift, offsets) for q in p])
+        new = np.array([profile_offset(q, template, max_shift, offsets, core) for q in p])
         new -= int(np.round(np.median(new)))  # keep the template centred (no drift)
         new = np.clip(new, -max_shift, max_shift)
         total, count = np.zeros(n), np.zeros(n)
@@ -120,4 +151,4 @@ def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3
         shifts = new
         if not changed:
             break
-    return template, shifts
+    return template, shifts, core

@@ -167,17 +167,31 @@ def haadf_profiles(haadf: np.ndarray) -> np.ndarray:
     return np.asarray(haadf, np.float64).mean(axis=-1)
 
 
-def reference_profile(profiles: np.ndarray, max_shift: int) -> dict:
+def cell_positions(scan_step_A: float) -> int | None:
+    """Probe positions per unit cell along x (None unless a whole number)."""
+    from .structures import A_STO
+
+    p = A_STO / scan_step_A
+    return int(round(p)) if abs(p - round(p)) < 0.05 and round(p) >= 2 else None
+
+
+def reference_profile(profiles: np.ndarray, max_shift: int, period: int | None = None
+                      ) -> dict:
     """The alignment reference of the training samples' HAADF profiles
     (:func:`cbedflow.alignment.mean_template`): ``template`` (one value per
-    simulated scan position, centred like the samples on average) and
-    ``max_shift_positions``; stored with the examples and in the model
-    manifest."""
+    simulated scan position, centred like the samples on average),
+    ``max_shift_positions`` and ``core``, the compared segment: one unit
+    cell (``period`` positions) either side of the template's rising
+    substrate-to-film edge. Comparing only there matters in the LAO/STO
+    supercell: the flat k = 10 interface leaves a film one cell thinner, so
+    over the whole line no shift maps it onto k = 0, while its interface
+    region is k = 0's one cell further. Stored with the examples and in the
+    model manifest."""
     from ...alignment import mean_template
 
-    template, _ = mean_template(profiles, max_shift)
+    template, _, core = mean_template(profiles, max_shift, period=period)
     return {"signal": "haadf", "max_shift_positions": int(max_shift),
-            "template": [float(v) for v in template]}
+            "core": [int(core[0]), int(core[1])], "template": [float(v) for v in template]}
 
 
 def align_shift(profile: np.ndarray, alignment: dict) -> int:
@@ -186,7 +200,8 @@ def align_shift(profile: np.ndarray, alignment: dict) -> int:
     from ...alignment import profile_offset
 
     a = int(alignment["max_shift_positions"])
-    return profile_offset(profile, np.asarray(alignment["template"]), a, range(-a, a + 1))
+    core = tuple(alignment["core"]) if alignment.get("core") else None
+    return profile_offset(profile, np.asarray(alignment["template"]), a, range(-a, a + 1), core)
 
 
 class LaoStoCbed(Campaign):
@@ -346,7 +361,8 @@ class LaoStoCbed(Campaign):
                 "dataset has none (collected before simulation.haadf existed); re-simulate or "
                 "set crop.align_positions: 0")
         profiles = haadf_profiles(dataset["haadf"].oindex[np.sort(train_samples)])
-        return {"alignment": reference_profile(profiles, a)}
+        step = float(np.atleast_1d(dataset.attrs["scan_step_A"])[0])
+        return {"alignment": reference_profile(profiles, a, cell_positions(step))}
 
     def cut_examples(self, cbed: np.ndarray, task, config: dict, sample: int = 0,
                      split: str = "test", aux: dict | None = None,

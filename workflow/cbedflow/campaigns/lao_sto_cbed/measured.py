@@ -116,21 +116,21 @@ def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window:
 
     template = np.asarray(alignment["template"], np.float64)
     margin = int(alignment["max_shift_positions"])
+    c0, c1 = alignment.get("core") or (margin, len(template) - margin)
     have = (haadf.shape[0] - 1) * step_A
     m = int(np.floor(have / model_step_A + 1e-6)) + 1
     profile = resample_scan(haadf.mean(axis=1)[:, None], step_A, m, model_step_A, 0.0)[:, 0]
     centre = (len(template) - n_window) // 2  # the window start of an unshifted line
-    core = len(template) - 2 * margin
-    # every shift whose template core and window both lie on the line
-    offsets = [u for u in range(-margin - centre, m) if 0 <= u + margin
-               and u + margin + core <= m and 0 <= u + centre <= m - n_window]
+    # every shift whose compared segment and window both lie on the line
+    offsets = [u for u in range(-len(template), m) if 0 <= u + c0
+               and u + c1 <= m and 0 <= u + centre <= m - n_window]
     if not offsets:
         raise PredictError(f"the scan line ({m} positions at the model's {model_step_A:g} Å "
                            f"step) is too short to align the model's {len(template)}-position "
                            "HAADF reference; give --window-start-A")
-    u = profile_offset(profile, template, margin, offsets)
-    seg = profile[u + margin:u + margin + core]
-    ref = template[margin:len(template) - margin]
+    u = profile_offset(profile, template, margin, offsets, (c0, c1))
+    seg = profile[u + c0:u + c1]
+    ref = template[c0:c1]
     r = float(np.corrcoef(seg, ref)[0, 1]) if np.std(seg) > 0 else 0.0
     return (u + centre) * model_step_A, r
 
