@@ -67,6 +67,25 @@ def test_collect_averages_batches_and_labels(units, tmp_path):
     assert len(ds.attrs["unit_checksums"]) == 4
 
 
+def test_the_dataset_opens_in_xarray_with_named_dims_and_units(units, tmp_path):
+    """The collected dataset is a labelled dataset for xarray users: one call,
+    named dimensions shared between arrays, units on every array."""
+    import xarray as xr
+
+    ds_path = collect(CAMP, units, tmp_path / "ds.zarr", progress=lambda m: None)
+    x = xr.open_zarr(str(ds_path), consolidated=False)
+    assert x["cbed"].dims == ("sample", "scan_x", "scan_y", "kx", "ky")
+    assert x["haadf"].dims == ("sample", "scan_x", "scan_y")
+    assert x.sizes["sample"] == 2 and x.sizes["scan_x"] == 3 and x.sizes["scan_y"] == 2
+    assert x["thickness_A"].dims == ("sample",) and x["thickness_A"].attrs["units"] == "Å"
+    assert x["rough"].attrs["classes"] == ["diffuse", "step"]
+    assert "incident probe" in x["cbed"].attrs["units"]
+    raw = zarr.open_group(str(ds_path), mode="r")
+    np.testing.assert_array_equal(x["cbed"].values, raw["cbed"][...])
+    step = x.isel(sample=np.flatnonzero(x["rough"].values == 1))  # selection by label
+    assert step.sizes["sample"] == 1 and int(step["step_k"].values[0]) == 3
+
+
 def _expect_refusal(paths, bad, tmp_path, match):
     out = tmp_path / "ds.zarr"
     with pytest.raises(CorruptOutputError) as exc:

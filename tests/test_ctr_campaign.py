@@ -133,6 +133,13 @@ def test_units_store_labels_as_arrays_and_collect_reads_them(tmp_path):
     # the same config draws the same films
     again = get_campaign(cfg).film(i).parameters()[0]
     assert np.array_equal(again, values)
+    # curves keep their named axes in xarray
+    import xarray as xr
+
+    x = xr.open_zarr(str(out), consolidated=False)
+    assert x["film_field"].dims == ("sample", "point", "re_im")
+    assert x["parameters"].dims == ("sample", "parameter")
+    assert x["log10_intensity"].dims == ("sample", "rod", "L")
 
 
 def test_counting_noise_and_rod_scales():

@@ -119,10 +119,14 @@ def collect(
     with atomic_group(out) as ds:
         # chunks of whole samples, ~1 MiB (one sample each for large signals),
         # written in order one chunk at a time: nothing held but one chunk
+        # named dimensions (zarr v3 dimension_names) and units attributes:
+        # the dataset opens in xarray as labelled arrays (xr.open_zarr)
         signal = StackWriter(ds.create_array(
             sig, shape=(n,) + shape, dtype="float32",
             chunks=(min(n, stack_chunk_length(shape)),) + shape, fill_value=0.0,
-            compressors=None))  # float32 signals hardly compress
+            compressors=None,  # float32 signals hardly compress
+            dimension_names=("sample", *camp.signal_dims),
+            attributes={"units": camp.signal_unit, "long_name": camp.title}))
         aux_shapes = {}
         for a in camp.aux_signals:
             if a not in first:
@@ -131,12 +135,22 @@ def collect(
             aux_shapes[a] = tuple(first[a].shape[-len(camp.aux_signals[a]):]) \
                 if camp.aux_signals[a] else ()
         aux = {a: ds.create_array(a, shape=(n,) + shp, dtype="float32",
-                                  chunks=(n,) + shp, fill_value=0.0)
+                                  chunks=(n,) + shp, fill_value=0.0,
+                                  dimension_names=("sample", *camp.aux_signals[a]),
+                                  attributes={"units": camp.signal_unit})
                for a, shp in aux_shapes.items()}
         aux_values = {a: np.zeros((n,) + shp, np.float32) for a, shp in aux_shapes.items()}
         curves: dict[str, StackWriter] = {}  # labels that are arrays per sample
         dtypes = {lab.name: lab.dtype for lab in camp.labels}
         dtypes[INDEX_LABEL[0]] = INDEX_LABEL[1]
+        declared = {lab.name: lab for lab in camp.labels}
+
+        def label_attrs(k: str) -> dict:
+            lab = declared.get(k)
+            if lab is None:
+                return {"long_name": "index of the sample's structure in structure_names"}
+            return {"units": lab.unit, "long_name": lab.description,
+                    **({"classes": list(lab.classes)} if lab.classes else {})}
         labels: dict[str, np.ndarray] = {}
         for i, key in enumerate(keys):
             parts = sorted(by_sample[key], key=lambda x: (x[0], x[1] or 0))
@@ -169,10 +183,14 @@ def collect(
                 v = np.asarray(values[k], dtype=dt)
                 if v.ndim:  # a label that is an array per sample (a curve): streamed
                     if k not in curves:
+                        lab = declared.get(k)
+                        dims = (lab.dims if lab is not None and len(lab.dims) == v.ndim
+                                else tuple(f"{k}_dim{j}" for j in range(v.ndim)))
                         curves[k] = StackWriter(ds.create_array(
                             k, shape=(n,) + v.shape, dtype=dt,
                             chunks=(min(n, stack_chunk_length(v.shape, v.dtype.itemsize)),)
-                            + v.shape))
+                            + v.shape, dimension_names=("sample", *dims),
+                            attributes=label_attrs(k)))
                     curves[k][i] = v
                     continue
                 if k not in labels:
@@ -187,7 +205,8 @@ def collect(
         for w in curves.values():
             w.close()
         for k, v in labels.items():
-            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape)
+            arr = ds.create_array(k, shape=v.shape, dtype=v.dtype, chunks=v.shape,
+                                  dimension_names=("sample",), attributes=label_attrs(k))
             arr[...] = v
         write_attrs(ds, {
             "dims": ["sample", *camp.signal_dims],

@@ -69,6 +69,9 @@ class Label:
         One sentence.
     classes : tuple of str
         Class names (index = value) of a class label; empty otherwise.
+    dims : tuple of str
+        Axis names after the sample axis of a label that is an array per
+        sample (a curve); ``<name>_dim<i>`` where not given.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Label:
     unit: str = ""
     description: str = ""
     classes: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
 
 
 class CampaignError(ValueError):
@@ -99,6 +103,8 @@ class Campaign:
     signal: str = "signal"
     #: Names of the signal's axes after the sample axis.
     signal_dims: tuple[str, ...] = ()
+    #: Unit of the signal's values (the dataset array's ``units`` attribute).
+    signal_unit: str = ""
     #: Further unit arrays recorded beside the signal and averaged over
     #: batches like it (e.g. a virtual detector's image): name -> axis names
     #: after the sample axis.

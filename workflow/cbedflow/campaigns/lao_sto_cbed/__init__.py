@@ -211,6 +211,7 @@ class LaoStoCbed(Campaign):
     title = "buried step vs B-site intermixing at LaAlO3/SrTiO3 from 4D-STEM (CBED)"
     signal = "cbed"
     signal_dims = ("scan_x", "scan_y", "kx", "ky")
+    signal_unit = "fraction of the incident probe intensity (per pixel / per probe)"
     #: the virtual HAADF detector per probe (fraction of the probe intensity)
     aux_signals = {"haadf": ("scan_x", "scan_y")}
     labels = (

@@ -50,11 +50,14 @@ class LaoStoCtr(Campaign):
     title = "X-ray CTR phase retrieval of LaAlO3/SrTiO3 films (MAMBA)"
     signal = "log10_intensity"
     signal_dims = ("rod", "L")
+    signal_unit = "log10 of the intensity [electrons²]"
     labels = (
         Label("film_field", "float32", "e",
-              "Film field U (Re, Im) at every rod point, rods concatenated: (points, 2)"),
+              "Film field U (Re, Im) at every rod point, rods concatenated: (points, 2)",
+              dims=("point", "re_im")),
         Label("parameters", "float32", "",
-              "Layer parameters (films.FilmSample.parameters), NaN past a thinner film"),
+              "Layer parameters (films.FilmSample.parameters), NaN past a thinner film",
+              dims=("parameter",)),
         Label("n_layers", "int16", "", "Variable layers of the film"),
         Label("thickness_A", "float32", "Å", "Film thickness (sum of the c-spacings)"),
     )
