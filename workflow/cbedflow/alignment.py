@@ -45,7 +45,16 @@ def rising_edge(template: np.ndarray, period: int, margin: int) -> int:
 
 def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
                    offsets: Iterable[int], core: tuple[int, int] | None = None) -> int:
-    """Shift ``u`` [positions] that best places ``template`` on ``profile``.
+    """Shift ``u`` [positions] that best places ``template`` on ``profile``
+    (:func:`profile_match` without the correlation)."""
+    return profile_match(profile, template, margin, offsets, core)[0]
+
+
+def profile_match(profile: np.ndarray, template: np.ndarray, margin: int,
+                  offsets: Iterable[int], core: tuple[int, int] | None = None
+                  ) -> tuple[int, float]:
+    """Shift ``u`` [positions] that best places ``template`` on ``profile``,
+    and the correlation reached there.
 
     The template's core (``template[margin:-margin]``, a fixed length) is
     compared with ``profile[u + margin : u + margin + len(core)]`` by the
@@ -90,7 +99,7 @@ def profile_offset(profile: np.ndarray, template: np.ndarray, margin: int,
     if best is None:
         raise ValueError(f"no shift places a template of {len(template)} positions "
                          f"(margin {margin}) on a profile of {len(profile)}")
-    return best
+    return best, -best_key[0]
 
 
 def mean_template(profiles: np.ndarray, max_shift: int, iterations: int = 3,

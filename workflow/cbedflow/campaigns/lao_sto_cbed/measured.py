@@ -108,11 +108,11 @@ def load_haadf(path: str | Path, shape: tuple) -> np.ndarray | None:
 def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window: int,
                     model_step_A: float) -> tuple[float, float]:
     """Where the model's window starts along the scan line [Å] when placed as
-    in training (:func:`cbedflow.alignment.profile_offset`): the line's HAADF
+    in training (:func:`cbedflow.alignment.profile_match`): the line's HAADF
     profile (averaged over y, resampled to the model's probe step) against
     the reference ``alignment`` of the model; also the correlation reached
     (Pearson r, 1 = the reference's shape)."""
-    from ...alignment import profile_offset
+    from ...alignment import profile_match
 
     template = np.asarray(alignment["template"], np.float64)
     margin = int(alignment["max_shift_positions"])
@@ -128,10 +128,7 @@ def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window:
         raise PredictError(f"the scan line ({m} positions at the model's {model_step_A:g} Å "
                            f"step) is too short to align the model's {len(template)}-position "
                            "HAADF reference; give --window-start-A")
-    u = profile_offset(profile, template, margin, offsets, (c0, c1))
-    seg = profile[u + c0:u + c1]
-    ref = template[c0:c1]
-    r = float(np.corrcoef(seg, ref)[0, 1]) if np.std(seg) > 0 else 0.0
+    u, r = profile_match(profile, template, margin, offsets, (c0, c1))
     return (u + centre) * model_step_A, r
 
 
