@@ -78,7 +78,7 @@ def write_zarr(path, cbed, **attrs):
     ("missing", r"sampling scan_step_A is missing; give it as the attribute"),
     ("mismatch", r"--angular-sampling-mrad=2.0 does not match the data's "
                  r"angular_sampling_mrad=\[1.5, 1.5\]"),
-    ("format", r"unknown format; expected a .npy file"),
+    ("format", r"unknown format ..txt.; expected one of: numpy .npy"),
 ])
 def test_bad_input_is_refused_with_its_reason(tmp_path, case, message):
     cbed = np.ones((5, 2, 40, 40))

@@ -407,6 +407,79 @@ def test_predict_refuses_bad_input_and_writes_nothing(campaign, tmp_path, case, 
 
 
 @pytest.mark.slow
+def test_predict_reads_detector_and_analysis_formats_to_the_same_answer(campaign, tmp_path):
+    """A held-out simulation written as a microscopist would bring it (EMD 1.0
+    as py4DSTEM writes it, HyperSpy .hspy, a Merlin .mib with its scan shape
+    and calibrations as flags, EMPAD .xml + .raw with its pixel in 1/nm): the
+    model's output equals the one for the same array in memory (.npy), and
+    each calibration is recorded with where it came from."""
+    import emdfile
+    from rsciio.hspy import file_writer as hspy_writer
+
+    from cbedflow.datafiles import wavelength_A
+    from formats import write_empad, write_mib
+    from test_datafiles import _hyperspy_signal
+
+    cbed, step, ang, s, _ = _held_out_scan(campaign, tmp_path)
+    haadf = _held_out_haadf(campaign, s)
+    np.save(tmp_path / "haadf.npy", haadf)
+    model = campaign["results"] / "models" / "rough_vs_diffuse" / "all" / "model.keras"
+    counts = np.round(cbed / cbed.max() * 60000)  # integer counts: Merlin stores U16
+    np.save(tmp_path / "scan.npy", counts)
+    files = {"npy": (tmp_path / "scan.npy", ["--scan-step-A", str(step[0]),
+                                             "--angular-sampling-mrad", str(ang[0]),
+                                             "--haadf", str(tmp_path / "haadf.npy")])}
+    root = emdfile.Root(name="scan")
+    root.tree(emdfile.Array(data=counts, name="datacube", dims=[step[0], step[1], ang[0],
+                                                                ang[1]],
+                            dim_units=["A", "A", "mrad", "mrad"],
+                            dim_names=["Rx", "Ry", "Qx", "Qy"]))
+    root.tree(emdfile.Array(data=haadf, name="haadf"))
+    root.metadata = emdfile.Metadata(name="microscope",
+                                     data={"energy_kV": 200.0, "semiangle_mrad": 20.0})
+    emdfile.save(str(tmp_path / "scan_emd.h5"), root, mode="o")
+    files["emd1"] = (tmp_path / "scan_emd.h5", [])
+    sig = _hyperspy_signal(counts, step[0] / 10, ang[0])
+    sig["axes"][0]["scale"] = step[1] / 10
+    hspy_writer(str(tmp_path / "scan.hspy"), sig)
+    files["hspy"] = (tmp_path / "scan.hspy", ["--haadf", str(tmp_path / "haadf.npy")])
+    write_mib(tmp_path / "scan.mib", counts)
+    files["mib"] = (tmp_path / "scan.mib", [
+        "--scan-shape", str(counts.shape[0]), str(counts.shape[1]), "--scan-step-A",
+        str(step[0]), "--angular-sampling-mrad", str(ang[0]), "--haadf",
+        str(tmp_path / "haadf.npy")])
+    pixel_invA = ang[0] / (1e3 * wavelength_A(200.0))  # mrad -> 1/Å at 200 kV
+    write_empad(tmp_path / "scan.xml", counts, step[0], pixel_invA=pixel_invA)
+    files["empad"] = (tmp_path / "scan.xml", ["--haadf", str(tmp_path / "haadf.npy")])
+    got = {}
+    for fmt, (path, flags) in files.items():
+        out = tmp_path / f"pred-{fmt}"
+        r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
+                     str(path), *flags, "--mc-samples", "1", "--out-dir", str(out))
+        assert r.returncode == 0, (fmt, r.stderr[-3000:])
+        got[fmt] = json.loads((out / "predictions.json").read_text())
+    want = np.array(got["npy"]["softmax"])
+    assert got["npy"]["window"]["placed"].startswith("aligned")
+    for fmt in ("emd1", "hspy", "mib", "empad"):
+        np.testing.assert_allclose(np.array(got[fmt]["softmax"]), want, atol=2e-5,
+                                   err_msg=fmt)
+        assert got[fmt]["window"]["start_A"] == pytest.approx(got["npy"]["window"]["start_A"])
+    assert got["emd1"]["calibration_sources"] == {
+        "scan_step_A": "file", "angular_sampling_mrad": "file", "energy_kV": "file",
+        "semiangle_mrad": "file"}
+    assert got["mib"]["calibration_sources"]["scan_step_A"] == "flag"
+    assert got["empad"]["calibration_sources"]["angular_sampling_mrad"].startswith("file (1/Å")
+    assert got["hspy"]["energy_kV"] == 200.0 and got["hspy"]["format"] == "hyperspy"
+    # the model knows its microscope: data at another energy is refused
+    root.metadata = emdfile.Metadata(name="microscope", data={"energy_kV": 300.0})
+    emdfile.save(str(tmp_path / "scan300.h5"), root, mode="o")
+    r = _predict(campaign, "--model", str(model), "--task", "rough_vs_diffuse", "--input",
+                 str(tmp_path / "scan300.h5"), "--out-dir", str(tmp_path / "p300"))
+    assert r.returncode == 2 and "energy 300 kV but the model was trained at 200 kV" in r.stderr
+    assert not (tmp_path / "p300").exists()
+
+
+@pytest.mark.slow
 def test_predict_refuses_zero_mc_samples(campaign, tmp_path):
     cbed, step, ang, _, _ = _held_out_scan(campaign, tmp_path)
     np.save(tmp_path / "scan.npy", cbed)

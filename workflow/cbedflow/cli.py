@@ -200,6 +200,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     params = json.loads(args.params) if args.params else {}
     options = {"scan_step_A": args.scan_step_A,
                "angular_sampling_mrad": args.angular_sampling_mrad,
+               "energy_kV": args.energy_kV, "semiangle_mrad": args.semiangle_mrad,
+               "scan_axis": args.scan_axis, "scan_shape": args.scan_shape,
+               "haadf": args.haadf,
                "negative_floor": args.negative_floor,
                "window_start_A": args.window_start_A}
     r = predict(_campaign(params), args.model, args.task, args.input, args.out_dir, options,
@@ -384,18 +387,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="apply a trained model to measured data",
                        description="Apply a trained model to measured data, read by the "
-                                   "campaign (lao_sto_cbed: 4D-STEM (scan_x, scan_y, kx, ky) "
-                                   "as a zarr group with array cbed, .npy or .h5 with dataset "
-                                   "cbed).")
+                                   "campaign (lao_sto_cbed: a 4D-STEM scan as .npy, .h5 with "
+                                   "dataset cbed, zarr group, EMD 1.0/py4DSTEM .h5/.emd, "
+                                   "HyperSpy .hspy, NCEM/Velox .emd, Merlin .mib, EMPAD .xml, "
+                                   "abTEM zarr; docs/predict.md).")
     r.add_argument("--params", default=None, help="JSON: {campaign: name} (default lao_sto_cbed)")
     r.add_argument("--model", required=True, help="models/<task>/<model>/model.keras")
     r.add_argument("--task", required=True, help="task the model was trained for")
-    r.add_argument("--input", required=True, help="the data (.npy, .h5 or zarr group)")
+    r.add_argument("--input", required=True, help="the data file (formats: docs/predict.md)")
     r.add_argument("--out-dir", required=True, help="predictions.json/.csv and map.png")
     r.add_argument("--scan-step-A", type=float, default=None,
                    help="probe step along the scan line [Å] (if the data lacks scan_step_A)")
     r.add_argument("--angular-sampling-mrad", type=float, default=None,
                    help="detector pixel size [mrad] (if the data lacks angular_sampling_mrad)")
+    r.add_argument("--energy-kV", type=float, default=None,
+                   help="beam energy [kV] (if the file lacks it; checked against the model's)")
+    r.add_argument("--semiangle-mrad", type=float, default=None,
+                   help="probe convergence semi-angle [mrad] (if the file lacks it; checked "
+                        "against the model's)")
+    r.add_argument("--scan-axis", choices=("x", "y"), default="x",
+                   help="the file's scan axis that crosses the interface (default x: the fast "
+                        "axis of HyperSpy-ordered files, axis 0 of (scan_x, scan_y, kx, ky))")
+    r.add_argument("--scan-shape", type=int, nargs=2, default=None, metavar=("NX", "NY"),
+                   help="probe positions along x (fast) and y, for Merlin files without .hdr")
+    r.add_argument("--haadf", default=None,
+                   help="HAADF image of the scan in its own file (.npy (scan_x, scan_y) or "
+                        ".tif), if the data file has none")
     r.add_argument("--thickness-A", type=float, default=None,
                    help="sample thickness [Å] (models with a thickness input need it)")
     r.add_argument("--mc-samples", type=_positive_int, default=30, help="MC-dropout passes (>= 1)")

@@ -1,6 +1,6 @@
 # `snakemake predict --config predict_input=<data>`: apply a trained model to measured
-# data, read by the campaign (lao_sto_cbed: 4D-STEM .npy, .h5 or zarr group). Options: the
-# `predict` config section.
+# data, read by the campaign (lao_sto_cbed: 4D-STEM in the formats of docs/predict.md).
+# Options: the `predict` config section.
 
 _PRED = config["predict"]
 _PRED_TASK = _PRED["task"] or config["tasks"][0]
@@ -32,8 +32,14 @@ if config["predict_input"]:
                     ("angular_sampling_mrad", "angular-sampling-mrad"),
                     ("thickness_A", "thickness-A"),
                     ("negative_floor", "negative-floor"),
+                    ("energy_kV", "energy-kV"),
+                    ("semiangle_mrad", "semiangle-mrad"),
+                    ("scan_axis", "scan-axis"),
+                    ("haadf", "haadf"),
                     ("window_start_A", "window-start-A"))
-                if _PRED.get(key) is not None),
+                if _PRED.get(key) is not None) + (
+                " --scan-shape {} {}".format(*_PRED["scan_shape"])
+                if _PRED.get("scan_shape") else ""),
             mc=config["evaluate"]["mc_dropout_samples"],
             spec=stage_params(),
         resources:

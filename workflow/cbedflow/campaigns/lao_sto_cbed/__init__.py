@@ -234,7 +234,7 @@ class LaoStoCbed(Campaign):
                     "intermix_fraction": "float32"}
     augment_meta = {"dose_e_per_pattern": ("float32", float("inf")),
                     "rotation_deg": ("float32", 0.0)}
-    geometry_keys = ("angular_sampling_mrad", "scan_step_A", "crop", "alignment")
+    geometry_keys = ("angular_sampling_mrad", "scan_step_A", "crop", "alignment", "microscope")
     packages = ("abtem", "ase", "zarr", "numpy", "cbedflow")
     baseline_name = "ring-feature logistic regression"
     #: the reproduction's bars (rough vs diffuse >= 95 %, step position >= 85 %
@@ -401,6 +401,7 @@ class LaoStoCbed(Campaign):
 
     def example_attrs(self, ds_attrs: dict, config: dict, task) -> dict:
         crop = window_crop(config, task)
+        settings = ds_attrs.get("settings") or {}
         n_scan = len(ds_attrs["scan_positions_A"]) if "scan_positions_A" in ds_attrs else None
         return {"dims": ["example", "scan_x", "kx", "ky"],
                 "window": {"positions": crop["window_positions"] or n_scan,
@@ -411,7 +412,10 @@ class LaoStoCbed(Campaign):
                 "angular_sampling_mrad": list(np.asarray(ds_attrs["angular_sampling_mrad"])
                                               * crop["binning"]),
                 "scan_step_A": ds_attrs["scan_step_A"],
-                "crop": {"pattern_px": crop["pattern_px"], "binning": crop["binning"]}}
+                "crop": {"pattern_px": crop["pattern_px"], "binning": crop["binning"]},
+                # what predict checks measured data against (beam energy, probe)
+                "microscope": {k: float(settings[k]) for k in ("energy_kV", "semiangle_mrad")
+                               if k in settings}}
 
     def augment_example(self, vol: np.ndarray, rng: np.random.Generator, config: dict
                         ) -> tuple[np.ndarray, dict]:

@@ -1,13 +1,17 @@
 """Measured 4D-STEM data for ``predict`` (the LAO/STO campaign's reader).
 
-Input: a 4D array (scan_x, scan_y, kx, ky) with scan_x across the interface,
-as a zarr group (array ``cbed``), a ``.npy`` file, or an HDF5 file (dataset
-``cbed``); a zarr group or HDF5 file may hold the simultaneously recorded
-HAADF signal beside it (``haadf``, shape (scan_x, scan_y)), which places the
-window of a model trained with ``crop.align_positions``. Its sampling (probe step along x [Å] and detector pixel size
-[mrad]) comes from the file's attributes ``scan_step_A`` /
-``angular_sampling_mrad`` or from the command line; both given and different
-is an error. Patterns follow abTEM's convention: zero angle at pixel n // 2.
+Input: a 4D-STEM scan in any format :mod:`cbedflow.datafiles` reads (numpy,
+this project's HDF5/zarr, EMD 1.0/py4DSTEM, HyperSpy .hspy, NCEM/Velox EMD,
+Merlin .mib, EMPAD, abTEM zarr), as (scan_x, scan_y, kx, ky) with scan_x
+across the interface (``--scan-axis y`` if the file's other scan axis
+crosses it). The simultaneously recorded HAADF signal (scan_x, scan_y), from
+the same file (``haadf`` beside ``cbed``, or an EMD 1.0 array ``haadf``) or
+its own (``--haadf``), places the window of a model trained with
+``crop.align_positions``. Calibrations (probe step [Å], detector pixel
+[mrad or 1/Å], beam energy [kV], probe semi-angle [mrad]) come from the file
+or the command line; both given and different is an error, and energy or
+semi-angle different from the model's training is one too. Patterns follow
+abTEM's convention: zero angle at pixel n // 2.
 
 Everything is checked before the model is loaded.
 """
@@ -18,91 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...predict import PredictError, memory_limit_bytes
-
-
-def _pair(value, name: str) -> np.ndarray:
-    a = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
-    if a.size == 1:
-        a = np.repeat(a, 2)
-    if a.size != 2 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise PredictError(f"{name}={value!r} is not a positive number (or pair [x, y])")
-    return a
-
-
-def _check_array(path: Path, shape: tuple, dtype) -> None:
-    """Shape, dtype and size of the declared array, before anything is read."""
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 4:
-        raise PredictError(f"{path}: cbed has shape {shape} ({len(shape)} dims); "
-                           "expected 4 dims (scan_x, scan_y, kx, ky)")
-    if min(shape) < 1 or shape[0] < 2 or min(shape[2:]) < 4:
-        raise PredictError(f"{path}: cbed shape {shape} is too small; expected >= 2 "
-                           "probe positions along x and patterns of >= 4 x 4 pixels")
-    dt = np.dtype(dtype)
-    if dt.kind not in "uif":
-        raise PredictError(f"{path}: cbed has dtype {dt}; expected intensities as integers "
-                           "or floats")
-    need = int(np.prod(shape, dtype=np.float64)) * 8  # read as float64
-    limit = memory_limit_bytes()
-    if need > limit:
-        raise PredictError(f"{path}: cbed shape {shape} needs {need / 2**30:.1f} GiB in memory, "
-                           f"more than this machine allows ({limit / 2**30:.1f} GiB); crop the "
-                           "scan to the interface region")
-
-
-def _open_npy(path: Path):
-    """Memory-map a .npy file after checking its header against its size."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        try:
-            fmt = np.lib.format
-            version = fmt.read_magic(fh)
-            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, _fortran, dtype = read(fh)
-        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, EOFError, TokenError...
-            what = "empty" if size == 0 else "not a valid .npy file"
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise PredictError(f"{path}: {what} ({why}); expected an array saved with "
-                               "numpy.save") from None
-        offset = fh.tell()
-    if dtype.hasobject:
-        raise PredictError(f"{path}: holds Python objects (dtype {dtype}); expected a numeric "
-                           "array saved with numpy.save")
-    _check_array(path, shape, dtype)
-    need = offset + int(np.prod(shape)) * dtype.itemsize
-    if size < need:
-        raise PredictError(f"{path}: truncated: the header declares {tuple(shape)} {dtype} "
-                           f"({need} bytes with the header), the file has {size} bytes")
-    return np.load(path, mmap_mode="r")
-
-
-def load_haadf(path: str | Path, shape: tuple) -> np.ndarray | None:
-    """The ``haadf`` array (scan_x, scan_y) beside ``cbed`` in a zarr group or
-    HDF5 file, checked against the scan ``shape``; None if there is none."""
-    path = Path(path)
-    data = None
-    if path.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if "haadf" in f:
-                data = np.asarray(f["haadf"][...], np.float64)
-    elif path.is_dir():
-        import zarr
-
-        g = zarr.open_group(str(path), mode="r")
-        if "haadf" in g:
-            data = np.asarray(g["haadf"][...], np.float64)
-    if data is None:
-        return None
-    if data.shape != tuple(shape[:2]):
-        raise PredictError(f"{path}: haadf has shape {data.shape}; expected the scan's "
-                           f"{tuple(shape[:2])} (scan_x, scan_y)")
-    if not np.all(np.isfinite(data)):
-        raise PredictError(f"{path}: haadf holds non-finite values; expected finite "
-                           "intensities")
-    return data
+from ...predict import PredictError
 
 
 def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window: int,
@@ -133,78 +53,39 @@ def aligned_start_A(haadf: np.ndarray, step_A: float, alignment: dict, n_window:
 
 
 def load_scan(path: str | Path, scan_step_A: float | None = None,
-              angular_sampling_mrad: float | None = None, negative_floor: float = 0.0
+              angular_sampling_mrad: float | None = None, negative_floor: float = 0.0,
+              options: dict | None = None, model: dict | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and check new data. Returns (cbed (sx, sy, kx, ky) float64,
-    scan step [Å] (x, y), angular sampling [mrad] (kx, ky)).
+    """Read and check new data (any format of :mod:`cbedflow.datafiles`).
+    Returns (cbed (sx, sy, kx, ky) float64, scan step [Å] (x, y), angular
+    sampling [mrad] (kx, ky)); :func:`read_scan` also returns the HAADF signal
+    and where each calibration came from."""
+    opts = dict(options or {}, scan_step_A=scan_step_A,
+                angular_sampling_mrad=angular_sampling_mrad, negative_floor=negative_floor)
+    cbed, cal, _haadf = read_scan(path, opts, model or {})
+    return cbed, cal["scan_step_A"], cal["angular_sampling_mrad"]
+
+
+def read_scan(path: str | Path, options: dict, model: dict
+              ) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """The scan (scan_x, scan_y, kx, ky) float64, its calibration
+    (:func:`cbedflow.datafiles.resolve_calibration`: the file's, completed by
+    the ``options`` given as flags, checked against the ``model``'s energy
+    and probe semi-angle) and its HAADF signal (None without one).
 
     Shape, dtype and size are checked from the file's header before the data
     is read. Intensities must be finite and non-negative: values in
     [-``negative_floor``, 0) (detector noise after a dark-reference
     subtraction, in counts) are set to 0, anything lower is refused.
     """
-    path = Path(path)
-    if not path.exists():
-        raise PredictError(f"{path}: no such file or directory")
+    from ...datafiles import read_4dstem, resolve_calibration
+
+    negative_floor = options.get("negative_floor") or 0.0
     if not negative_floor >= 0:
         raise PredictError(f"negative floor {negative_floor} is invalid; valid: >= 0 counts")
-    attrs: dict = {}
-    if path.suffix == ".npy":
-        data = _open_npy(path)
-    elif path.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise PredictError(f"{path}: not a readable HDF5 file ({exc})") from None
-        with f:
-            if "cbed" not in f or not isinstance(f["cbed"], h5py.Dataset):
-                raise PredictError(f"{path}: has no dataset 'cbed' (has {sorted(f)}); "
-                                   "expected cbed with shape (scan_x, scan_y, kx, ky)")
-            _check_array(path, f["cbed"].shape, f["cbed"].dtype)
-            try:
-                data = f["cbed"][...]
-            except OSError as exc:
-                raise PredictError(f"{path}: dataset cbed cannot be read ({exc}); the file "
-                                   "may be truncated") from None
-            attrs = {k: f["cbed"].attrs[k] for k in f["cbed"].attrs}
-            attrs.update({k: f.attrs[k] for k in f.attrs if k not in attrs})
-    elif path.is_dir():
-        import zarr
-
-        try:
-            g = zarr.open_group(str(path), mode="r")
-        except Exception as exc:  # noqa: BLE001 - any zarr failure means "not a group"
-            raise PredictError(f"{path}: not a zarr group ({exc})") from None
-        if "cbed" not in g:
-            raise PredictError(f"{path}: zarr group has no array 'cbed'; expected cbed with "
-                               "shape (scan_x, scan_y, kx, ky)")
-        data = g["cbed"]
-        _check_array(path, data.shape, data.dtype)
-        attrs = dict(g.attrs)
-        attrs.update(dict(data.attrs))
-    else:
-        raise PredictError(f"{path}: unknown format; expected a .npy file, a .h5 file or a "
-                           "zarr group directory")
-    _check_array(path, data.shape, data.dtype)
-    steps = {}
-    for key, flag, value in (("scan_step_A", "--scan-step-A", scan_step_A),
-                             ("angular_sampling_mrad", "--angular-sampling-mrad",
-                              angular_sampling_mrad)):
-        have = attrs.get(key)
-        if have is None and value is None:
-            raise PredictError(f"{path}: sampling {key} is missing; give it as the attribute "
-                               f"{key!r} of the data or with {flag}")
-        if have is not None and value is not None and not np.allclose(
-                _pair(have, key), _pair(value, flag), rtol=1e-3):
-            raise PredictError(f"{path}: {flag}={value} does not match the data's {key}={have}")
-        steps[key] = _pair(value if have is None else have, key)
-    try:
-        cbed = np.asarray(data, dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001 - a chunk missing or unreadable
-        raise PredictError(f"{path}: cbed cannot be read ({type(exc).__name__}: {exc}); the "
-                           "file may be truncated") from None
+    scan = read_4dstem(path, options.get("scan_axis") or "x", options.get("scan_shape"))
+    cal = resolve_calibration(path, scan.calibration, options, model)
+    cbed = scan.load(path)
     bad = ~np.isfinite(cbed)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -219,7 +100,40 @@ def load_scan(path: str | Path, scan_step_A: float | None = None,
             "--negative-floor for detector noise after dark subtraction")
     if negative_floor > 0:
         cbed = np.maximum(cbed, 0.0)  # np.asarray may share a read-only memory map
-    return cbed, steps["scan_step_A"], steps["angular_sampling_mrad"]
+    haadf = scan.haadf
+    if options.get("haadf") is not None:
+        haadf = load_haadf_file(options["haadf"], cbed.shape, options.get("scan_axis") or "x")
+    if haadf is not None and not np.all(np.isfinite(haadf)):
+        raise PredictError(f"{path}: haadf holds non-finite values; expected finite "
+                           "intensities")
+    cal["format"] = scan.format
+    return cbed, cal, haadf
+
+
+def load_haadf_file(path: str | Path, shape: tuple, scan_axis: str = "x") -> np.ndarray:
+    """A HAADF image (scan_x, scan_y) recorded with the scan, from its own
+    file: ``.npy`` in this project's order, or a TIFF (``tifffile``: rows =
+    scan_y, columns = scan_x, as an image of the scan), checked against the
+    scan ``shape``."""
+    path = Path(path)
+    if not path.exists():
+        raise PredictError(f"--haadf {path}: no such file")
+    if path.suffix == ".npy":
+        data = np.load(path)
+    elif path.suffix in (".tif", ".tiff"):
+        import tifffile
+
+        data = np.asarray(tifffile.imread(path), np.float64).T
+    else:
+        raise PredictError(f"--haadf {path}: unknown format {path.suffix!r}; expected .npy "
+                           "(scan_x, scan_y) or .tif (an image of the scan)")
+    data = np.asarray(data, np.float64)
+    if scan_axis == "y":
+        data = data.T
+    if data.shape != tuple(shape[:2]):
+        raise PredictError(f"--haadf {path}: shape {data.shape}; expected the scan's "
+                           f"{tuple(shape[:2])} (scan_x, scan_y)")
+    return data
 
 
 def _rebin_axis(a: np.ndarray, axis: int, in_edges: np.ndarray, out_edges: np.ndarray
@@ -303,33 +217,53 @@ def prepare(cbed: np.ndarray, step_A, ang_mrad, manifest: dict, average_y: bool,
 
 def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray, dict]:
     """Examples (lines, positions, kx, ky) of measured data in the model's
-    geometry, and what was read. ``options``: ``scan_step_A``,
-    ``angular_sampling_mrad``, ``negative_floor`` (None: from the data),
-    ``window_start_A`` (None: the window centred on the scan line)."""
-    cbed, step, ang = load_scan(path, options.get("scan_step_A"),
-                                options.get("angular_sampling_mrad"),
-                                options.get("negative_floor") or 0.0)
+    geometry, and what was read. ``options``: the flags (``scan_step_A``,
+    ``angular_sampling_mrad``, ``energy_kV``, ``semiangle_mrad``: None = from
+    the file), ``negative_floor``, ``scan_axis``, ``scan_shape``, ``haadf`` (a
+    separate HAADF file) and ``window_start_A`` (None: placed by the HAADF
+    signal for an aligned model, else centred on the scan line)."""
+    geo = manifest["geometry"]
+    model = dict(geo.get("microscope") or {})
+    cbed, cal, haadf = read_scan(path, options, model)
+    step, ang = cal["scan_step_A"], cal["angular_sampling_mrad"]
+    check_resolution(path, step, ang, geo)
     average = bool(task.options.get("average_y"))
     start = options.get("window_start_A")
-    geo = manifest["geometry"]
     placed = "given" if start is not None else "centred"
     alignment = geo.get("alignment")
     extra = {}
     if alignment and start is None:
-        haadf = load_haadf(path, cbed.shape)
         if haadf is None:
             raise PredictError(
                 f"{path}: the model places its window by the HAADF signal "
                 "(crop.align_positions), and the data has no 'haadf' array (scan_x, scan_y) "
-                "beside 'cbed'; add it, or give --window-start-A")
+                "beside 'cbed'; add it, or give --window-start-A, or --haadf FILE")
         start, r = aligned_start_A(haadf, float(step[0]), alignment, geo["input_shape"][0],
                                    float(geo["scan_step_A"][0]))
         placed, extra = "aligned to the HAADF reference", {"alignment_correlation": r}
     x = prepare(cbed, step, ang, manifest, average, start)
-    info = {"input_shape": list(cbed.shape), "scan_step_A": step.tolist(),
-            "angular_sampling_mrad": ang.tolist(),
+    info = {"input_shape": list(cbed.shape), "format": cal["format"],
+            "scan_step_A": step.tolist(), "angular_sampling_mrad": ang.tolist(),
+            "energy_kV": cal.get("energy_kV"), "semiangle_mrad": cal.get("semiangle_mrad"),
+            "calibration_sources": cal["sources"],
+            "model_microscope": model or "not recorded (model trained before it was)",
             "window": {"placed": placed, "start_A": start, **extra},
             "examples": "one per scan_y line" if not average else
                         "one: the patterns averaged over scan_y (as in training)",
             "data": cbed}
     return x, info
+
+
+def check_resolution(path, step_A, ang_mrad, geo: dict) -> None:
+    """Refuse data sampled more coarsely than the model's input: probe steps
+    or detector pixels more than 5 % wider than the model's cannot be
+    interpolated to it without inventing signal (finer ones are rebinned)."""
+    for what, have, want, unit, fix in (
+            ("probe step", np.asarray(step_A, float)[0], float(geo["scan_step_A"][0]), "Å",
+             "record the scan with a step <= the model's"),
+            ("detector pixel", np.asarray(ang_mrad, float).max(),
+             float(np.max(geo["angular_sampling_mrad"])), "mrad",
+             "use a camera length giving pixels <= the model's")):
+        if have > 1.05 * want:
+            raise PredictError(f"{path}: {what} {have:.4g} {unit} is coarser than the model's "
+                               f"{want:.4g} {unit} (x{have / want:.2f}); {fix}")

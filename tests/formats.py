@@ -1,0 +1,64 @@
+"""Detector files written from their published layouts, for the reader
+tests: no library writes them (rosettasciio only reads Merlin and EMPAD).
+
+- Merlin ``.mib`` (Quantum Detectors, "MQ1" frames): per frame a 384-byte
+  ASCII header (comma-separated: "MQ1", sequence number, header size 00384,
+  chips, width, height, pixel depth U08/U16/U32, sensor layout, ..., the
+  extended fields with the timestamp and the exposure in ns near its end),
+  then the frame as big-endian unsigned integers; frames in scan order, the
+  fast (x) axis first.
+- EMPAD ``.xml`` + ``.raw``: little-endian float32 frames of 128 x 130
+  pixels (128 x 128 data, 2 rows of metadata), scan order fast axis first;
+  the XML names the raw file and the scan size (``pix_x``, ``pix_y``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_mib(path: Path, cbed: np.ndarray, dtype: str = ">u2") -> None:
+    """``cbed`` (scan_x, scan_y, kx, ky) of counts as a single-chip Merlin
+    file: frames in scan order with x fast, each stored (ky rows, kx columns)."""
+    nx, ny, w, h = cbed.shape
+    depth = {">u1": "U08", ">u2": "U16", ">u4": "U32"}[dtype]
+    with open(path, "wb") as fh:
+        i = 0
+        for iy in range(ny):
+            for ix in range(nx):
+                i += 1
+                fields = ["MQ1", f"{i:06d}", "00384", "01", f"{w:04d}", f"{h:04d}", depth,
+                          "   1x1", "01", "2026-11-23 10:00:00.000000", "0.001000", "0", "0",
+                          "0", "1.200000E+2", "5.110000E+2", "0.000000E+0", "0.000000E+0",
+                          "0.000000E+0", "0.000000E+0", "0.000000E+0", "0.000000E+0", "3RX",
+                          f"2026-11-23T10:00:00.{i:09d}Z", "1000000ns", "12", ""]
+                head = ",".join(fields).encode()
+                fh.write(head + b"\0" * (384 - len(head)))
+                # Merlin stores the rows bottom-up (rosettasciio flips them back)
+                fh.write(np.ascontiguousarray(cbed[ix, iy].T[::-1]).astype(dtype).tobytes())
+
+
+def write_empad(xml: Path, cbed: np.ndarray, scan_step_A: float,
+                pixel_invA: float | None = None) -> Path:
+    """``cbed`` (scan_x, scan_y, kx, ky) with kx, ky <= 128 as an EMPAD scan:
+    each pattern centred in a 128 x 128 frame (zero angle at pixel 64, as
+    abTEM's n // 2), the raw file beside ``xml``; the scan's field of view
+    from ``scan_step_A`` and the detector pixel [1/Å] in the XML."""
+    nx, ny, w, h = cbed.shape
+    raw = xml.with_name(f"scan_x{nx}_y{ny}.raw")
+    frames = np.zeros((ny, nx, 130, 128), "<f4")
+    x0, y0 = 64 - w // 2, 64 - h // 2
+    frames[:, :, y0:y0 + h, x0:x0 + w] = np.transpose(cbed, (1, 0, 3, 2))
+    frames.tofile(raw)
+    fov_m = scan_step_A * 1e-10 * max(nx, ny) * 0.72
+    cal = "" if pixel_invA is None else (
+        f"<calibrated_pixelsize>{pixel_invA * 10 / 1e9!r}</calibrated_pixelsize>")
+    # no whitespace between elements: rosettasciio's XML parser keeps it as text
+    xml.write_text(
+        f'<root><raw_file filename="{raw.name}" /><pix_x>{nx}</pix_x><pix_y>{ny}</pix_y>'
+        "<iom_measurements><full_scan_field_of_view>"
+        f"<x>{fov_m!r}</x><y>{fov_m!r}</y><scale_factor>0.72</scale_factor>"
+        f"</full_scan_field_of_view>{cal}</iom_measurements></root>")
+    return raw
