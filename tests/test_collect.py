@@ -143,3 +143,48 @@ def test_rejects_wrong_shape(units, tmp_path):
     del g["cbed"]
     g.create_array("cbed", data=data[:, :, 1:, :])
     _expect_refusal(paths, paths[3], tmp_path, "shape")
+
+
+def test_the_dataset_exports_to_emd_and_hyperspy_and_reads_back(units, tmp_path, capsys):
+    """The collected dataset exported with `cbedflow export`, read back by the
+    readers py4DSTEM (emdfile) and HyperSpy (rosettasciio) use: same values,
+    named and calibrated axes, the labels beside the signal."""
+    import json
+
+    import emdfile
+    from rsciio.hspy import file_reader
+
+    from cbedflow.cli import main
+
+    ds_path = collect(CAMP, units, tmp_path / "ds.zarr", progress=lambda m: None)
+    raw = zarr.open_group(str(ds_path), mode="r")
+    cbed = raw["cbed"][...]
+    assert main(["export", "--input", str(ds_path), "--out", str(tmp_path / "ds.h5")]) == 0
+    root = emdfile.read(str(tmp_path / "ds.h5"))
+    arr = root.tree("cbed")
+    np.testing.assert_array_equal(arr.data, cbed)
+    assert list(arr.dim_names) == ["sample", "scan_x", "scan_y", "kx", "ky"]
+    assert list(arr.dim_units)[1:] == ["Å", "Å", "mrad", "mrad"]
+    step = raw.attrs["scan_step_A"]
+    assert arr.dims[1][1] - arr.dims[1][0] == pytest.approx(step[0])
+    assert arr.dims[3][1] - arr.dims[3][0] == pytest.approx(raw.attrs["angular_sampling_mrad"][0])
+    np.testing.assert_array_equal(root.tree("step_k").data, raw["step_k"][...])
+    attrs = json.loads(root.metadata["cbedflow"]["attrs_json"])
+    assert attrs["structure_names"] == raw.attrs["structure_names"]
+
+    assert main(["export", "--input", str(ds_path), "--out", str(tmp_path / "ds.hspy")]) == 0
+    sig = file_reader(str(tmp_path / "ds.hspy"))[0]
+    np.testing.assert_array_equal(sig["data"], cbed)
+    axes = {a["name"]: a for a in sig["axes"]}
+    assert [a["name"] for a in sig["axes"]] == ["sample", "scan_x", "scan_y", "kx", "ky"]
+    assert [a["navigate"] for a in sig["axes"]] == [True, True, True, False, False]
+    assert axes["scan_x"]["units"] == "Å" and axes["scan_x"]["scale"] == pytest.approx(step[0])
+    assert axes["kx"]["units"] == "mrad"
+    labels = sig["original_metadata"]["cbedflow"]["arrays"]
+    assert labels["rough"]["values"] == raw["rough"][...].tolist()
+
+    # a bad target is one line and leaves nothing behind
+    assert main(["export", "--input", str(ds_path), "--out", str(tmp_path / "ds.zspy")]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "unknown export format '.zspy'; valid: .h5 or .emd" in err[0]
+    assert not list(tmp_path.glob("*.zspy")) and not list(tmp_path.glob(".tmp-*"))

@@ -235,3 +235,49 @@ def test_bad_files_are_one_line(tmp_path, cbed, case, message):
         scan = read_4dstem(path, **kw)
         scan.load(path)
     assert "\n" not in str(err.value)
+
+
+# --- images ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(3).random((30, 40)).astype(np.float32)  # (y, x)
+
+
+def test_tiff_image_with_imagej_calibration(tmp_path, image):
+    """A TIFF as ImageJ (and Fiji-based acquisition scripts) write it, with the
+    pixel size in nm: read with rosettasciio's TIFF reader, pixel size in Å."""
+    import tifffile
+
+    from cbedflow.datafiles import read_image
+
+    tifffile.imwrite(tmp_path / "a.tif", image, imagej=True,
+                     resolution=(1 / 0.0125, 1 / 0.025), metadata={"unit": "nm"})
+    img = read_image(tmp_path / "a.tif")
+    np.testing.assert_array_equal(img.data, image)
+    np.testing.assert_allclose(img.pixel_size_A, [0.125, 0.25], rtol=1e-6)
+
+
+def test_hyperspy_image_and_npy(tmp_path, image):
+    from rsciio.hspy import file_writer
+
+    from cbedflow.datafiles import read_image
+
+    sig = {"data": image, "axes": [
+        {"name": "y", "size": 30, "scale": 0.2, "offset": 0.0, "units": "Å", "navigate": False},
+        {"name": "x", "size": 40, "scale": 0.1, "offset": 0.0, "units": "Å", "navigate": False}],
+        "metadata": {"General": {"title": "HAADF"}, "Signal": {"signal_type": ""}},
+        "original_metadata": {}, "tmp_parameters": {}, "attributes": {"_lazy": False},
+        "learning_results": {}, "models": {}, "package_info": {"name": "t", "version": "0"}}
+    file_writer(str(tmp_path / "a.hspy"), sig)
+    img = read_image(tmp_path / "a.hspy", select="haadf")
+    np.testing.assert_array_equal(img.data, image)
+    np.testing.assert_allclose(img.pixel_size_A, [0.1, 0.2])
+    assert img.title == "HAADF"
+    with pytest.raises(DataFileError, match="no 2D image titled like 'ABF'"):
+        read_image(tmp_path / "a.hspy", select="ABF")
+    np.save(tmp_path / "a.npy", image)
+    assert read_image(tmp_path / "a.npy").pixel_size_A is None
+    with pytest.raises(DataFileError, match=r"unknown image format '.png'; expected .tif"):
+        (tmp_path / "a.png").write_bytes(b"x")
+        read_image(tmp_path / "a.png")

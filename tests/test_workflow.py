@@ -303,6 +303,22 @@ def test_predict_held_out_simulation_matches_evaluation(campaign, tmp_path):
     rows = [int(test["line"][i]) for i in centred]
     np.testing.assert_allclose(np.array(got["softmax"])[rows], ev["probabilities"][pos],
                                atol=2e-4)
+    # the prediction as labelled arrays (xarray), and exported for HyperSpy users
+    import xarray as xr
+    from rsciio.hspy import file_reader
+
+    from cbedflow.cli import main
+
+    x = xr.open_zarr(str(out / "predictions.zarr"), consolidated=False)
+    assert x["probabilities"].dims == ("example", "class") and x.attrs["classes"] == got["classes"]
+    np.testing.assert_allclose(x["softmax"].values, np.array(got["softmax"]), rtol=1e-6)
+    assert x["probabilities"].attrs["units"] == "1"
+    assert [got["classes"][i] for i in x["predicted_class"].values] == got["predicted"]
+    assert main(["export", "--input", str(out / "predictions.zarr"), "--out",
+                 str(tmp_path / "pred.hspy")]) == 0
+    sig = file_reader(str(tmp_path / "pred.hspy"))[0]
+    np.testing.assert_allclose(sig["data"], x["probabilities"].values)
+    assert [a["name"] for a in sig["axes"]] == ["example", "class"]
 
 
 @pytest.mark.slow

@@ -219,6 +219,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    out = export(args.input, args.out)
+    _log(f"{args.input} exported to {out}")
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from .summary import build_summary, write_summary
 
@@ -423,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="counts: values in [-floor, 0) are detector noise and set to 0; "
                         "anything below -floor is refused (default 0: no negative values)")
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="a dataset or prediction (zarr) as EMD 1.0 or .hspy",
+                       description="Export a labelled zarr group (results/dataset.zarr, "
+                                   "predictions/*/predictions.zarr) to EMD 1.0 (.h5/.emd: "
+                                   "py4DSTEM.read) or HyperSpy (.hspy: hs.load).")
+    x.add_argument("--input", required=True, help="the zarr group")
+    x.add_argument("--out", required=True, help="the file to write (.h5, .emd or .hspy)")
+    x.set_defaults(func=cmd_export)
 
     u = sub.add_parser("summarize", help="all models' metrics and baselines in one JSON")
     u.add_argument("--params", required=True, help="JSON: the campaign config")

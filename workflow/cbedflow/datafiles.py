@@ -650,3 +650,93 @@ def resolve_calibration(path, found: Calibration, flags: dict, model: dict) -> d
                                 f"{want:g} {unit}; {fix}")
     out["sources"] = sources
     return out
+
+
+# --- images (ABF/HAADF campaigns) -----------------------------------------------------
+
+@dataclass
+class Image:
+    """A 2D image as read: ``data`` (rows = y, columns = x) float64 and the
+    pixel size [Å] along (x, y) where the file carries it."""
+
+    data: np.ndarray
+    pixel_size_A: np.ndarray | None
+    format: str
+    title: str = ""
+
+
+def _image_from_rsciio(path: Path, signals: list[dict], fmt: str, select: str | None
+                       ) -> Image:
+    images = [s for s in signals if len(s["data"].shape) == 2]
+    if select is not None:
+        images = [s for s in images if select.lower() in str(
+            (s.get("metadata") or {}).get("General", {}).get("title", "")).lower()]
+    if not images:
+        raise DataFileError(f"{path}: holds no 2D image" + (
+            f" titled like {select!r}" if select else "") + f" (shapes "
+            f"{[tuple(s['data'].shape) for s in signals]})")
+    s = images[0]
+    axes = sorted(s["axes"], key=lambda a: a.get("index_in_array", 0))  # (y, x)
+    px = [convert(a.get("scale", 1.0), a.get("units"), "length") for a in axes[::-1]]
+    title = str((s.get("metadata") or {}).get("General", {}).get("title", ""))
+    return Image(np.asarray(s["data"], np.float64),
+                 np.asarray(px, float) if all(p is not None for p in px) else None, fmt, title)
+
+
+def _imagej_units(path: Path, signals: list[dict]) -> None:
+    """rosettasciio 0.15 reads an ImageJ TIFF's pixel scale but not its
+    ``unit`` (tifffile writes both): take the unit from tifffile's ImageJ
+    metadata where the axes have none ('micron' is ImageJ's spelling of µm)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        unit = (tif.imagej_metadata or {}).get("unit")
+    if not unit:
+        return
+    unit = {"micron": "µm", "\\u00B5m": "µm"}.get(unit, unit)
+    for s in signals:
+        for ax in s["axes"]:
+            if not ax.get("units") and not ax.get("navigate"):
+                ax["units"] = unit
+
+
+def read_image(path: str | Path, select: str | None = None) -> Image:
+    """A 2D STEM image with its pixel size: TIFF (rosettasciio's TIFF reader on
+    ``tifffile``: ImageJ, FEI/TFS, Zeiss, DM-exported calibrations), DM3/DM4
+    and Velox/NCEM EMD and HyperSpy ``.hspy`` (rosettasciio), ``.npy`` (no
+    pixel size: give it). ``select``: part of the image title to pick one of
+    several images in a file (e.g. "HAADF" in a Velox file)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file or directory")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            data = np.load(path)
+            if data.ndim != 2:
+                raise DataFileError(f"{path}: shape {data.shape}; expected a 2D image")
+            return Image(np.asarray(data, np.float64), None, "npy")
+        if suffix in (".tif", ".tiff"):
+            from rsciio.tiff import file_reader
+            fmt = "tiff"
+        elif suffix in (".dm3", ".dm4"):
+            from rsciio.digitalmicrograph import file_reader
+            fmt = "digitalmicrograph"
+        elif suffix == ".emd":
+            from rsciio.emd import file_reader
+            fmt = "emd"
+        elif suffix == ".hspy":
+            from rsciio.hspy import file_reader
+            fmt = "hyperspy"
+        else:
+            raise DataFileError(f"{path}: unknown image format {path.suffix!r}; expected .tif, "
+                                ".dm3, .dm4, .emd (Velox/NCEM), .hspy or .npy")
+        signals = _quiet(file_reader, str(path))
+        if fmt == "tiff":
+            _imagej_units(path, signals)
+        return _image_from_rsciio(path, signals, fmt, select)
+    except DataFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a library's own failure on a bad file
+        raise DataFileError(f"{path}: cannot be read as an image ({type(exc).__name__}: "
+                            f"{_first_line(exc)})") from None

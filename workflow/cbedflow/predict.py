@@ -119,4 +119,49 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
             w.writerow(header)
             w.writerows(rows)
         camp.plot_measured(data, info, result, tmp / "map.png")
+        write_prediction_arrays(tmp / "predictions.zarr", result)
     return result
+
+
+def write_prediction_arrays(path: Path, result: dict) -> None:
+    """The model's output as a zarr v3 group with named dimensions
+    (``dimension_names``) and ``units``/``long_name`` attributes, so that
+    ``xarray.open_zarr(path, consolidated=False)`` opens it as labelled
+    arrays. Classification: ``probabilities``, ``probability_std`` and
+    ``softmax`` (example, class) and ``predicted_class`` (example, the index
+    into the ``classes`` attribute); regression: ``predicted`` and
+    ``predicted_std`` (example[, point], target), units in ``target_units``."""
+    import zarr
+
+    g = zarr.open_group(str(path), mode="w")
+
+    def put(name, values, dims, **attrs):
+        a = np.asarray(values)
+        arr = g.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape or (1,),
+                             dimension_names=dims, attributes=attrs)
+        arr[...] = a
+
+    meta = {"task": result["task"], "kind": result["kind"], "input": result["input"],
+            "model": result["model"]}
+    if result["kind"] == "classification" or "classes" in result:
+        classes = list(result["classes"])
+        prob = np.asarray(result["probabilities"], np.float32)
+        dims = ("example", "class")
+        put("probabilities", prob, dims, units="1",
+            long_name="class probability (MC-dropout mean)")
+        put("probability_std", np.asarray(result["probability_std"], np.float32), dims,
+            units="1", long_name="class probability, MC-dropout standard deviation")
+        put("softmax", np.asarray(result["softmax"], np.float32), dims, units="1",
+            long_name="class probability (dropout off)")
+        put("predicted_class", prob.argmax(axis=1).astype(np.int16), ("example",),
+            long_name="predicted class (index into the classes attribute)")
+        meta["classes"] = classes
+    else:
+        mean = np.asarray(result["predicted"], np.float32)
+        dims = ("example", "point", "target") if mean.ndim == 3 else ("example", "target")
+        put("predicted", mean, dims, long_name="predicted targets (MC-dropout mean)")
+        put("predicted_std", np.asarray(result["predicted_std"], np.float32), dims,
+            long_name="predicted targets, MC-dropout standard deviation")
+        meta["targets"] = list(result["targets"])
+        meta["target_units"] = list(result["units"])
+    g.attrs.update(meta)
