@@ -52,9 +52,9 @@ def write_empad(xml: Path, cbed: np.ndarray, scan_step_A: float,
     x0, y0 = 64 - w // 2, 64 - h // 2
     frames[:, :, y0:y0 + h, x0:x0 + w] = np.transpose(cbed, (1, 0, 3, 2))
     frames.tofile(raw)
-    fov_m = scan_step_A * 1e-10 * max(nx, ny) * 0.72
+    fov_m = float(scan_step_A * 1e-10 * max(nx, ny) * 0.72)
     cal = "" if pixel_invA is None else (
-        f"<calibrated_pixelsize>{pixel_invA * 10 / 1e9!r}</calibrated_pixelsize>")
+        f"<calibrated_pixelsize>{float(pixel_invA) * 10 / 1e9!r}</calibrated_pixelsize>")
     # no whitespace between elements: rosettasciio's XML parser keeps it as text
     xml.write_text(
         f'<root><raw_file filename="{raw.name}" /><pix_x>{nx}</pix_x><pix_y>{ny}</pix_y>'
