@@ -167,6 +167,7 @@ def test_batches_share_the_structure_draw(tmp_path):
         (10 + draw.thickness_cells(10)) * 3.905, rel=1e-6)
     assert ds["thickness_A"][0] == pytest.approx(39.05, rel=1e-6)  # nominal
     assert ds["perturb_cs_mm"].attrs["units"] == "mm"
+    assert ds.attrs["perturbations"]["max_tilt_mrad"] == 3.0
 
 
 def test_config_refuses_bad_perturbations(tmp_path):

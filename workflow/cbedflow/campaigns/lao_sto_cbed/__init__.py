@@ -368,9 +368,15 @@ class LaoStoCbed(Campaign):
         return out
 
     def dataset_attrs(self, a: dict) -> dict:
-        return {k: a[k] for k in ("scan_step_A", "angular_sampling_mrad",
-                                  "reciprocal_sampling_invA", "real_space_sampling_A",
-                                  "haadf_range_mrad", "settings", "abtem_version")}
+        from ...forward.perturb import perturbation_config
+
+        out = {k: a[k] for k in ("scan_step_A", "angular_sampling_mrad",
+                                 "reciprocal_sampling_invA", "real_space_sampling_A",
+                                 "haadf_range_mrad", "settings", "abtem_version")}
+        p = perturbation_config(self.config)
+        if p is not None:  # the ranges the per-sample perturb_* labels were drawn from
+            out["perturbations"] = p
+        return out
 
     def describe_dataset(self, ds) -> list[str]:
         rough = ds["rough"][...]
