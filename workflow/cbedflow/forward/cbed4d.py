@@ -31,6 +31,7 @@ from ase import Atoms
 from .. import __version__
 from ..storage import atomic_group, write_attrs
 from . import SimulationConfigError, check_device  # noqa: F401 (re-exported)
+from .perturb import Perturbation, UnitPerturbation
 
 #: abTEM release the physics was validated with; ``sigmas`` changed meaning
 #: between releases, so other versions are refused.
@@ -294,6 +295,7 @@ def simulate_unit(
     provenance: dict | None = None,
     progress: Callable[[str], None] = print,
     series: Sequence[Atoms] | None = None,
+    perturbation: "UnitPerturbation | None" = None,
 ) -> Path:
     """Simulate one work unit and write it as a zarr v3 group at ``out``.
 
@@ -316,6 +318,15 @@ def simulate_unit(
         (abTEM exit planes): the thinner samples, each ``atoms`` cut at its
         thickness (checked, :func:`check_prefix_series`), with their own
         labels in ``info``. ``atoms`` itself is the last plane.
+    perturbation : UnitPerturbation, optional
+        Imperfections of this unit's structure
+        (:mod:`cbedflow.forward.perturb`): defocus and Cs added to the
+        probe's aberrations, the mistilt as abTEM's probe ``tilt`` [mrad]
+        (a sheared specimen: abTEM tilts the propagator), configuration j's
+        probes displaced by ``source_offsets_A[j]`` [Å] (source size), and
+        the ``perturb_*`` values added to every plane's labels (attribute
+        ``perturbation`` holds the draw). None (default): the ideal
+        microscope, exactly as before perturbations existed.
 
     Returns
     -------
@@ -353,11 +364,20 @@ def simulate_unit(
     positions = settings.scan.positions(atoms)
     nx, ny = positions.shape[:2]
     square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
-    probe = abtem.Probe(
-        energy=settings.energy_kV * 1e3,
-        semiangle_cutoff=settings.semiangle_mrad,
-        **settings.aberrations_A,
-    )
+    if perturbation is None:
+        probe = abtem.Probe(
+            energy=settings.energy_kV * 1e3,
+            semiangle_cutoff=settings.semiangle_mrad,
+            **settings.aberrations_A,
+        )
+        offsets = np.zeros((len(config_seeds), 2))
+    else:
+        probe = perturbed_probe(settings, perturbation.perturbation)
+        offsets = np.asarray(perturbation.source_offsets_A, dtype=np.float64).reshape(-1, 2)
+        if len(offsets) != len(config_seeds):
+            raise SimulationConfigError(
+                f"{len(offsets)} source offsets for {len(config_seeds)} phonon "
+                "configurations; valid: one per configuration")
     detector = abtem.PixelatedDetector(
         max_angle=settings.detector_max_angle_mrad,
         resample=False if square else "uniform",
@@ -384,7 +404,8 @@ def simulate_unit(
             p1 = min(n_probes, p0 + per_call)
             # one propagation, two detectors: the pixelated patterns and the
             # virtual HAADF signal of the same probes
-            meas, ring = probe.scan(potential, scan=abtem.CustomScan(flat[p0:p1]),
+            where = flat[p0:p1] if perturbation is None else flat[p0:p1] + offsets[ic]
+            meas, ring = probe.scan(potential, scan=abtem.CustomScan(where),
                                     detectors=[detector, haadf], max_batch=p1 - p0,
                                     lazy=True).compute(scheduler="synchronous")
             block = meas.array.reshape((n_planes, p1 - p0) + meas.array.shape[-2:])
@@ -427,7 +448,8 @@ def simulate_unit(
         ring = ring if series else ring[0]
         group.create_array("haadf", shape=ring.shape, dtype="float32",
                            chunks=ring.shape, fill_value=0.0)[...] = ring
-        labels = {k: _jsonable(v) for k, v in atoms.info.items()}
+        extra = perturbation.labels if perturbation is not None else {}
+        labels = {k: _jsonable(v) for k, v in {**atoms.info, **extra}.items()}
         attrs = {
             "dims": (["exit_plane"] if series else []) + ["scan_x", "scan_y", "kx", "ky"],
             "scan_positions_A": positions.tolist(),
@@ -450,11 +472,24 @@ def simulate_unit(
         if series:
             attrs["exit_thicknesses_A"] = [float(f.cell[2, 2]) for f in frames]
             attrs["exit_plane_slices"] = list(planes)
-            attrs["plane_labels"] = [{k: _jsonable(v) for k, v in f.info.items()}
+            attrs["plane_labels"] = [{k: _jsonable(v) for k, v in {**f.info, **extra}.items()}
                                      for f in frames]
+        if perturbation is not None:
+            attrs["perturbation"] = perturbation.attrs()
         write_attrs(group, attrs)
     progress(f"done: {out} in {time.perf_counter() - t0:.1f} s")
     return Path(out)
+
+
+def perturbed_probe(settings: SimulationSettings, p: "Perturbation"):
+    """abTEM probe of ``settings`` with perturbation ``p``: its defocus and
+    Cs added to ``settings.aberrations_A`` (C10 -= defocus_A, C30 +=
+    cs_mm x 1e7 Å) and its mistilt as ``tilt`` [mrad]."""
+    import abtem
+
+    return abtem.Probe(energy=settings.energy_kV * 1e3,
+                       semiangle_cutoff=settings.semiangle_mrad,
+                       tilt=p.tilt_xy_mrad, **p.aberrations_A(settings.aberrations_A))
 
 
 def _jsonable(value):

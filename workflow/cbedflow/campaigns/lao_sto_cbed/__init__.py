@@ -72,6 +72,26 @@ TASKS = {
 }
 
 
+#: The imperfections drawn for each structure (cbedflow.forward.perturb), as
+#: dataset labels when simulation.perturbations are on.
+PERTURBATION_LABELS = (
+    Label("perturb_defocus_A", "float32", "Å", "probe defocus added to the ideal probe "
+          "(abTEM sign, C10 = -defocus)"),
+    Label("perturb_cs_mm", "float32", "mm", "spherical aberration Cs added to the ideal probe"),
+    Label("perturb_tilt_mrad", "float32", "mrad", "specimen mistilt magnitude"),
+    Label("perturb_tilt_x_mrad", "float32", "mrad", "mistilt component along x (growth "
+          "direction, across the interface)"),
+    Label("perturb_tilt_y_mrad", "float32", "mrad", "mistilt component along y (along the "
+          "interface)"),
+    Label("perturb_source_fwhm_A", "float32", "Å", "FWHM of the Gaussian source image at the "
+          "specimen (partial spatial coherence)"),
+    Label("perturb_thickness_cells", "int8", "", "unit cells added (> 0) or removed (< 0) at "
+          "the exit surface"),
+    Label("perturb_thickness_A", "float32", "Å", "realised sample thickness (thickness_A is "
+          "the nominal one)"),
+)
+
+
 def crop_pattern(cbed: np.ndarray, pattern_px: int, binning: int) -> np.ndarray:
     """Central ``pattern_px`` x ``pattern_px`` pixels, summed in ``binning`` blocks.
 
@@ -214,7 +234,9 @@ class LaoStoCbed(Campaign):
     signal_unit = "fraction of the incident probe intensity (per pixel / per probe)"
     #: the virtual HAADF detector per probe (fraction of the probe intensity)
     aux_signals = {"haadf": ("scan_x", "scan_y")}
-    labels = (
+    #: labels of every dataset; :attr:`labels` adds :data:`PERTURBATION_LABELS`
+    #: when simulation.perturbations are on
+    base_labels = (
         Label("rough", "int8", "", "1 for a step (rough) interface, 0 for intermixing",
               classes=CLASSES),
         Label("step_k", "int8", "", "step-position class k: depth k/10 of the thickness "
@@ -225,6 +247,18 @@ class LaoStoCbed(Campaign):
         Label("intermix_fraction", "float32", "", "realised Ti fraction on the first "
               "AlO2 plane (0 for steps)"),
     )
+
+    @property
+    def labels(self) -> tuple[Label, ...]:
+        """The dataset's labels: :attr:`base_labels`, plus the drawn
+        imperfections of each structure when ``simulation.perturbations`` are
+        on (off: the dataset is what it was before they existed)."""
+        from ...forward.perturb import perturbation_config
+
+        if perturbation_config(self.config) is None:
+            return self.base_labels
+        return self.base_labels + PERTURBATION_LABELS
+
     tasks = TASKS
     unit_sections = UNIT_SECTIONS
     sample_sections = ("structures",)
@@ -334,9 +368,15 @@ class LaoStoCbed(Campaign):
         return out
 
     def dataset_attrs(self, a: dict) -> dict:
-        return {k: a[k] for k in ("scan_step_A", "angular_sampling_mrad",
-                                  "reciprocal_sampling_invA", "real_space_sampling_A",
-                                  "haadf_range_mrad", "settings", "abtem_version")}
+        from ...forward.perturb import perturbation_config
+
+        out = {k: a[k] for k in ("scan_step_A", "angular_sampling_mrad",
+                                 "reciprocal_sampling_invA", "real_space_sampling_A",
+                                 "haadf_range_mrad", "settings", "abtem_version")}
+        p = perturbation_config(self.config)
+        if p is not None:  # the ranges the per-sample perturb_* labels were drawn from
+            out["perturbations"] = p
+        return out
 
     def describe_dataset(self, ds) -> list[str]:
         rough = ds["rough"][...]

@@ -37,6 +37,7 @@ def check_consistency(config: dict) -> None:
             f"config key 'simulation.phonons.sigmas_A': value {ph['sigmas_A']} is invalid; "
             f"valid: a sigma [Å] for every element of the structures ({', '.join(ELEMENTS)}), "
             f"missing {', '.join(missing)}")
+    check_perturbations(config)
     for t in s["thicknesses_A"]:
         nz = thickness_cells(t)
         if nz < N_STEP_CLASSES - 1:
@@ -110,3 +111,32 @@ def check_consistency(config: dict) -> None:
             f"config key 'simulation.haadf.inner_mrad': value {inner} is invalid; valid: "
             f"> microscope.semiangle_mrad={config['microscope']['semiangle_mrad']} (outside "
             "the bright-field disc)")
+
+
+def check_perturbations(config: dict) -> None:
+    """``simulation.perturbations``: ranges in order, a source size only with
+    enough phonon configurations to average it over, a thickness error only
+    without exit-plane series (the thinner samples must be cuts of the
+    thickest)."""
+    from ...forward.perturb import perturbation_config
+
+    p = perturbation_config(config)
+    if p is None:
+        return
+    sim = config["simulation"]
+    for key in ("defocus_A", "cs_mm", "source_fwhm_A"):
+        lo, hi = p[key]
+        if lo > hi:
+            raise ConfigError(f"config key 'simulation.perturbations.{key}': value {[lo, hi]} "
+                              "is invalid; valid: [min, max] with min <= max")
+    if p["source_fwhm_A"][1] > 0 and sim["phonons"]["configs"] < 3:
+        raise ConfigError(
+            f"config key 'simulation.perturbations.source_fwhm_A': value {p['source_fwhm_A']} "
+            f"needs simulation.phonons.configs >= 3 (the source is averaged over the "
+            f"configurations), not {sim['phonons']['configs']}; valid: [0, 0] or more configs")
+    if (p["thickness_fraction"] > 0 and sim["exit_planes"]
+            and len(config["structures"]["thicknesses_A"]) > 1):
+        raise ConfigError(
+            f"config key 'simulation.perturbations.thickness_fraction': value "
+            f"{p['thickness_fraction']} cannot apply to exit-plane thickness series; valid: 0, "
+            "or simulation.exit_planes: false")

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from ...forward.perturb import strip_disabled
 from .structures import build_series, build_structure
 
 #: Thickness label of a unit that records every thickness at exit planes.
@@ -119,7 +120,9 @@ def unit_key(config: dict, structure: str | None = None, thickness: str | None =
     part = {k: config[k] for k in UNIT_SECTIONS if k in config}
     # exit_planes chooses which units exist (series or per thickness), which
     # the unit's thickness label says; it does not change a unit's physics
-    part["simulation"] = {k: v for k, v in part.get("simulation", {}).items()
+    # perturbations switched off (or absent) change nothing, so they do not
+    # enter the key: a unit simulated before they existed is reused
+    part["simulation"] = {k: v for k, v in strip_disabled(part.get("simulation", {})).items()
                           if k != "exit_planes"}
     part["geometry"] = {k: config["structures"][k] for k in GEOMETRY_KEYS}
     if thickness == SERIES:
@@ -141,6 +144,13 @@ def simulate_from_file(params: dict, structure: str | Path, thickness: str, batc
     ``thickness`` (or :data:`SERIES`), phonon batch ``batch``."""
     from ...config import config_hash
     from ...forward.cbed4d import SimulationSettings, simulate_unit, unit_seeds
+    from ...forward.perturb import (
+        PerturbationError,
+        change_thickness,
+        draw_perturbation,
+        perturbation_config,
+        unit_perturbation,
+    )
 
     settings = SimulationSettings.from_config(params)
     series = None
@@ -151,11 +161,28 @@ def simulate_from_file(params: dict, structure: str | Path, thickness: str, batc
     bs = params["simulation"]["phonons"]["batch_size"]
     seeds = unit_seeds(params["seed"], atoms.info["structure"],
                        int(atoms.info["thickness_cells"]), batch, bs)
+    perturbation = None
+    pcfg = perturbation_config(params)
+    if pcfg is not None:  # one draw per structure, whatever the unit
+        p = draw_perturbation(params["seed"], atoms.info["structure"], pcfg)
+        a = float(atoms.info["unit_cell_A"])
+        if series and pcfg["thickness_fraction"] > 0:
+            raise PerturbationError(
+                f"simulation.perturbations.thickness_fraction={pcfg['thickness_fraction']} "
+                "cannot apply to a thickness series from exit planes (its thinner samples "
+                "must be cuts of the thickest); valid: simulation.exit_planes: false")
+        dc = p.thickness_cells(int(atoms.info["thickness_cells"]))
+        atoms = change_thickness(atoms, dc)  # labels (info) keep the nominal thickness
+        for f in list(series or []) + [atoms]:
+            f.info.update(p.labels(int(f.info["thickness_cells"]), a))
+        perturbation = unit_perturbation(p, params["simulation"]["phonons"]["configs"],
+                                         batch, bs)
     exits = (" with exit planes at " + ", ".join(f"{f.info['thickness_A']:.2f}" for f in series)
              + " Å") if series else ""
     progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å{exits} "
              f"batch {batch} ({bs} configurations, grid {settings.gpts(atoms)})")
-    simulate_unit(atoms, settings, seeds, out, progress=progress, series=series, provenance={
+    simulate_unit(atoms, settings, seeds, out, progress=progress, series=series,
+                  perturbation=perturbation, provenance={
         "config_hash": config_hash(params),
         "unit_key": unit_key(params, atoms.info["structure"], thickness),
         "seed": params["seed"], "batch": batch,
