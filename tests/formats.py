@@ -62,3 +62,75 @@ def write_empad(xml: Path, cbed: np.ndarray, scan_step_A: float,
         f"<x>{fov_m!r}</x><y>{fov_m!r}</y><scale_factor>0.72</scale_factor>"
         f"</full_scan_field_of_view>{cal}</iom_measurements></root>")
     return raw
+
+
+# --- Gatan DigitalMicrograph 4 (.dm4) ---------------------------------------------------
+# The published tag-file layout (DM4): a big-endian header (version 4, root size as
+# uint64, byte order flag 1 = little-endian data), then the root tag group. A group:
+# sorted (u1), open (u1), [size (u8), except the root], number of tags (u8). A tag:
+# type (u1: 20 group, 21 data), name length (>i2), name, then a group, or for data:
+# size (u8), "%%%%", the info array length (u8) and the info array (u8 each: [type]
+# for a simple value, [20, element type, length] for an array), then the value,
+# little-endian; 8 zero bytes end the file.
+
+_DM_SIMPLE = {"l": (3, "<i4"), "f": (6, "<f4"), "d": (7, "<f8")}
+
+
+def _dm_group(tags: list[tuple[str, bytes]], root: bool = False) -> bytes:
+    body = b"".join(tags_ for _, tags_ in tags)
+    head = bytes([0, 1])
+    if not root:
+        head += (len(body) + 8).to_bytes(8, "big")
+    return head + len(tags).to_bytes(8, "big") + body
+
+
+def _dm_tag(name: str, payload: bytes, group: bool) -> tuple[str, bytes]:
+    n = name.encode()
+    size = b"" if group else len(payload).to_bytes(8, "big")  # a group holds its own
+    return name, bytes([20 if group else 21]) + len(n).to_bytes(2, "big") + n + size + payload
+
+
+def _dm_data(value, kind: str) -> bytes:
+    if kind == "units":  # a string: an array of UTF-16 code units (ushort)
+        codes = np.array([ord(c) for c in value], "<u2")
+        info = [20, 4, len(codes)]
+        raw = codes.tobytes()
+    elif kind == "array":
+        info = [20, 6, value.size]
+        raw = np.ascontiguousarray(value, "<f4").tobytes()
+    else:
+        code, dt = _DM_SIMPLE[kind]
+        info = [code]
+        raw = np.array(value, dt).tobytes()
+    return b"%%%%" + len(info).to_bytes(8, "big") + b"".join(
+        int(i).to_bytes(8, "big") for i in info) + raw
+
+
+def write_dm4(path: Path, image: np.ndarray, pixel_size: float, units: str = "nm",
+              name: str = "HAADF") -> None:
+    """``image`` (rows = y, columns = x) float32 as a one-image DM4 file with
+    the pixel size ``pixel_size`` [``units``] on both axes."""
+    h, w = image.shape
+
+    def data(n, v, kind):
+        return _dm_tag(n, _dm_data(v, kind), False)
+
+    def group(n, tags):
+        return _dm_tag(n, _dm_group(tags), True)
+
+    dim = [group("", [data("Origin", 0.0, "f"), data("Scale", pixel_size, "f"),
+                      data("Units", units, "units")]) for _ in range(2)]
+    image_data = group("ImageData", [
+        group("Calibrations", [
+            group("Brightness", [data("Origin", 0.0, "f"), data("Scale", 1.0, "f"),
+                                 data("Units", "counts", "units")]),
+            group("Dimension", dim)]),
+        data("Data", image.ravel(), "array"),
+        data("DataType", 2, "l"),
+        group("Dimensions", [data("", w, "l"), data("", h, "l")]),
+        data("PixelDepth", 4, "l")])
+    img = group("", [image_data, group("ImageTags", []), data("Name", name, "units")])
+    root = _dm_group([group("ImageList", [img])], root=True)
+    with open(path, "wb") as fh:
+        fh.write((4).to_bytes(4, "big") + (len(root) + 8).to_bytes(8, "big") +
+                 (1).to_bytes(4, "big") + root + bytes(8))

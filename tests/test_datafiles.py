@@ -10,7 +10,7 @@ import zarr
 
 from cbedflow.datafiles import (Calibration, DataFileError, read_4dstem, resolve_calibration,
                                 wavelength_A)
-from formats import write_empad, write_mib
+from formats import write_dm4, write_empad, write_mib
 
 STEP_A, ANG_MRAD = 0.9765, 1.61
 
@@ -281,3 +281,18 @@ def test_hyperspy_image_and_npy(tmp_path, image):
     with pytest.raises(DataFileError, match=r"unknown image format '.png'; expected .tif"):
         (tmp_path / "a.png").write_bytes(b"x")
         read_image(tmp_path / "a.png")
+
+
+def test_dm4_image_with_its_calibration(tmp_path, image):
+    """A Gatan DM4 image (written from the published tag-file layout:
+    tests/formats.py) read through rosettasciio: data, pixel size in Å, title."""
+    from cbedflow.datafiles import read_image
+
+    write_dm4(tmp_path / "a.dm4", image, 0.0125, units="nm", name="HAADF 80-200 mrad")
+    img = read_image(tmp_path / "a.dm4")
+    np.testing.assert_array_equal(img.data, image)
+    np.testing.assert_allclose(img.pixel_size_A, [0.125, 0.125], rtol=1e-6)
+    assert img.format == "digitalmicrograph" and img.title.startswith("HAADF")
+    (tmp_path / "b.dm4").write_bytes((tmp_path / "a.dm4").read_bytes()[:200])
+    with pytest.raises(DataFileError, match="b.dm4: cannot be read as an image"):
+        read_image(tmp_path / "b.dm4")
