@@ -10,7 +10,7 @@ import zarr
 
 from cbedflow.datafiles import (Calibration, DataFileError, read_4dstem, resolve_calibration,
                                 wavelength_A)
-from formats import write_dm4, write_empad, write_mib
+from formats import write_dm4, write_empad, write_mib, write_velox
 
 STEP_A, ANG_MRAD = 0.9765, 1.61
 
@@ -296,3 +296,17 @@ def test_dm4_image_with_its_calibration(tmp_path, image):
     (tmp_path / "b.dm4").write_bytes((tmp_path / "a.dm4").read_bytes()[:200])
     with pytest.raises(DataFileError, match="b.dm4: cannot be read as an image"):
         read_image(tmp_path / "b.dm4")
+
+
+def test_velox_emd_images_picked_by_detector(tmp_path, image):
+    """A Velox EMD file with two simultaneously recorded images (HAADF, ABF;
+    written from the published layout): each found by its detector name, with
+    the pixel size in Å."""
+    from cbedflow.datafiles import read_image
+
+    write_velox(tmp_path / "a.emd", {"HAADF": image, "ABF": 1 - image}, 1.25e-11)
+    for name, want in (("HAADF", image), ("abf", 1 - image)):
+        img = read_image(tmp_path / "a.emd", select=name)
+        np.testing.assert_array_equal(img.data, want)
+        np.testing.assert_allclose(img.pixel_size_A, [0.125, 0.125], rtol=1e-9)
+        assert img.title.lower() == name.lower()
