@@ -160,6 +160,20 @@ def accuracy_by(values: np.ndarray, correct: np.ndarray) -> dict[str, dict]:
     return out
 
 
+def accuracy_by_thirds(values: np.ndarray, correct: np.ndarray) -> dict[str, dict]:
+    """Accuracy in the lower, middle and upper third of ``values`` (e.g. the
+    drawn |defocus| of a perturbed test set), with each third's range."""
+    edges = np.quantile(values, [0, 1 / 3, 2 / 3, 1])
+    out = {}
+    for i, name in enumerate(("low", "middle", "high")):
+        m = (values >= edges[i]) & ((values < edges[i + 1]) if i < 2 else
+                                     (values <= edges[i + 1]))
+        if m.any():
+            out[name] = {"range": [float(values[m].min()), float(values[m].max())],
+                         "n": int(m.sum()), "accuracy": float(np.mean(correct[m]))}
+    return out
+
+
 def _summary(x) -> dict:
     x = np.asarray(x, np.float64)
     return {"mean": float(x.mean()), "median": float(np.median(x)), "min": float(x.min()),
@@ -365,6 +379,11 @@ def score(run: dict, ds: Dataset, task) -> dict:
         res["within_one_class"] = float(np.mean(np.abs(run["pred"] - run["y"]) <= 1))
     if k is not None:
         res["accuracy_by_step_k"] = accuracy_by(k, correct)
+    perturbed = {n: v for n, v in ds.labels.items() if n.startswith("perturb_")}
+    if perturbed:  # a perturbed test set: accuracy by third of each drawn imperfection
+        res["accuracy_by_perturbation"] = {
+            n: accuracy_by_thirds(np.abs(v[run["owner"]].astype(float)), correct)
+            for n, v in sorted(perturbed.items()) if not n.endswith(("_x_mrad", "_y_mrad"))}
     starts = [s for s in run["starts"] if s is not None]
     if starts:
         rs = [r for r in run["r"] if r is not None]

@@ -79,3 +79,13 @@ def test_common_pixels_align_the_zero_angle():
     ca, cb = am.common_pixels(a, b)
     assert ca.shape == cb.shape == (3, 51, 51)
     assert np.array_equal(ca, cb)
+
+
+def test_accuracy_by_thirds_splits_at_the_tertiles():
+    values = np.arange(9.0)  # thirds 0-2, 3-5, 6-8
+    correct = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0], bool)
+    got = am.accuracy_by_thirds(values, correct)
+    assert [got[k]["n"] for k in ("low", "middle", "high")] == [3, 3, 3]
+    assert got["low"]["accuracy"] == 1.0 and got["high"]["accuracy"] == 0.0
+    assert got["middle"]["accuracy"] == pytest.approx(1 / 3)
+    assert got["high"]["range"] == [6.0, 8.0]
