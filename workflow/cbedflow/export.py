@@ -11,8 +11,8 @@ files py4DSTEM and HyperSpy users open with one call.
   [mrad]) and its ``units``; the group's attributes are kept as JSON in the
   root metadata ``cbedflow``.
 - ``.hspy``: one HyperSpy signal written with ``rosettasciio``
-  (``hs.load(path)``): the group's main array (the signal: ``cbed``,
-  ``probabilities``, ``predicted``...) with named, calibrated axes
+  (``hs.load(path)``): the group's signal (the array with the group's
+  ``dims``, else the largest) with named, calibrated axes
   (navigation: every dimension but the detector plane kx, ky or the last
   one), the other arrays and the attributes in ``original_metadata``. Written
   chunk by chunk through dask; the EMD writer holds each array in memory and
@@ -32,7 +32,6 @@ import numpy as np
 
 from .storage import atomic_file
 
-_SIGNAL_PRIORITY = ("cbed", "probabilities", "predicted", "intensity", "log_intensity")
 
 
 class ExportError(ValueError):
@@ -64,9 +63,13 @@ def _dims(arr) -> list[str]:
     return list(names) if names else [f"dim_{i}" for i in range(arr.ndim)]
 
 
-def _main_array(arrays: dict) -> str:
-    for name in _SIGNAL_PRIORITY:
-        if name in arrays:
+def _main_array(arrays: dict, attrs: dict) -> str:
+    """The signal: the array whose dimensions are the group's ``dims``
+    attribute (collect writes the campaign's signal dims there), else the
+    array with the most dimensions and elements."""
+    dims = attrs.get("dims")
+    for name, arr in arrays.items():
+        if dims and _dims(arr) == list(dims):
             return name
     return max(arrays, key=lambda n: (arrays[n].ndim, np.prod(arrays[n].shape)))
 
@@ -127,7 +130,7 @@ def _write_hspy(path: Path, src: Path, arrays: dict, attrs: dict) -> None:
     import dask.array as da
     from rsciio.hspy import file_writer
 
-    main = _main_array(arrays)
+    main = _main_array(arrays, attrs)
     arr = arrays[main]
     dims = _dims(arr)
     cal = _calibrations(attrs)
