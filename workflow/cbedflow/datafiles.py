@@ -47,23 +47,12 @@ from typing import Callable
 
 import numpy as np
 
-#: electron rest energy [keV] and h*c [keV Å]: the relativistic wavelength
-#: without importing abTEM/ase (the training environment has neither)
-_MC2_KEV = 510.99895
-_HC_KEV_A = 12.398419843320026
-
-
+from .forward import wavelength_A  # noqa: F401 (re-exported)
 from .predict import PredictError
 
 
 class DataFileError(PredictError):
     """A data file that cannot be used, with a one-line reason."""
-
-
-def wavelength_A(energy_kV: float) -> float:
-    """Relativistic electron wavelength [Å] at ``energy_kV`` [kV]."""
-    e = float(energy_kV)
-    return _HC_KEV_A / np.sqrt(e * (2 * _MC2_KEV + e))
 
 
 @dataclass

@@ -2,10 +2,27 @@
 
 One module per measurement, shared by the campaigns that use it
 (:mod:`.cbed4d`: frozen-phonon multislice 4D-STEM with abTEM). This package
-holds what every forward model needs: the device check.
+holds what every forward model needs: the device check and the electron
+wavelength.
 """
 
 from __future__ import annotations
+
+import math
+
+#: electron rest energy [keV] and h*c [keV Å] (CODATA 2018)
+_MC2_KEV = 510.99895
+_HC_KEV_A = 12.398419843320026
+
+
+def wavelength_A(energy_kV: float) -> float:
+    """Relativistic electron wavelength [Å] at ``energy_kV`` [kV]:
+    hc / sqrt(E (2 mc^2 + E)). Closed form, so that validating a config and
+    reading measured data (the training environment has no abTEM) need no
+    physics package; equals abTEM's ``energy2wavelength`` to 1e-7 (a test
+    checks it)."""
+    e = float(energy_kV)
+    return _HC_KEV_A / math.sqrt(e * (2 * _MC2_KEV + e))
 
 
 class SimulationConfigError(ValueError):

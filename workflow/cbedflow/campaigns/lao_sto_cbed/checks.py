@@ -5,16 +5,7 @@ from __future__ import annotations
 import math
 
 from ...config import ConfigError
-
-
-def wavelength_A(energy_kV: float) -> float:
-    """Relativistic electron wavelength [Å] at ``energy_kV`` [kV].
-
-    Closed form (h / sqrt(2 m e V (1 + eV / 2mc^2))); written here so that
-    validating a config needs no physics package.
-    """
-    v = energy_kV * 1e3
-    return 12.264259 / math.sqrt(v * (1.0 + 0.978476e-6 * v))
+from ...forward import wavelength_A
 
 
 def check_consistency(config: dict) -> None:
