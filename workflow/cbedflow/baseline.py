@@ -106,6 +106,11 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
             f"target_{i}" for i in range(shape[-1])]
         units = list(task.units) or [""] * len(names)
         out = regression_metrics(yte, pred.reshape(shape), names, units)
+        if task.breakdown:
+            from .metrics import mae_by
+
+            out[f"mae_by_{task.breakdown}"] = mae_by(yte, pred.reshape(shape), names,
+                                                     by[task.breakdown])
     else:
         out = classification_metrics(yte.astype(int), pred, task.classes, tte, by,
                                      ordinal=task.ordinal)

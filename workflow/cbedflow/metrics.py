@@ -103,6 +103,24 @@ def regression_metrics(y, pred, names, units) -> dict:
     return {"targets": out, "r2_mean": float(np.mean(r2)) if r2 else float("nan")}
 
 
+def mae_by(y, pred, names, values) -> dict:
+    """Mean absolute error of every target for every value of a per-example
+    label ``values`` (e.g. the tilt system): {value: {"n": examples, target:
+    MAE}}, the regression counterpart of ``accuracy_by_<label>``."""
+    names = list(names)
+    y2, p2 = _per_target(y, len(names)), _per_target(pred, len(names))
+    values = np.asarray(values)
+    per = len(y2) // max(1, len(values))  # a curve's points share their example's value
+    v = np.repeat(values, per) if per > 1 else values
+    out = {}
+    for val in np.unique(v):
+        m = v == val
+        out[str(val.item() if hasattr(val, "item") else val)] = {
+            "n": int(m.sum() // max(per, 1)),
+            **{n: float(np.nanmean(np.abs(p2[m, j] - y2[m, j]))) for j, n in enumerate(names)}}
+    return out
+
+
 def group_r2(targets: dict, groups) -> dict:
     """Mean R² of the targets of every group (``groups``: one group name per
     target, in the order of ``targets``), e.g. per atom type."""

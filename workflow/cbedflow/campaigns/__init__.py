@@ -50,6 +50,7 @@ DEFAULT = "lao_sto_cbed"
 REGISTRY: dict[str, str] = {
     "lao_sto_cbed": "cbedflow.campaigns.lao_sto_cbed:LaoStoCbed",
     "lao_sto_ctr": "cbedflow.campaigns.lao_sto_ctr:LaoStoCtr",
+    "abf_tilts": "cbedflow.campaigns.abf_tilts:AbfTilts",
 }
 
 

@@ -115,7 +115,7 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     std scaled by the factor that gives 68 % coverage on the validation
     split, when ``validation_path`` is given)."""
     from ..examples import check_examples
-    from ..metrics import interval_coverage, regression_metrics, uncertainty_scale
+    from ..metrics import interval_coverage, mae_by, regression_metrics, uncertainty_scale
 
     check_examples(test_path, None)
     manifest = load_model_manifest(model_path)
@@ -129,6 +129,9 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     mean, std = mc.mean(axis=0), mc.std(axis=0)
     y = g["y"][...][idx].astype(np.float64)
     metrics = regression_metrics(y, pred, names, units)
+    if task.breakdown:
+        metrics[f"mae_by_{task.breakdown}"] = mae_by(y, pred, names,
+                                                    g[task.breakdown][...][idx])
     metrics.update(kind="regression", task=g.attrs["task"],
                    model=manifest.get("model", {"id": "all"}), n_test=int(len(idx)),
                    n_test_structures=int(len(set(g["structure_index"][...][idx].tolist()))))

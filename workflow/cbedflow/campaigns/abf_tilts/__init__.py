@@ -1,0 +1,350 @@
+"""Campaign ``abf_tilts``: the 3D octahedral tilt pattern of perovskites from
+annular-bright-field (ABF) STEM images (Laanait & Borisevich, seed 002).
+
+The method, as for every campaign: build many tilted ABO3 perovskites with
+rigid, corner-sharing octahedra in Glazer tilt systems (:mod:`.structures`),
+simulate what the microscope records, the ABF and HAADF images of one
+in-plane period in the (110)pc projection with frozen phonons and residual
+aberrations and mistilt drawn per image (:mod:`cbedflow.forward.stem_image`),
+and train 2D CNNs that read the tilt system (classification) and the tilt
+angles alpha, beta, gamma (regression, deg) from an ABF patch. The baseline
+is what a microscopist does without deep learning: the patch's diffractogram
+(Fourier amplitudes, where tilts put their superlattice spots) into a
+logistic or ridge regression.
+
+Samples are images: sample ``i`` has the system ``systems[i % n]`` and its
+angles, composition, thickness and residuals drawn from (seed, i) alone.
+Work units are shards of ``tilts.per_unit`` images (``s00000``...).
+
+Differences from the seed, by choice: two networks (one per task, the same
+2D CNN of the registry with a classification or a regression head) instead
+of one network with two heads; one zone cell per patch (the whole tilt
+period), rolled by a random offset, instead of the seed's unstated patch
+size.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import Campaign, Label
+from ...tasks import Task
+from .structures import ANGLE_NAMES, GLAZER
+
+#: Tilt systems, index = class (the tilt_system task's classes).
+SYSTEMS: tuple[str, ...] = tuple(GLAZER)
+
+
+class AbfTilts(Campaign):
+    """ABF-STEM image patches -> Glazer tilt system and tilt angles."""
+
+    name = "abf_tilts"
+    title = "Octahedral tilts of perovskites from ABF-STEM images (Laanait & Borisevich)"
+    signal = "abf"
+    signal_dims = ("x", "y")
+    signal_unit = "fraction of the incident probe intensity"
+    aux_signals = {"haadf": ("x", "y")}
+    labels = (
+        Label("tilt_system", "int8", "", "Glazer tilt system", classes=SYSTEMS),
+        Label("alpha_deg", "float32", "deg", "Octahedral tilt about pseudocubic x"),
+        Label("beta_deg", "float32", "deg", "Octahedral tilt about pseudocubic y"),
+        Label("gamma_deg", "float32", "deg", "Octahedral tilt about pseudocubic z"),
+        Label("max_tilt_deg", "float32", "deg", "Largest of alpha, beta, gamma"),
+        Label("max_tilt_bin", "int8", "deg", "Largest tilt angle, start of its 2-degree bin"),
+        Label("composition", "int8", "", "Index into tilts.compositions"),
+        Label("thickness_A", "float32", "Å", "Sample thickness along the beam"),
+        Label("defocus_A", "float32", "Å", "Residual defocus (positive = underfocus)"),
+        Label("mistilt_mrad", "float32", "mrad", "Specimen mistilt magnitude"),
+    )
+    tasks = {
+        "tilt_system": Task(
+            "tilt_system", "tilt_system", classes=SYSTEMS, network="cnn2d",
+            transform="standardize", breakdown="max_tilt_bin",
+            breakdown_title="largest tilt angle (deg, bin start)"),
+        "tilt_angles": Task(
+            "tilt_angles", ("alpha_deg", "beta_deg", "gamma_deg"), kind="regression",
+            units=("deg", "deg", "deg"), network="cnn2d", transform="standardize",
+            breakdown="tilt_system", breakdown_title="tilt system (class index)"),
+    }
+    unit_sections = ("seed", "tilts", "imaging", "residuals")
+    example_sections = ("patches",)
+    example_meta = {"max_tilt_bin": "int8", "tilt_system": "int8", "composition": "int8",
+                    "roll_x": "int16", "roll_y": "int16"}
+    augment_meta = {"dose_e_per_pixel": ("float32", float("inf"))}
+    geometry_keys = ("zone", "pixels", "pixel_A", "energy_kV", "semiangle_mrad",
+                     "abf_range_mrad")
+    packages = ("numpy", "zarr", "ase", "spglib", "abtem", "cbedflow")
+    target_accuracy = {"tilt_system": 0.95}
+    baseline_name = "logistic/ridge regression on the patch's Fourier amplitudes"
+
+    # -- samples ------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        t = self.config["tilts"]
+        return t["per_system"] * len(t["systems"])
+
+    def sample(self, i: int) -> dict:
+        """Everything about sample ``i``, drawn from (seed, i) alone."""
+        from ...forward.stem_image import Residuals
+
+        t, im, r = self.config["tilts"], self.config["imaging"], self.config["residuals"]
+        rng = np.random.default_rng([self.config["seed"], 51, i])
+        system = t["systems"][i % len(t["systems"])]
+        angles = GLAZER[system].draw(rng, *t["angle_range_deg"])
+        comp = int(rng.integers(len(t["compositions"])))
+        repeats = int(rng.choice(im["thickness_repeats"]))
+
+        def uniform(lo_hi):
+            return float(rng.uniform(*lo_hi))
+
+        tilt = uniform(r["mistilt_mrad"])
+        tilt_dir = float(rng.uniform(0, 2 * np.pi))
+        res = Residuals(
+            defocus_A=uniform(r["defocus_A"]),
+            astigmatism_A=uniform(r["astigmatism_A"]),
+            astigmatism_angle_rad=float(rng.uniform(0, np.pi)),
+            coma_A=uniform(r["coma_A"]), coma_angle_rad=float(rng.uniform(0, 2 * np.pi)),
+            mistilt_mrad=(float(tilt * np.cos(tilt_dir)), float(tilt * np.sin(tilt_dir))))
+        return {"structure": f"abf-{i:07d}", "system": system,
+                "angles": tuple(float(a) for a in angles), "composition": comp,
+                "repeats": repeats, "residuals": res}
+
+    def structure(self, i: int, s: dict | None = None):
+        """Sample ``i``'s structure, projected along the zone and
+        ``repeats`` zone cells thick (ase.Atoms, orthogonal cell)."""
+        from .structures import build_tilted_perovskite, project
+
+        s = s or self.sample(i)
+        c = self.config["tilts"]["compositions"][s["composition"]]
+        atoms = build_tilted_perovskite(s["system"], s["angles"], a_site=c["a_site"],
+                                        b_site=c["b_site"], bond_length_A=c["bond_length_A"])
+        return project(atoms, self.config["imaging"]["zone"], s["repeats"],
+                       max_strain=self.config["tilts"]["max_strain"])
+
+    def imaging_settings(self):
+        from ...forward.stem_image import ImagingSettings
+
+        im = self.config["imaging"]
+        return ImagingSettings(
+            energy_kV=im["energy_kV"], semiangle_mrad=im["semiangle_mrad"],
+            abf_mrad=tuple(im["abf_mrad"]), haadf_mrad=tuple(im["haadf_mrad"]),
+            sampling_A=im["sampling_A"], slice_thickness_A=im["slice_thickness_A"],
+            pixels=tuple(im["pixels"]), tile=tuple(im["tile"]), method=im["method"],
+            sigmas_A=dict(im["phonons"]["sigmas_A"]), parametrization=im["parametrization"],
+            device=self.config.get("device", "cpu"), fft_threads=im["fft_threads"])
+
+    def phonon_seeds(self, structure: str) -> list[int]:
+        """Frozen-phonon seeds of one image (from the campaign seed and its id)."""
+        key = zlib.crc32(structure.encode())
+        n = self.config["imaging"]["phonons"]["num_configs"]
+        return [int(np.random.SeedSequence([self.config["seed"], 52, key, j])
+                    .generate_state(1)[0]) for j in range(n)]
+
+    # -- units ----------------------------------------------------------------
+    def units(self) -> list[tuple[str, str, int]]:
+        n = -(-self.n_samples // self.config["tilts"]["per_unit"])
+        return [(f"s{u:05d}", "images", 0) for u in range(n)]
+
+    def unit_key(self, name: str, part: str) -> str:
+        from ...config import config_hash
+
+        return config_hash({k: self.config[k] for k in self.unit_sections}
+                           | {"unit": name, "device": self.config.get("device", "cpu")})
+
+    def shard(self, name: str) -> range:
+        per = self.config["tilts"]["per_unit"]
+        u = int(name[1:])
+        return range(u * per, min(self.n_samples, (u + 1) * per))
+
+    @property
+    def threads_per_rank(self) -> int:
+        return int(self.config["imaging"]["fft_threads"])
+
+    def simulate_unit(self, name: str, part: str, batch: int, out: str,
+                      progress: Callable[[str], None] = print) -> None:
+        import time
+
+        from ...forward.stem_image import simulate_image
+        from ...storage import atomic_group, write_attrs
+        from .structures import measure_tilts
+
+        settings = self.imaging_settings()
+        idx = self.shard(name)
+        abf, haadf, labels = [], [], []
+        t0 = time.perf_counter()
+        info = None
+        for j, i in enumerate(idx):
+            s = self.sample(i)
+            atoms = self.structure(i, s)
+            img = simulate_image(atoms, settings, self.phonon_seeds(s["structure"]),
+                                 s["residuals"])
+            measured = np.abs(measure_tilts(atoms)).mean(axis=0)
+            abf.append(img.abf)
+            haadf.append(img.haadf)
+            res = s["residuals"]
+            labels.append({
+                "structure": s["structure"], "thickness_A": float(atoms.cell[2, 2]),
+                "tilt_system": SYSTEMS.index(s["system"]),
+                **{f"{a}_deg": v for a, v in zip(ANGLE_NAMES, s["angles"])},
+                "max_tilt_deg": float(max(s["angles"])),
+                "max_tilt_bin": int(2 * (max(s["angles"]) // 2)), "composition": s["composition"],
+                "defocus_A": res.defocus_A,
+                "mistilt_mrad": float(np.hypot(*res.mistilt_mrad)),
+                "residuals": res.to_dict(),
+                "measured_tilts_deg": measured.tolist(),
+                "strain_pc": [float(v) for v in atoms.info.get("strain_pc", (0, 0, 0))],
+                "pixel_A": list(img.pixel_A)})
+            info = img
+            progress(f"{name}: image {j + 1}/{len(idx)} ({s['system']}, "
+                     f"{', '.join(f'{a:.1f}' for a in s['angles'])} deg, "
+                     f"{float(atoms.cell[2, 2]):.1f} Å) {img.seconds:.1f} s; "
+                     f"{time.perf_counter() - t0:.1f} s in all")
+        with atomic_group(out) as grp:
+            grp.create_array(self.signal, data=np.asarray(abf, np.float32))
+            grp.create_array("haadf", data=np.asarray(haadf, np.float32))
+            write_attrs(grp, {
+                "plane_labels": labels, "num_configs": len(self.phonon_seeds("x")),
+                "abf_range_mrad": list(info.abf_range_mrad),
+                "haadf_range_mrad": list(info.haadf_range_mrad), "gpts": list(info.gpts),
+                "settings": settings.to_dict(),
+                "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
+
+    @property
+    def thicknesses(self) -> dict[str, float]:
+        """Nominal thickness [Å] of every ``imaging.thickness_repeats``
+        (zone cells of the untilted first composition, a_pc = 2 bond)."""
+        a = 2 * self.config["tilts"]["compositions"][0]["bond_length_A"]
+        cell = 2 * a * (np.sqrt(2) if self.config["imaging"]["zone"] == "110" else 1.0)
+        return {f"{r}c": float(r * cell) for r in self.config["imaging"]["thickness_repeats"]}
+
+    def sample_classes(self, task) -> dict[str, int]:
+        t = self.config["tilts"]["systems"]
+        if task.is_regression:
+            return {f"abf-{i:07d}": 0 for i in range(self.n_samples)}
+        return {f"abf-{i:07d}": SYSTEMS.index(t[i % len(t)]) for i in range(self.n_samples)}
+
+    # -- collect --------------------------------------------------------------
+    def check_signal(self, where: str, data: np.ndarray) -> None:
+        from ...storage import CorruptOutputError
+
+        super().check_signal(where, data)
+        if data.min() < 0 or data.max() > 1.0 + 1e-3:
+            raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
+                                     f"intensity ({data.min():.3g}..{data.max():.3g})")
+
+    def dataset_attrs(self, unit_attrs: dict) -> dict:
+        im = self.config["imaging"]
+        pixel = unit_attrs["plane_labels"][0]["pixel_A"]
+        return {"zone": im["zone"], "pixels": list(im["pixels"]), "pixel_A": pixel,
+                "energy_kV": im["energy_kV"], "semiangle_mrad": im["semiangle_mrad"],
+                "abf_range_mrad": unit_attrs["abf_range_mrad"],
+                "haadf_range_mrad": unit_attrs["haadf_range_mrad"],
+                "systems": list(SYSTEMS),
+                "compositions": [c["name"] for c in self.config["tilts"]["compositions"]]}
+
+    def describe_dataset(self, ds) -> list[str]:
+        s = ds[self.signal].shape
+        return [f"  {s[0]} ABF images of {s[1]} x {s[2]} pixels, zone {ds.attrs['zone']}"]
+
+    # -- examples -------------------------------------------------------------
+    def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
+                     split: str = "test", aux: dict | None = None,
+                     reference: dict | None = None):
+        """The periodic image rolled by random offsets (seeded per sample and
+        task): ``patches.train_windows`` copies for training, one otherwise."""
+        n = config["patches"]["train_windows"] if split == "train" else 1
+        rng = np.random.default_rng([config["seed"], 53, zlib.crc32(task.name.encode()),
+                                     sample])
+        out = []
+        for _ in range(n):
+            rx, ry = (int(rng.integers(m)) for m in signal.shape)
+            out.append((np.roll(signal, (rx, ry), axis=(0, 1)), {"roll_x": rx, "roll_y": ry}))
+        return out
+
+    def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:
+        return {"dims": ["example", *self.signal_dims],
+                **{k: dataset_attrs[k] for k in self.geometry_keys}}
+
+    def augment_example(self, x: np.ndarray, rng: np.random.Generator, config: dict):
+        """Poisson counting noise at a dose per pixel drawn log-uniformly in
+        ``augment.dose_e_per_pixel`` (the image in fractions of the probe)."""
+        lo, hi = np.log(config["augment"]["dose_e_per_pixel"])
+        dose = float(np.exp(rng.uniform(lo, hi)))
+        return rng.poisson(np.clip(x, 0, None) * dose) / dose, {"dose_e_per_pixel": dose}
+
+    def augment_attrs(self, config: dict) -> dict:
+        return {"dose_e_per_pixel": list(config["augment"]["dose_e_per_pixel"])}
+
+    # -- baseline -------------------------------------------------------------
+    def baseline_features(self, x: np.ndarray, config: dict) -> np.ndarray:
+        """Fourier amplitudes |F| of each patch (the diffractogram, which a
+        roll leaves unchanged), normalised by the mean intensity."""
+        x = np.asarray(x, np.float64)
+        f = np.abs(np.fft.rfft2(x, axes=(-2, -1)))
+        f /= np.maximum(f[..., :1, :1], 1e-12)
+        return f.reshape(len(x), -1)
+
+    # -- plots ----------------------------------------------------------------
+    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
+        from .plots import dataset_overview
+
+        dataset_overview(dataset, out)
+
+    # -- config ---------------------------------------------------------------
+    def check_config(self, config: dict) -> None:
+        from ...config import ConfigError
+        from ...forward import SimulationConfigError
+        from .structures import build_tilted_perovskite, project
+
+        t, im = config["tilts"], config["imaging"]
+        lo, hi = t["angle_range_deg"]
+        if lo > hi:
+            raise ConfigError(f"config key 'tilts.angle_range_deg': value {[lo, hi]} is "
+                              "invalid; valid: [low, high] with low <= high")
+        for key in ("defocus_A", "astigmatism_A", "coma_A", "mistilt_mrad"):
+            a, b = config["residuals"][key]
+            if a > b:
+                raise ConfigError(f"config key 'residuals.{key}': value {[a, b]} is invalid; "
+                                  "valid: [low, high] with low <= high")
+        elements = set()
+        for c in t["compositions"]:
+            elements |= {c["a_site"], c["b_site"], "O"}
+        missing = sorted(elements - set(im["phonons"]["sigmas_A"]))
+        if missing:
+            raise ConfigError(f"config key 'imaging.phonons.sigmas_A': no value for "
+                              f"{', '.join(missing)}; valid: one sigma [Å] per element of "
+                              "every composition")
+        camp = type(self)(config)
+        # the largest tilts of every system: the strain of the zone and the detectors
+        for system in t["systems"]:
+            g = GLAZER[system]
+            angles = g.angles([hi] * g.n_free)
+            c = t["compositions"][0]
+            try:
+                atoms = project(build_tilted_perovskite(system, angles, a_site=c["a_site"],
+                                                        b_site=c["b_site"],
+                                                        bond_length_A=c["bond_length_A"]),
+                                im["zone"], 1, max_strain=t["max_strain"])
+            except ValueError as exc:
+                raise ConfigError(f"config key 'tilts': {system} at {hi} deg: {exc}") from None
+        try:
+            camp.imaging_settings().check((float(atoms.cell[0, 0]), float(atoms.cell[1, 1])))
+        except SimulationConfigError as exc:
+            raise ConfigError(f"config key 'imaging': {exc}") from None
+        a = config["augment"].get("dose_e_per_pixel", [1, 1])
+        if a[0] > a[1]:
+            raise ConfigError(f"config key 'augment.dose_e_per_pixel': value {a} is invalid; "
+                              "valid: [low, high] with low <= high")
+
+    def summary_info(self) -> dict:
+        t = self.config["tilts"]
+        return {"images": self.n_samples, "systems": list(t["systems"]),
+                "compositions": [c["name"] for c in t["compositions"]],
+                "angle_range_deg": list(t["angle_range_deg"])}
+
+
+__all__ = ["AbfTilts", "SYSTEMS"]
