@@ -1,0 +1,234 @@
+"""The ABF-STEM tilt campaign (abf_tilts, seed 002): the image simulation's
+physics, the campaign's draws, examples, noise and baseline, its config
+checks, and config/abf-tiny.yaml through Snakemake."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from cbedflow.campaigns import get_campaign
+from cbedflow.campaigns.abf_tilts import SYSTEMS
+from cbedflow.campaigns.abf_tilts.structures import build_tilted_perovskite, project
+from cbedflow.config import ConfigError, load, validate
+from cbedflow.forward import SimulationConfigError
+from cbedflow.forward.stem_image import (ImagingSettings, Residuals, shear_for_mistilt,
+                                         simulate_image)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_env() -> Path:
+    return Path(os.environ.get("CBEDFLOW_TRAIN_ENV", ROOT / ".venv" / "train"))
+
+
+def _sto_110(repeats: int = 1):
+    return project(build_tilted_perovskite("a0a0a0", (0.0, 0.0, 0.0)), "110", repeats)
+
+
+def _columns(atoms, pixels):
+    """Projected columns of ``atoms`` on the scan grid: {(i, j): set of
+    elements}, for columns that fall on a pixel."""
+    step = np.diag(atoms.cell)[:2] / np.asarray(pixels)
+    out: dict = {}
+    for sym, (x, y, _) in zip(atoms.get_chemical_symbols(), atoms.positions):
+        f = np.array([x, y]) / step
+        if np.abs(f - np.round(f)).max() < 1e-3:
+            key = tuple(int(v) % p for v, p in zip(np.round(f), pixels))
+            out.setdefault(key, set()).add(sym)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sto_images():
+    """Cubic SrTiO3 (110)pc, 11 Å, static lattice, PRISM and multislice on
+    one zone cell; 16 x 24 pixels put every column on a pixel."""
+    atoms = _sto_110()
+    out = {}
+    for method in ("prism", "multislice"):
+        s = ImagingSettings(method=method, tile=(1, 1), sampling_A=0.06, pixels=(16, 24))
+        out[method] = simulate_image(atoms, s, [0])
+    return atoms, out
+
+
+def test_haadf_and_abf_rank_the_columns_as_the_physics_says(sto_images):
+    """HAADF: Sr-O > Ti > O columns (Z contrast); ABF: a pure O column is a
+    dark dip against the empty channel (what makes ABF see oxygen)."""
+    atoms, images = sto_images
+    img = images["prism"]
+    cols = _columns(atoms, (16, 24))
+    # (110)pc: Sr-O, pure Ti and pure O columns
+    kinds = {"SrO": [], "Ti": [], "O": []}
+    for key, elems in cols.items():
+        kinds["".join(sorted(elems, key=lambda e: e == "O"))].append(key)
+    assert all(len(v) >= 4 for v in kinds.values()), {k: len(v) for k, v in kinds.items()}
+    haadf = {k: np.mean([img.haadf[p] for p in v]) for k, v in kinds.items()}
+    assert haadf["SrO"] > haadf["Ti"] > haadf["O"], haadf
+    # the pixel farthest from every column: the channel between them
+    grid = np.stack(np.meshgrid(np.arange(16), np.arange(24), indexing="ij"), -1)
+    keys = np.array(list(cols))
+    d = np.abs(grid[:, :, None, :] - keys[None, None])
+    d = np.minimum(d, np.array([16, 24]) - d)
+    far = np.unravel_index(np.linalg.norm(d, axis=-1).min(axis=-1).argmax(), (16, 24))
+    abf_o = np.mean([img.abf[p] for p in kinds["O"]])
+    assert abf_o < img.abf[far] - 0.02, (abf_o, img.abf[far])
+    assert 0.3 < img.abf.mean() < 1.0 and 0 < img.haadf.mean() < 0.05
+
+
+def test_prism_on_one_zone_cell_equals_multislice_on_it(sto_images):
+    """PRISM with interpolation = tile is multislice with the probe window
+    of one zone cell: the same images to float32 precision (the difference
+    from a converged multislice, the shortcut's error, is measured in
+    docs/abf.md)."""
+    _, images = sto_images
+    a, b = images["prism"].abf, images["multislice"].abf
+    contrast = np.linalg.norm(b - b.mean())
+    assert np.linalg.norm(a - b) / contrast < 0.01
+    assert np.abs(images["prism"].haadf - images["multislice"].haadf).max() < \
+        0.02 * images["multislice"].haadf.max()
+
+
+def test_defocus_changes_the_image_and_mistilt_shears_the_atoms():
+    atoms = _sto_110(2)
+    s = ImagingSettings(method="prism", tile=(1, 1), sampling_A=0.07, pixels=(8, 12))
+    a = simulate_image(atoms, s, [0]).abf
+    b = simulate_image(atoms, s, [0], Residuals(defocus_A=60.0)).abf
+    assert np.abs(a - b).max() > 0.01
+    sheared = shear_for_mistilt(atoms, (2.0, 0.0))
+    z = atoms.positions[:, 2] - atoms.positions[:, 2].min()
+    shift = (sheared.positions[:, 0] - atoms.positions[:, 0]) % atoms.cell[0, 0]
+    shift = np.where(shift > atoms.cell[0, 0] / 2, shift - atoms.cell[0, 0], shift)
+    assert np.allclose(shift, z * np.tan(2e-3), atol=1e-9)
+    assert np.allclose(sheared.positions[:, 1:], atoms.positions[:, 1:])
+
+
+def test_a_haadf_detector_beyond_the_grid_is_one_line():
+    s = ImagingSettings(sampling_A=0.12, pixels=(8, 12))
+    with pytest.raises(SimulationConfigError, match=r"HAADF detector 75.0-.* mrad does not "
+                       r"fit below the .* cutoff of 0.12 Å sampling; valid: a finer"):
+        s.check((7.81, 11.04))
+    with pytest.raises(SimulationConfigError, match="imaging method 'fft' is invalid"):
+        ImagingSettings(method="fft")
+
+
+def _tiny(**edit) -> dict:
+    cfg = load(ROOT / "config" / "abf-tiny.yaml")
+    for k, v in edit.items():
+        section, _, key = k.partition(".")
+        cfg[section][key] = v
+    return cfg
+
+
+def test_samples_are_drawn_from_the_seed_and_cycle_the_systems():
+    camp = get_campaign(_tiny())
+    a, b = camp.sample(4), get_campaign(_tiny()).sample(4)
+    assert a == b
+    systems = [camp.sample(i)["system"] for i in range(6)]
+    assert systems == ["a0a0a0", "a0a0c-", "a-a-a-"] * 2
+    for i in range(1, 30, 3):  # a-a-a-: three equal angles in range
+        s = camp.sample(i + 1)
+        assert s["system"] == "a-a-a-" and len(set(s["angles"])) == 1
+        assert 6.0 <= s["angles"][0] <= 12.0
+    other = get_campaign(validate({**_tiny(), "seed": 1})).sample(4)
+    assert other["angles"] != a["angles"]
+    assert camp.sample_classes(camp.tasks["tilt_system"])["abf-0000005"] == \
+        SYSTEMS.index("a-a-a-")
+
+
+def test_examples_are_rolled_windows_and_noise_is_poisson():
+    camp = get_campaign(_tiny())
+    cfg = camp.config
+    img = np.random.default_rng(0).uniform(0.5, 0.9, (16, 22))
+    train = camp.cut_examples(img, camp.tasks["tilt_system"], cfg, sample=3, split="train")
+    test = camp.cut_examples(img, camp.tasks["tilt_system"], cfg, sample=3, split="test")
+    assert len(train) == cfg["patches"]["train_windows"] and len(test) == 1
+    for x, meta in train:
+        assert np.array_equal(x, np.roll(img, (meta["roll_x"], meta["roll_y"]), (0, 1)))
+    assert len({(m["roll_x"], m["roll_y"]) for _, m in train}) > 1
+    # the baseline's Fourier amplitudes do not see the roll
+    f = camp.baseline_features(np.stack([x for x, _ in train]), cfg)
+    assert np.allclose(f, f[0], atol=1e-10)
+    # counting noise: unbiased, variance x / dose
+    flat = np.full((200, 200), 0.7)
+    noisy, meta = camp.augment_example(flat, np.random.default_rng(1), cfg)
+    dose = meta["dose_e_per_pixel"]
+    assert 2000 <= dose <= 20000
+    assert abs(noisy.mean() - 0.7) < 5 * np.sqrt(0.7 / dose / flat.size)
+    assert noisy.var() == pytest.approx(0.7 / dose, rel=0.05)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"tilts.angle_range_deg": [10.0, 5.0]}, r"tilts.angle_range_deg': value \[10.0, 5.0\]"),
+    ({"tilts.systems": ["a0b-b-"], "tilts.angle_range_deg": [2.0, 20.0]},
+     r"a0b-b- at 20.0 deg: zone 110 needs strain"),
+    ({"tilts.compositions": [{"name": "CaTiO3", "a_site": "Ca", "b_site": "Zr",
+                              "bond_length_A": 1.95}]},
+     r"sigmas_A': no value for Zr"),
+    ({"imaging.sampling_A": 0.12}, r"HAADF detector .* valid: a finer sampling_A"),
+    ({"residuals.defocus_A": [5.0, -5.0]}, r"residuals.defocus_A': value \[5.0, -5.0\]"),
+])
+def test_bad_config_is_one_clear_line(edit, message):
+    raw = {"campaign": "abf_tilts", "seed": 1}
+    for k, v in edit.items():
+        section, _, key = k.partition(".")
+        raw.setdefault(section, {})[key] = v
+    with pytest.raises(ConfigError, match=message) as info:
+        validate(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_tiny_abf_campaign_end_to_end(tmp_path):
+    """config/abf-tiny.yaml through Snakemake: image shards, collect (ABF and
+    the HAADF aux signal), rolled examples with Poisson copies, two 2-rank
+    Horovod 2D CNNs, evaluation by tilt system and tilt magnitude, the |FFT|
+    baseline, the summary; a rerun has nothing to do."""
+    out = tmp_path / "abf"
+    env = dict(os.environ, CBEDFLOW_TRAIN_ENV=str(train_env()))
+    env.pop("SNAKEMAKE_PROFILE", None)
+    cmd = [str(ROOT / ".venv" / "simulate" / "bin" / "snakemake"), "--profile",
+           "profiles/local", "--configfile", "config/abf-tiny.yaml",
+           "--config", f"output_dir={out}"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
+    assert r.returncode == 0, r.stderr[-4000:]
+    ds = zarr.open_group(str(out / "dataset.zarr"), mode="r")
+    assert ds.attrs["campaign"] == "abf_tilts" and ds["abf"].shape == (36, 16, 22)
+    assert ds["haadf"].shape == (36, 16, 22)
+    systems = ds["tilt_system"][...]
+    tilted = SYSTEMS.index("a-a-a-")
+    assert sorted(set(systems.tolist())) == sorted(SYSTEMS.index(s) for s in
+                                                   ("a0a0a0", "a0a0c-", "a-a-a-"))
+    angles = np.stack([ds[f"{a}_deg"][...] for a in ("alpha", "beta", "gamma")], 1)
+    assert np.all(angles[systems == 0] == 0) and np.all(angles[systems == tilted] >= 6)
+    # tilted images differ from untilted ones beyond the phonon noise between two
+    # untilted images
+    abf = ds["abf"][...]
+    flat = np.flatnonzero(systems == 0)
+    noise = np.linalg.norm(abf[flat[0]] - abf[flat[1]])
+    assert np.linalg.norm(abf[np.flatnonzero(systems == tilted)[0]] - abf[flat[0]]) > noise
+    train = zarr.open_group(str(out / "tasks" / "tilt_system" / "train_augmented.zarr"),
+                            mode="r")
+    dose = train["dose_e_per_pixel"][...]
+    assert np.isinf(dose[0::2]).all() and np.isfinite(dose[1::2]).all()
+    assert len(set(zip(train["roll_x"][...].tolist(), train["roll_y"][...].tolist()))) > 10
+    for task in ("tilt_system", "tilt_angles"):
+        log = (out / "logs" / "train" / task / "all.log").read_text()
+        assert "hvd rank=1 size=2" in log
+    ev = json.loads((out / "evaluation" / "tilt_system" / "all" / "metrics.json").read_text())
+    assert ev["n_test"] == 9 and "accuracy_by_max_tilt_bin" in ev
+    reg = json.loads((out / "evaluation" / "tilt_angles" / "all" / "metrics.json").read_text())
+    assert set(reg["mae_by_tilt_system"]) == {str(v) for v in set(systems.tolist())}
+    assert set(reg["targets"]) == {"alpha_deg", "beta_deg", "gamma_deg"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["tasks"]) == {"tilt_system", "tilt_angles"}
+    base = summary["tasks"]["tilt_system"]["models"]["all"]["baseline"]
+    assert 0 <= base["accuracy"] <= 1
+    assert (out / "plots" / "dataset_overview.png").stat().st_size > 5000
+    again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr
