@@ -232,3 +232,34 @@ def test_tiny_abf_campaign_end_to_end(tmp_path):
     assert (out / "plots" / "dataset_overview.png").stat().st_size > 5000
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # tilt maps of an image of two systems side by side (a0a0a0 | a-a-a-, each 3 x 2
+    # zone cells of a simulated image) through the Snakemake predict rule
+    a = abf[flat[0]]
+    b = abf[np.flatnonzero(systems == tilted)[0]]
+    image = np.concatenate([np.tile(a, (3, 2)), np.tile(b, (3, 2))], axis=0)  # (x, y)
+    data = tmp_path / "two_systems.npy"
+    np.save(data, image.T)  # rows = y, as a microscope writes it
+    base = cmd[:-2]
+    for task in ("tilt_system", "tilt_angles"):
+        p = subprocess.run(base + ["--config", f"output_dir={out}", f"predict_input={data}",
+                                   f"predict={{scan_step_A: 0.49, task: {task}}}",
+                                   "--", "predict"],
+                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+        pred = out / "predictions" / f"two_systems-{task}-all"
+        res = json.loads((pred / "predictions.json").read_text())
+        # 96 x 44 pixels of 0.488 x 0.502 Å at 0.49 Å: 96 x 43, windows every half cell
+        assert res["window_grid"] == [11, 2] and len(res["predicted"]) == 22
+        assert res["file_pixel_A"] == [0.49, 0.49]
+        assert (pred / "map.png").stat().st_size > 5000
+    assert np.asarray(res["predicted"]).shape == (22, 3)
+    # a coarser image is refused before the model runs, and nothing is written
+    coarse = tmp_path / "coarse.npy"
+    np.save(coarse, image.T)
+    bad = subprocess.run(base + ["--config", f"output_dir={out}", f"predict_input={coarse}",
+                                 "predict={scan_step_A: 0.6}", "--", "predict"],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode != 0
+    assert "is coarser than the model's" in bad.stdout + bad.stderr
+    assert not (out / "predictions" / "coarse-tilt_system-all").exists()

@@ -230,3 +230,20 @@ def test_rule_resources_from_the_config(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "--walltime-min 99 " in out and "--walltime-min 240" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["frontier", "summit"])
+def test_abf_paper_campaign_previews_in_packed_jobs(tmp_path, profile):
+    """The ABF tilt campaign at the seed's scale (~1e5 images in 2,002 shards)
+    plans packed simulation jobs and one training per task on a Slurm and an
+    LSF site."""
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / profile), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / "abf-paper.yaml"),
+                  cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = _counts(out)
+    site = validate({"site": profile})["site"]
+    assert counts["simulate_job"] == -(-2002 // site["units_per_job"])
+    assert counts["train"] == 2 and counts["collect"] == 1
