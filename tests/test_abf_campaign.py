@@ -118,6 +118,61 @@ def test_a_haadf_detector_beyond_the_grid_is_one_line():
         ImagingSettings(method="fft")
 
 
+def test_interface_joins_two_systems_coherently():
+    from cbedflow.campaigns.abf_tilts.interface import Side, build_interface, truth_at
+    from cbedflow.campaigns.abf_tilts.structures import measure_tilts
+
+    a = build_interface(Side("a0a0a0", (0.0, 0.0, 0.0), 2), Side("a-a-a-", (8.0,) * 3, 3))
+    assert len(a) == 5 * 80 * 2  # 5 zone cells of 80 atoms (twice the 2x2x2 cell), 2 repeats
+    cells = a.info["cells"]
+    assert [c[2] for c in cells] == ["a0a0a0"] * 2 + ["a-a-a-"] * 3
+    assert cells[-1][1] == pytest.approx(a.cell[0, 0])
+    # the film is stretched to the substrate in the interface plane (its tilts shrink it)
+    assert a.info["film_strain"][0] > 0.01 and a.info["film_strain"][0] == \
+        pytest.approx(a.info["film_strain"][1])
+    assert truth_at(cells, [1.0, cells[3][0] + 0.1, a.cell[0, 0] + 1.0]) == [
+        cells[0][2:], cells[3][2:], cells[0][2:]]
+    # away from the interfaces the octahedra keep their tilts (strain aside)
+    film = a[a.positions[:, 0] > cells[3][0]]
+    film = film[film.positions[:, 0] < cells[3][1]]
+    tilts = np.abs(measure_tilts(film))
+    assert np.median(tilts) == pytest.approx(8.0, abs=0.5)
+
+
+def test_measured_image_is_resampled_windowed_and_checked(tmp_path):
+    """read_measured runs where predict runs: in the training environment
+    (TensorFlow resamples); the checks print one line each."""
+    img = np.random.default_rng(0).uniform(0.5, 1.0, (44, 96))  # rows = y
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "small.npy", img[:10])
+    script = f"""
+import json, numpy as np
+from cbedflow.campaigns.abf_tilts.measured import read_measured
+from cbedflow.predict import PredictError
+m = {{"geometry": {{"input_shape": [16, 22], "pixel_A": [0.488, 0.502]}}}}
+x, info = read_measured("{tmp_path}/img.npy", {{"scan_step_A": 0.488}}, m, None)
+out = {{"shape": list(x.shape), "grid": info["window_grid"], "image": info["image_shape"],
+        "first": float(np.abs(x[0][:8, :8] - np.load("{tmp_path}/img.npy").T[:8, :8]).max())}}
+for path, opts in (("img", {{}}), ("img", {{"scan_step_A": 0.6}}), ("small", {{"scan_step_A": 0.488}})):
+    try:
+        read_measured(f"{tmp_path}/{{path}}.npy", opts, m, None)
+    except PredictError as exc:
+        out.setdefault("errors", []).append(str(exc))
+print(json.dumps(out))
+"""
+    r = subprocess.run([str(train_env() / "bin" / "python"), "-c", script], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "workflow")))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["shape"] == [22, 16, 22] and out["grid"] == [11, 2] and out["image"] == [96, 43]
+    assert out["first"] < 0.1  # x resampled by 1.0 keeps the pixels (y by 0.97)
+    e = out["errors"]
+    assert len(e) == 3 and all("\n" not in m for m in e)
+    assert "no pixel size; give --scan-step-A" in e[0]
+    assert "pixel [0.6, 0.6] Å is coarser than the model's [0.488, 0.502] Å by 1.23x" in e[1]
+    assert "smaller than one model window" in e[2]
+
+
 def _tiny(**edit) -> dict:
     cfg = load(ROOT / "config" / "abf-tiny.yaml")
     for k, v in edit.items():

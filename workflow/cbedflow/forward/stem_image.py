@@ -102,7 +102,10 @@ class ImagingSettings:
     pixels : tuple of int
         Probe positions per in-plane period (x, y); the image shape.
     tile : tuple of int
-        Repeats of the period in the potential (x, y); PRISM's interpolation.
+        Repeats of the period in the potential (x, y).
+    interpolation : tuple of int or None
+        PRISM's interpolation factor (x, y): the probe window is the tiled
+        cell divided by it. None = ``tile`` (a window of one period).
     method : str
         ``multislice`` or ``prism``.
     sigmas_A : dict
@@ -124,6 +127,7 @@ class ImagingSettings:
     slice_thickness_A: float = 2.0
     pixels: tuple[int, int] = (44, 32)
     tile: tuple[int, int] = (2, 2)
+    interpolation: tuple[int, int] | None = None
     method: str = "prism"
     sigmas_A: dict = field(default_factory=dict)
     parametrization: str = "lobato"
@@ -186,8 +190,8 @@ class ImagingSettings:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("abf_mrad", "haadf_mrad", "pixels", "tile"):
-            d[k] = list(d[k])
+        for k in ("abf_mrad", "haadf_mrad", "pixels", "tile", "interpolation"):
+            d[k] = None if d[k] is None else list(d[k])
         return d
 
 
@@ -297,7 +301,8 @@ def simulate_image(atoms: Atoms, settings: ImagingSettings, config_seeds: Sequen
         else:
             s_matrix = abtem.SMatrix(potential=potential, energy=energy,
                                      semiangle_cutoff=settings.semiangle_mrad,
-                                     interpolation=tuple(settings.tile),
+                                     interpolation=tuple(settings.interpolation
+                                                         or settings.tile),
                                      device=settings.device)
             ctf = abtem.CTF(energy=energy, semiangle_cutoff=settings.semiangle_mrad,
                             aberration_coefficients=residuals.aberrations())
