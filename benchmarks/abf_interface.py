@@ -71,13 +71,26 @@ def score(args) -> None:
     out = Path(args.out)
     meta = json.loads((out / "interface.json").read_text())
     systems = list(GLAZER)
+    # square pixels for a .npy with one pixel size: the periodic image resampled
+    # along y by Fourier interpolation (exact for a band-limited periodic image),
+    # then two periods tall so the windows can also move along y
+    img = np.load(out / "interface_abf.npy")  # rows = y
+    px, py = meta["pixel_A"]
+    ny = int(round(img.shape[0] * py / px))
+    f = np.fft.rfft(img, axis=0)
+    g = np.zeros((ny // 2 + 1, img.shape[1]), complex)
+    k = min(len(f), len(g))
+    g[:k] = f[:k]
+    square = np.fft.irfft(g, n=ny, axis=0) * (ny / img.shape[0])
+    np.save(out / "interface_square.npy", np.tile(np.clip(square, 0, None), (2, 1)))
+    meta["square_pixel_A"] = px
     result = {"image": meta, "tasks": {}}
     for task in ("tilt_system", "tilt_angles"):
         pdir = out / f"predict-{task}"
         cmd = [sys.executable, "-m", "cbedflow", "predict", "--params",
                json.dumps({"campaign": "abf_tilts"}), "--model",
                str(Path(args.run) / "models" / task / "all" / "model.keras"), "--task", task,
-               "--input", str(out / "interface_abf.npy"), "--out-dir", str(pdir),
+               "--input", str(out / "interface_square.npy"), "--out-dir", str(pdir),
                "--scan-step-A", str(meta["pixel_A"][0]), "--mc-samples", "1"]
         if pdir.exists():
             import shutil
