@@ -101,7 +101,6 @@ def score(args) -> None:
             raise SystemExit(r.stderr[-2000:])
         pred = json.loads((pdir / "predictions.json").read_text())
         grid, stride, px = pred["window_grid"], pred["stride_px"], pred["pixel_A"]
-        win = np.array(meta["shape_xy"]) // 1  # noqa: F841 (kept for the reader)
         width = stride[0] * 2 * px[0]
         x0 = np.repeat(np.arange(grid[0]) * stride[0] * px[0], grid[1])
         lo, hi = truth_at(meta["cells"], x0), truth_at(meta["cells"], x0 + width - 1e-6)

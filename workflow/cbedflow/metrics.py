@@ -105,7 +105,7 @@ def regression_metrics(y, pred, names, units) -> dict:
 
 def mae_by(y, pred, names, values) -> dict:
     """Mean absolute error of every target for every value of a per-example
-    label ``values`` (e.g. the tilt system): {value: {"n": examples, target:
+    label ``values`` (e.g. a class label): {value: {"n": examples, target:
     MAE}}, the regression counterpart of ``accuracy_by_<label>``."""
     names = list(names)
     y2, p2 = _per_target(y, len(names)), _per_target(pred, len(names))

@@ -320,6 +320,6 @@ def simulate_image(atoms: Atoms, settings: ImagingSettings, config_seeds: Sequen
 
 
 def _host(array) -> np.ndarray:
-    if hasattr(array, "get"):
-        array = array.get()
-    return np.asarray(array, np.float64)
+    from .cbed4d import _to_numpy
+
+    return np.asarray(_to_numpy(array), np.float64)

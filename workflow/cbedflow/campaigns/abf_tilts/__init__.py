@@ -176,7 +176,7 @@ class AbfTilts(Campaign):
         idx = self.shard(name)
         abf, haadf, labels = [], [], []
         t0 = time.perf_counter()
-        info = None
+        img = None
         for j, i in enumerate(idx):
             s = self.sample(i)
             atoms = self.structure(i, s)
@@ -198,7 +198,6 @@ class AbfTilts(Campaign):
                 "measured_tilts_deg": measured.tolist(),
                 "strain_pc": [float(v) for v in atoms.info.get("strain_pc", (0, 0, 0))],
                 "pixel_A": list(img.pixel_A)})
-            info = img
             progress(f"{name}: image {j + 1}/{len(idx)} ({s['system']}, "
                      f"{', '.join(f'{a:.1f}' for a in s['angles'])} deg, "
                      f"{float(atoms.cell[2, 2]):.1f} Å) {img.seconds:.1f} s; "
@@ -207,9 +206,10 @@ class AbfTilts(Campaign):
             grp.create_array(self.signal, data=np.asarray(abf, np.float32))
             grp.create_array("haadf", data=np.asarray(haadf, np.float32))
             write_attrs(grp, {
-                "plane_labels": labels, "num_configs": len(self.phonon_seeds("x")),
-                "abf_range_mrad": list(info.abf_range_mrad),
-                "haadf_range_mrad": list(info.haadf_range_mrad), "gpts": list(info.gpts),
+                "plane_labels": labels,
+                "num_configs": self.config["imaging"]["phonons"]["num_configs"],
+                "abf_range_mrad": list(img.abf_range_mrad),
+                "haadf_range_mrad": list(img.haadf_range_mrad), "gpts": list(img.gpts),
                 "settings": settings.to_dict(),
                 "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
 
