@@ -106,7 +106,7 @@ def run_baseline(run: Path, sets: dict) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from cbedflow.baseline import ALPHA_GRID, C_GRID
+    from cbedflow.baseline import ALPHA_GRID, C_GRID, select_and_fit
     from cbedflow.campaigns.abf_tilts import SYSTEMS, AbfTilts
 
     feats = AbfTilts.baseline_features
@@ -120,9 +120,7 @@ def run_baseline(run: Path, sets: dict) -> dict:
         va = zarr.open_group(str(run / "tasks" / task / "validation.zarr"), mode="r")
         ftr, fva = feats(None, tr["x"][...], {}), feats(None, va["x"][...], {})
         ytr, yva = tr["y"][...], va["y"][...]
-        scores = {v: make(v).fit(ftr, ytr).score(fva, yva) for v in grid}
-        best = max(grid, key=lambda v: (scores[v], -abs(np.log10(v))))
-        fitted[task] = make(best).fit(ftr, ytr)
+        fitted[task], best, scores = select_and_fit(make, grid, ftr, ytr, fva, yva)
         print(f"baseline {task}: regularisation {best} (validation score {scores[best]:.3f})",
               flush=True)
     out = {}

@@ -46,6 +46,17 @@ def _load(camp, config: dict, path: str | Path, spec: ModelSpec, nominal: list[f
     return f, y, g["thickness_A"][...][idx], by
 
 
+def select_and_fit(make, grid, ftr, ytr, fva, yva):
+    """The model ``make(v)`` with the regularisation ``v`` of ``grid`` that
+    scores best on the validation split (accuracy or R²; ties: the value
+    nearest 1), refitted on the training split: (model, v, {v: score})."""
+    scores = {}
+    for v in grid:
+        scores[v] = float(make(v).fit(ftr, ytr).score(fva, yva))
+    best = max(grid, key=lambda v: (scores[v], -abs(np.log10(v))))
+    return make(best).fit(ftr, ytr), best, scores
+
+
 def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
                  train: str, validation: str, test: str, out_json: str | Path) -> dict:
     """Fit on ``train``, pick the regularisation on ``validation``, report on
@@ -80,14 +91,7 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
         def make(c):
             return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000,
                                                                      random_state=seed))
-    scores = {}
-    for v in grid:
-        clf = make(v)
-        clf.fit(ftr, flat[0])
-        scores[v] = float(clf.score(fva, flat[1]))  # accuracy or R²
-    best = max(grid, key=lambda v: (scores[v], -abs(np.log10(v))))
-    clf = make(best)
-    clf.fit(ftr, flat[0])
+    clf, best, scores = select_and_fit(make, grid, ftr, flat[0], fva, flat[1])
     pred = clf.predict(fte)
     if task.readout:
         from .metrics import group_r2
