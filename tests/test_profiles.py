@@ -234,16 +234,20 @@ def test_rule_resources_from_the_config(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["frontier", "summit"])
-def test_abf_paper_campaign_previews_in_packed_jobs(tmp_path, profile):
-    """The ABF tilt campaign at the seed's scale (~1e5 images in 2,002 shards)
-    plans packed simulation jobs and one training per task on a Slurm and an
-    LSF site."""
+@pytest.mark.parametrize("config,shards,tasks", [("abf-paper.yaml", 2002, 2),
+                                                 ("bfo-paper.yaml", 1000, 3)])
+def test_image_campaigns_at_paper_scale_preview_in_packed_jobs(tmp_path, profile, config,
+                                                               shards, tasks):
+    """The ABF tilt campaign (~1e5 images in 2,002 shards) and the BiFeO3
+    polarization campaign (40,000 images in 1,000 shards) at their papers'
+    scale plan packed simulation jobs and one training per task on a Slurm
+    and an LSF site."""
     r = snakemake("-n", "--profile", str(ROOT / "profiles" / profile), "--sdm",
-                  "env-modules", "--configfile", str(ROOT / "config" / "abf-paper.yaml"),
+                  "env-modules", "--configfile", str(ROOT / "config" / config),
                   cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     counts = _counts(out)
     site = validate({"site": profile})["site"]
-    assert counts["simulate_job"] == -(-2002 // site["units_per_job"])
-    assert counts["train"] == 2 and counts["collect"] == 1
+    assert counts["simulate_job"] == -(-shards // site["units_per_job"])
+    assert counts["train"] == tasks and counts["collect"] == 1

@@ -37,7 +37,7 @@ def _load(camp, config: dict, path: str | Path, spec: ModelSpec, nominal: list[f
     f = camp.baseline_features(x, config)
     if spec.thickness_input:
         f = np.column_stack([f, g["thickness_A"][...][idx] / THICKNESS_SCALE_A])
-    by = {task.breakdown: g[task.breakdown][...][idx]} if task.breakdown else {}
+    by = {b: g[b][...][idx] for b in task.breakdowns}
     y = g["y"][...][idx]
     if task.readout:  # the baseline predicts the readout's quantities directly
         truth = camp.readout_truth(task, g.attrs["source"], g["structure_index"][...][idx])
@@ -57,6 +57,32 @@ def select_and_fit(make, grid, ftr, ytr, fva, yva):
     return make(best).fit(ftr, ytr), best, scores
 
 
+def _score_direct(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
+                  test: str, out_json: str | Path) -> dict:
+    """Score a baseline that predicts without a fit (``Campaign.baseline_direct``)
+    on the test split. An example it could not measure (NaN) is scored as
+    a prediction of 0 and counted in ``n_failed``."""
+    from .metrics import mae_by, vector_metrics
+
+    pred, y, _, by = _load(camp, config, test, spec, nominal, task)
+    shape = y.shape
+    pred = np.asarray(pred, np.float64).reshape(shape)
+    failed = ~np.isfinite(pred).all(axis=tuple(range(1, pred.ndim)))
+    pred = np.where(np.isfinite(pred), pred, 0.0)
+    names = list(task.target_names) if len(task.target_names) == shape[-1] else [
+        f"target_{i}" for i in range(shape[-1])]
+    out = regression_metrics(y, pred, names, list(task.units) or [""] * len(names))
+    if task.vector:
+        out["vector"] = vector_metrics(y, pred)
+    for b in task.breakdowns:
+        out[f"mae_by_{b}"] = mae_by(y, pred, names, by[b], vector=task.vector)
+    out.update(task=task.name, model=spec.to_dict(), method=camp.baseline_name,
+               kind=task.kind, n_train=0, n_test=int(len(y)), n_failed=int(failed.sum()),
+               fitted="nothing (the method predicts directly)")
+    write_json(out_json, out)
+    return out
+
+
 def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
                  train: str, validation: str, test: str, out_json: str | Path) -> dict:
     """Fit on ``train``, pick the regularisation on ``validation``, report on
@@ -65,6 +91,8 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
     from sklearn.preprocessing import StandardScaler
 
     seed = config["seed"]
+    if camp.baseline_direct and task.is_regression:
+        return _score_direct(camp, config, task, spec, nominal, test, out_json)
     ftr, ytr, _, _ = _load(camp, config, train, spec, nominal, task)
     fva, yva, _, _ = _load(camp, config, validation, spec, nominal, task)
     fte, yte, tte, by = _load(camp, config, test, spec, nominal, task)
@@ -110,11 +138,15 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
             f"target_{i}" for i in range(shape[-1])]
         units = list(task.units) or [""] * len(names)
         out = regression_metrics(yte, pred.reshape(shape), names, units)
-        if task.breakdown:
-            from .metrics import mae_by
+        if task.vector:
+            from .metrics import vector_metrics
 
-            out[f"mae_by_{task.breakdown}"] = mae_by(yte, pred.reshape(shape), names,
-                                                     by[task.breakdown])
+            out["vector"] = vector_metrics(yte, pred.reshape(shape))
+        from .metrics import mae_by
+
+        for b in task.breakdowns:
+            out[f"mae_by_{b}"] = mae_by(yte, pred.reshape(shape), names, by[b],
+                                        vector=task.vector)
     else:
         out = classification_metrics(yte.astype(int), pred, task.classes, tte, by,
                                      ordinal=task.ordinal)

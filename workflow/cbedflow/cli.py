@@ -156,7 +156,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     spec = ModelSpec(**params["model"])
     m = fit_and_test(camp, params, task, spec, params["nominal_thicknesses_A"], args.train,
                      args.validation, args.test, args.out_json)
-    score = (f"R² {m['r2_mean']:.3f} (alpha={m['alpha']:g})" if task.is_regression
+    score = (f"R² {m['r2_mean']:.3f} (alpha={m.get('alpha', 'none')})" if task.is_regression
              else f"accuracy {m['accuracy']:.3f} (C={m['C']:g})")
     _log(f"{task.name}/{spec.id}: {camp.baseline_name} test {score} on {m['n_test']} examples")
     return 0

@@ -164,6 +164,13 @@ def examples_for_task(
     y_dtype = "float32" if task.is_regression else "int32"
     in_split = {sp: [i for i in range(n_samples) if keep[i]
                      and assign[int(lab["structure_index"][i])] == sp] for sp in SPLITS}
+    if task.train_only:  # the test split keeps the others (generalisation)
+        name, value = task.train_only
+        only = ds[name][...] == value
+        for sp in ("train", "validation"):
+            in_split[sp] = [i for i in in_split[sp] if only[i]]
+            if not in_split[sp]:
+                raise ExampleError(f"task {task.name}: no {sp} samples with {name} == {value}")
     reference = camp.example_reference(ds, np.asarray(in_split["train"], int), config, task)
     aux_arrays = {name: ds[name] for name in camp.aux_signals if name in ds}
     attrs = {**camp.example_attrs(dict(ds.attrs), config, task), **reference}
@@ -178,7 +185,7 @@ def examples_for_task(
         def cut(i: int) -> list:
             aux = {name: a[i] for name, a in aux_arrays.items()}
             return camp.cut_examples(sig[i], task, config, sample=i, split=split, aux=aux,
-                                     reference=reference)
+                                     reference=reference, target=y_all[i])
 
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
@@ -195,10 +202,13 @@ def examples_for_task(
                     raise ExampleError(f"{dataset}: sample {i} gives {len(examples)} examples, "
                                        f"the others {per_sample}")
                 for v, extra in examples:
+                    # an example may carry its own target (a field label's value
+                    # at the example's place); else it is the sample's
+                    y = np.asarray(extra["y"]) if "y" in extra else y_all[i]
                     if x is None:
-                        x, meta = _create(g, n, v.shape, meta_dt, y_all.shape[1:], y_dtype)
+                        x, meta = _create(g, n, v.shape, meta_dt, np.shape(y), y_dtype)
                     x[j] = v.astype(np.float32)
-                    meta["y"][j] = y_all[i]
+                    meta["y"][j] = y
                     for k in meta_dt:
                         meta[k][j] = extra[k] if k in extra else lab[k][i]
                     j += 1

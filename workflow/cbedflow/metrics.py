@@ -103,22 +103,63 @@ def regression_metrics(y, pred, names, units) -> dict:
     return {"targets": out, "r2_mean": float(np.mean(r2)) if r2 else float("nan")}
 
 
-def mae_by(y, pred, names, values) -> dict:
-    """Mean absolute error of every target for every value of a per-example
-    label ``values`` (e.g. a class label): {value: {"n": examples, target:
-    MAE}}, the regression counterpart of ``accuracy_by_<label>``."""
+def mae_by(y, pred, names, values, vector: bool = False) -> dict:
+    """Mean absolute error (and RMSE, ``rmse``) of every target for every
+    value of a per-example label ``values`` (e.g. a class label or a dose):
+    {value: {"n": examples, target: MAE, "rmse": {target: RMSE}}}, the
+    regression counterpart of ``accuracy_by_<label>``; ``vector``: the
+    targets are one vector's components, and every value also gets
+    :func:`vector_metrics` (``vector``)."""
     names = list(names)
     y2, p2 = _per_target(y, len(names)), _per_target(pred, len(names))
     values = np.asarray(values)
     per = len(y2) // max(1, len(values))  # a curve's points share their example's value
     v = np.repeat(values, per) if per > 1 else values
     out = {}
+    min_norm = 0.1 * float(np.nanmax(np.linalg.norm(y2, axis=1))) if vector else None
     for val in np.unique(v):
         m = v == val
-        out[str(val.item() if hasattr(val, "item") else val)] = {
-            "n": int(m.sum() // max(per, 1)),
-            **{n: float(np.nanmean(np.abs(p2[m, j] - y2[m, j]))) for j, n in enumerate(names)}}
+        e = p2[m] - y2[m]
+        row = {"n": int(m.sum() // max(per, 1)),
+               **{n: float(np.nanmean(np.abs(e[:, j]))) for j, n in enumerate(names)},
+               "rmse": {n: float(np.sqrt(np.nanmean(e[:, j] ** 2)))
+                        for j, n in enumerate(names)}}
+        if vector:
+            row["vector"] = vector_metrics(y2[m], p2[m], min_norm)
+        out[str(val.item() if hasattr(val, "item") else val)] = row
     return out
+
+
+#: Predicted and true vectors within this angle [deg] have the right direction.
+DIRECTION_TOLERANCE_DEG = 45.0
+
+
+def vector_metrics(y, pred, min_norm: float | None = None,
+                   tolerance_deg: float = DIRECTION_TOLERANCE_DEG) -> dict:
+    """Errors of a vector target (the last axis holds its components, in
+    one unit): ``rmse`` of the vector difference sqrt(mean |p - y|^2),
+    ``mae`` (mean |p - y|), and ``direction_correct``: the fraction of
+    examples whose predicted direction lies within ``tolerance_deg`` of the
+    true one, among those whose true length is at least ``min_norm``
+    (default: a tenth of the largest true length; shorter vectors have no
+    direction worth scoring), with their number ``n_direction``."""
+    y = np.asarray(y, np.float64).reshape(-1, np.shape(y)[-1])
+    p = np.asarray(pred, np.float64).reshape(y.shape)
+    ok = np.isfinite(y).all(axis=1) & np.isfinite(p).all(axis=1)
+    y, p = y[ok], p[ok]
+    d = np.linalg.norm(p - y, axis=1)
+    ny, npred = np.linalg.norm(y, axis=1), np.linalg.norm(p, axis=1)
+    if min_norm is None:
+        min_norm = 0.1 * float(ny.max()) if len(ny) else 0.0
+    has = ny >= max(min_norm, 1e-12)
+    cos = np.sum(y[has] * p[has], axis=1) / np.maximum(ny[has] * npred[has], 1e-300)
+    right = cos >= np.cos(np.radians(tolerance_deg))
+    return {"rmse": float(np.sqrt(np.mean(d ** 2))) if len(d) else float("nan"),
+            "mae": float(np.mean(d)) if len(d) else float("nan"),
+            "direction_correct": float(right.mean()) if has.any() else float("nan"),
+            "n_direction": int(has.sum()), "min_norm": float(min_norm),
+            "tolerance_deg": float(tolerance_deg), "n": int(len(d)),
+            "n_unscored": int((~ok).sum())}
 
 
 def group_r2(targets: dict, groups) -> dict:

@@ -25,6 +25,65 @@ class PredictError(ValueError):
     """Bad predict input (one line naming the problem and what is expected)."""
 
 
+#: Largest relative difference between a pixel size in the file and the one
+#: given on the command line.
+PIXEL_TOLERANCE = 0.02
+#: A measured pixel coarser than the model's by more than this is refused
+#: (upsampling invents the detail the model reads).
+COARSER_TOLERANCE = 0.05
+
+
+def read_resampled_image(path, options: dict, px_model, patch):
+    """A measured image (.tif, .dm3/.dm4, .emd, .hspy, .npy;
+    ``datafiles.read_image``) resampled to the model's pixel size ``px_model``
+    (x, y) [Å] (bicubic, ``tf.image.resize``: predict runs in the training
+    environment, which has no scipy). The pixel size comes from the file or
+    ``options['scan_step_A']`` [Å] (both given: they must agree within 2 %);
+    a coarser pixel than the model's, an image smaller than ``patch``
+    (pixels) or negative values are refused in one line. x is the image's
+    column axis, y its rows.
+
+    Returns (image (x, y) float64 >= 0, file pixel (x, y) [Å], format).
+    """
+    from .datafiles import DataFileError, read_image
+
+    px_model = np.asarray(px_model, float)
+    try:
+        img = read_image(path, options.get("select"))
+    except DataFileError as exc:
+        raise PredictError(str(exc)) from None
+    step = options.get("scan_step_A")
+    px = None if img.pixel_size_A is None else np.asarray(img.pixel_size_A, float)
+    if px is None and step is None:
+        raise PredictError(f"{path}: the file has no pixel size; give --scan-step-A (Å per "
+                           f"pixel; the model's is {px_model[0]:.4f} x {px_model[1]:.4f} Å)")
+    if px is not None and step is not None and np.abs(px / step - 1).max() > PIXEL_TOLERANCE:
+        raise PredictError(f"--scan-step-A={step} but {path} says {px.round(4).tolist()} Å per "
+                           "pixel; give the right one or leave the flag out")
+    px = px if px is not None else np.array([step, step], float)
+    if np.any(px > px_model * (1 + COARSER_TOLERANCE)):
+        raise PredictError(f"{path}: pixel {px.round(4).tolist()} Å is coarser than the model's "
+                           f"{px_model.round(4).tolist()} Å by {float((px / px_model).max()):.2f}x; "
+                           "record the image at a finer pixel size or train at this one")
+    data = np.asarray(img.data, float).T  # (x, y)
+    if not np.all(np.isfinite(data)) or data.min() < 0:
+        raise PredictError(f"{path}: the image holds negative or non-finite values; expected "
+                           "detector counts or intensities >= 0")
+    # tf.image.resize: predict runs in the training environment (TensorFlow,
+    # no scipy); bicubic over the whole image, so the new pixel is the model's
+    # to within one pixel over the image
+    import tensorflow as tf
+
+    size = [max(1, int(round(n * p / q))) for n, p, q in zip(data.shape, px, px_model)]
+    res = tf.image.resize(data[..., None], size, method="bicubic").numpy()[..., 0]
+    res = res.astype(np.float64)
+    if res.shape[0] < patch[0] or res.shape[1] < patch[1]:
+        raise PredictError(f"{path}: {data.shape[0]} x {data.shape[1]} pixels of "
+                           f"{px.round(4).tolist()} Å is smaller than one model window "
+                           f"({patch[0] * px_model[0]:.1f} x {patch[1] * px_model[1]:.1f} Å)")
+    return np.clip(res, 0, None), px, img.format
+
+
 #: Largest array predict reads [bytes]: the data is held in float64 while it is
 #: resampled, so the limit is a third of the machine's memory.
 def memory_limit_bytes() -> int:

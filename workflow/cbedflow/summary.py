@@ -33,6 +33,11 @@ def _by_keys(d: dict) -> list[str]:
     return [k for k in d if k.startswith("accuracy_by_")]
 
 
+def _regression_extras(d: dict) -> dict:
+    """The vector scores and the per-label breakdowns of a regression."""
+    return {k: d[k] for k in d if k == "vector" or k.startswith("mae_by_")}
+
+
 def _targets(t: dict) -> dict:
     return {name: {k: v[k] for k in ("mae", "rmse", "r2", "unit")} for name, v in t.items()}
 
@@ -48,7 +53,8 @@ def _cnn(metrics: dict, predictions: str | Path) -> dict:
                 "mc_dropout_r2_mean": mc["r2_mean"],
                 "mc_dropout_coverage": mc["coverage"],
                 "mc_dropout_calibrated_coverage": mc["calibrated_coverage"],
-                "mc_dropout_calibration_scale": mc["calibration_scale"]}
+                "mc_dropout_calibration_scale": mc["calibration_scale"],
+                **_regression_extras(metrics)}
     keep = ("accuracy", "per_thickness_accuracy", "confusion_matrix",
             "classes", "n_test", "n_test_structures", "within_one_class",
             "per_thickness_within_one_class", "per_class", *_by_keys(metrics))
@@ -64,8 +70,10 @@ def _cnn(metrics: dict, predictions: str | Path) -> dict:
 def _baseline(b: dict) -> dict:
     if b.get("kind") == "regression":
         out = {"kind": "regression", "targets": _targets(b["targets"]),
-               "r2_mean": b["r2_mean"], "method": b["method"], "alpha": b["alpha"],
-               "n_train": b["n_train"], "n_test": b["n_test"]}
+               "r2_mean": b["r2_mean"], "method": b["method"], "alpha": b.get("alpha"),
+               "n_train": b["n_train"], "n_test": b["n_test"], **_regression_extras(b)}
+        if "n_failed" in b:  # a direct method: examples it could not measure
+            out["n_failed"] = b["n_failed"]
         if b.get("readout"):  # it predicts the readout's quantities, not the network's
             out["readout"] = b["readout"]
         return out

@@ -62,6 +62,18 @@ class Task:
         parameters fitted to a predicted curve). Evaluated on the test split
         by the ``readout`` rule; the baseline then predicts these quantities
         directly.
+    train_only : tuple (label, value) or None
+        Train (and validate) only on samples whose label array equals value;
+        the test split keeps every sample (generalisation to the others, e.g.
+        a composition never trained on, read from a breakdown).
+    also_by : tuple of str
+        Further per-example labels the metrics are broken down by, besides
+        ``breakdown`` (regression: ``mae_by_<label>``).
+    vector : bool
+        The regression targets are the components of one vector (e.g. a
+        polarization P_x, P_y): the metrics add the vector RMSE and the
+        fraction of examples whose predicted direction is right
+        (:func:`cbedflow.metrics.vector_metrics`), overall and per breakdown.
     options : dict
         Campaign-specific options of how examples are cut.
     """
@@ -82,6 +94,9 @@ class Task:
     input_scaling: bool = False
     loss: str = "auto"
     readout: str | None = None
+    train_only: tuple[str, int] | None = None
+    also_by: tuple[str, ...] = ()
+    vector: bool = False
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
     def keeps(self, values: dict) -> bool:
@@ -112,6 +127,11 @@ class Task:
         return self.targets or self.labels
 
     @property
+    def breakdowns(self) -> tuple[str, ...]:
+        """Every per-example label the metrics are broken down by."""
+        return ((self.breakdown,) if self.breakdown else ()) + tuple(self.also_by)
+
+    @property
     def is_regression(self) -> bool:
         return self.kind == "regression"
 
@@ -123,7 +143,9 @@ class Task:
                 "transform": self.transform, "ordinal": self.ordinal,
                 "breakdown": self.breakdown, "input_scaling": self.input_scaling,
                 "exclude": {label: list(values) for label, values in self.exclude},
-                "loss": self.loss, "readout": self.readout}
+                "loss": self.loss, "readout": self.readout, "vector": self.vector,
+                "train_only": list(self.train_only) if self.train_only else None,
+                "also_by": list(self.also_by)}
 
 
 #: Task kinds.

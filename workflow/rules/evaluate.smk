@@ -50,7 +50,7 @@ for _sub, _split, _label in test_sets():
         log:
             f"{OUT}/logs/baseline/{{task}}/{{model}}{_sub.replace('/', '_')}.log",
         params:
-            spec=lambda wc: model_params(wc, "seed", "evaluate"),
+            spec=lambda wc: model_params(wc, "seed", "evaluate", *CAMPAIGN.baseline_sections),
         resources:
             **rule_resources("baseline"),
         conda:

@@ -51,6 +51,7 @@ REGISTRY: dict[str, str] = {
     "lao_sto_cbed": "cbedflow.campaigns.lao_sto_cbed:LaoStoCbed",
     "lao_sto_ctr": "cbedflow.campaigns.lao_sto_ctr:LaoStoCtr",
     "abf_tilts": "cbedflow.campaigns.abf_tilts:AbfTilts",
+    "bfo_polarization": "cbedflow.campaigns.bfo_polarization:BfoPolarization",
 }
 
 
@@ -122,6 +123,8 @@ class Campaign:
     example_sections: tuple[str, ...] = ()
     #: Further config sections the augment stage needs (besides seed and augment).
     augment_sections: tuple[str, ...] = ()
+    #: Further config sections the baseline stage needs (besides seed and evaluate).
+    baseline_sections: tuple[str, ...] = ()
     #: Per-example metadata arrays beyond y / structure_index / thickness_A:
     #: name -> dtype; taken from :meth:`cut_examples`' dicts, else from the
     #: dataset label of the same name.
@@ -137,6 +140,10 @@ class Campaign:
     target_accuracy: dict[str, float] = {}
     #: Name of the baseline method (reports).
     baseline_name: str = "logistic/ridge regression on the flattened signal"
+    #: :meth:`baseline_features` returns the baseline's prediction itself, in
+    #: the targets' units (a method without a fit, e.g. Gaussian column
+    #: fitting): the test split is scored as it is, nothing is fitted.
+    baseline_direct: bool = False
 
     def __init__(self, config: dict):
         self.config = config
@@ -233,14 +240,18 @@ class Campaign:
 
     def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
                      split: str = "test", aux: dict | None = None,
-                     reference: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+                     reference: dict | None = None, target=None
+                     ) -> list[tuple[np.ndarray, dict]]:
         """Training examples from one sample's signal: (x, metadata) pairs.
         ``sample``: the sample's index in the dataset (a key for seeded
         per-example draws, e.g. a random window); ``split``: where the
         examples go (e.g. more windows per sample for training); ``aux``:
         the sample's :attr:`aux_signals` (name -> array) that the dataset
-        holds; ``reference``: :meth:`example_reference`'s dict. Every sample
-        of a split must give as many examples."""
+        holds; ``reference``: :meth:`example_reference`'s dict; ``target``:
+        the sample's task target (its y). An example whose metadata holds
+        ``y`` has that target instead of the sample's (e.g. the value of a
+        field label at the example's place). Every sample of a split must
+        give as many examples."""
         return [(signal, {})]
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:

@@ -84,7 +84,7 @@ def evaluate(model_path: str, test_path: str, task, out_json: str, out_predictio
     mc_mean = mc.mean(axis=0)
     y = g["y"][...].astype(int)[idx]
     pred = probs.argmax(axis=1)
-    by = {task.breakdown: g[task.breakdown][...][idx]} if task.breakdown else {}
+    by = {b: g[b][...][idx] for b in task.breakdowns}
     metrics = classification_metrics(y, pred, classes, g["thickness_A"][...][idx], by,
                                      ordinal=task.ordinal)
     metrics["kind"] = "classification"
@@ -115,7 +115,8 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     std scaled by the factor that gives 68 % coverage on the validation
     split, when ``validation_path`` is given)."""
     from ..examples import check_examples
-    from ..metrics import interval_coverage, mae_by, regression_metrics, uncertainty_scale
+    from ..metrics import (interval_coverage, mae_by, regression_metrics, uncertainty_scale,
+                           vector_metrics)
 
     check_examples(test_path, None)
     manifest = load_model_manifest(model_path)
@@ -129,9 +130,10 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     mean, std = mc.mean(axis=0), mc.std(axis=0)
     y = g["y"][...][idx].astype(np.float64)
     metrics = regression_metrics(y, pred, names, units)
-    if task.breakdown:
-        metrics[f"mae_by_{task.breakdown}"] = mae_by(y, pred, names,
-                                                    g[task.breakdown][...][idx])
+    if task.vector:
+        metrics["vector"] = vector_metrics(y, pred)
+    for b in task.breakdowns:
+        metrics[f"mae_by_{b}"] = mae_by(y, pred, names, g[b][...][idx], vector=task.vector)
     metrics.update(kind="regression", task=g.attrs["task"],
                    model=manifest.get("model", {"id": "all"}), n_test=int(len(idx)),
                    n_test_structures=int(len(set(g["structure_index"][...][idx].tolist()))))

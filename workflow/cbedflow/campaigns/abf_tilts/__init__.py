@@ -253,7 +253,7 @@ class AbfTilts(Campaign):
     # -- examples -------------------------------------------------------------
     def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
                      split: str = "test", aux: dict | None = None,
-                     reference: dict | None = None):
+                     reference: dict | None = None, target=None):
         """The periodic image rolled by random offsets (seeded per sample and
         task): ``patches.train_windows`` copies for training, one otherwise."""
         n = config["patches"]["train_windows"] if split == "train" else 1

@@ -9,16 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...datafiles import DataFileError, read_image
 from ...plots import plt, save
-from ...predict import PredictError
-
-#: Largest relative difference between a pixel size in the file and the one
-#: given on the command line.
-PIXEL_TOLERANCE = 0.02
-#: A measured pixel coarser than the model's by more than this is refused
-#: (upsampling invents the detail the model reads).
-COARSER_TOLERANCE = 0.05
 
 
 def window_grid(shape: tuple[int, int], patch: tuple[int, int], stride: tuple[int, int]
@@ -38,50 +29,19 @@ def read_measured(path, options: dict, manifest: dict, task) -> tuple[np.ndarray
     Returns (windows (n, px, py), info) with ``window_grid`` (windows along
     x, y), ``stride_px``, ``pixel_A`` (model) and ``file_pixel_A``, and the
     resampled image as ``data`` (for the map)."""
+    from ...predict import read_resampled_image
+
     geo = manifest.get("geometry") or {}
     patch = tuple(int(v) for v in geo["input_shape"][:2])
     px_model = np.asarray(geo["pixel_A"], float)
-    try:
-        img = read_image(path, options.get("select"))
-    except DataFileError as exc:
-        raise PredictError(str(exc)) from None
-    step = options.get("scan_step_A")
-    px = None if img.pixel_size_A is None else np.asarray(img.pixel_size_A, float)
-    if px is None and step is None:
-        raise PredictError(f"{path}: the file has no pixel size; give --scan-step-A (Å per "
-                           f"pixel; the model's is {px_model[0]:.4f} x {px_model[1]:.4f} Å)")
-    if px is not None and step is not None and np.abs(px / step - 1).max() > PIXEL_TOLERANCE:
-        raise PredictError(f"--scan-step-A={step} but {path} says {px.round(4).tolist()} Å per "
-                           "pixel; give the right one or leave the flag out")
-    px = px if px is not None else np.array([step, step], float)
-    if np.any(px > px_model * (1 + COARSER_TOLERANCE)):
-        raise PredictError(f"{path}: pixel {px.round(4).tolist()} Å is coarser than the model's "
-                           f"{px_model.round(4).tolist()} Å by {float((px / px_model).max()):.2f}x; "
-                           "record the image at a finer pixel size or train at this one")
-    data = np.asarray(img.data, float).T  # (x, y)
-    if not np.all(np.isfinite(data)) or data.min() < 0:
-        raise PredictError(f"{path}: the image holds negative or non-finite values; expected "
-                           "detector counts or intensities >= 0")
-    # tf.image.resize: predict runs in the training environment (TensorFlow,
-    # no scipy); bicubic over the whole image, so the new pixel is the model's
-    # to within one pixel over the image
-    import tensorflow as tf
-
-    size = [max(1, int(round(n * p / q))) for n, p, q in zip(data.shape, px, px_model)]
-    res = tf.image.resize(data[..., None], size, method="bicubic").numpy()[..., 0]
-    res = res.astype(np.float64)
-    if res.shape[0] < patch[0] or res.shape[1] < patch[1]:
-        raise PredictError(f"{path}: {data.shape[0]} x {data.shape[1]} pixels of "
-                           f"{px.round(4).tolist()} Å is smaller than one model window "
-                           f"({patch[0] * px_model[0]:.1f} x {patch[1] * px_model[1]:.1f} Å)")
-    res = np.clip(res, 0, None)
+    res, px, fmt = read_resampled_image(path, options, px_model, patch)
     stride = tuple(max(1, p // 2) for p in patch)
     grid = window_grid(res.shape, patch, stride)
     windows = np.stack([res[i * stride[0]:i * stride[0] + patch[0],
                             j * stride[1]:j * stride[1] + patch[1]]
                         for i in range(grid[0]) for j in range(grid[1])])
     info = {"examples": "window", "window_grid": list(grid), "stride_px": list(stride),
-            "pixel_A": px_model.tolist(), "file_pixel_A": px.tolist(), "format": img.format,
+            "pixel_A": px_model.tolist(), "file_pixel_A": px.tolist(), "format": fmt,
             "image_shape": list(res.shape), "data": res}
     return windows, info
 

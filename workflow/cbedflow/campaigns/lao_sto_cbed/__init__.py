@@ -407,7 +407,8 @@ class LaoStoCbed(Campaign):
 
     def cut_examples(self, cbed: np.ndarray, task, config: dict, sample: int = 0,
                      split: str = "test", aux: dict | None = None,
-                     reference: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+                     reference: dict | None = None, target=None
+                     ) -> list[tuple[np.ndarray, dict]]:
         """Cropped, binned patterns (window, kx, ky) of every line scan at y,
         or of the lines averaged (``average_y`` tasks: the paper needed this
         for the step position), cut to a window of the scan line that starts

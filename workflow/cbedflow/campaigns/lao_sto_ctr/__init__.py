@@ -187,7 +187,7 @@ class LaoStoCtr(Campaign):
     # -- examples -------------------------------------------------------------
     def cut_examples(self, signal: np.ndarray, task, config: dict, sample: int = 0,
                      split: str = "test", aux: dict | None = None,
-                     reference: dict | None = None):
+                     reference: dict | None = None, target=None):
         """One example per film: the rods concatenated (rod-major), log10 I."""
         return [(np.asarray(signal).reshape(-1), {})]
 
