@@ -175,6 +175,38 @@ def reliability(metrics_json: str | Path, out: str | Path) -> None:
     save(fig, out)
 
 
+def _rmse_of(row: dict) -> float:
+    """One RMSE of a ``mae_by`` row: the vector's, else the targets' mean."""
+    if "vector" in row:
+        return row["vector"]["rmse"]
+    return float(np.mean(list(row["rmse"].values())))
+
+
+def _rmse_by(ax, models: dict, key: str) -> None:
+    """RMSE of every model and its baseline per value of a breakdown label
+    (``mae_by_<label>``; the vector RMSE for a vector target)."""
+    def order(v: str):
+        try:
+            return (0, float(v), "")
+        except ValueError:
+            return (1, 0.0, v)
+
+    values = sorted({v for m in models.values() for v in m["cnn"].get(key, {})}, key=order)
+    xs = np.arange(len(values))
+    w = 0.8 / max(1, 2 * len(models))
+    for i, (mid, m) in enumerate(models.items()):
+        for j, (who, d) in enumerate((("network", m["cnn"]), ("baseline", m["baseline"]))):
+            rows = d.get(key, {})
+            ax.bar(xs + (2 * i + j - len(models)) * w + w / 2,
+                   [_rmse_of(rows[v]) if v in rows else np.nan for v in values], w,
+                   label=f"{who} {mid}", hatch="//" if j else None)
+    ax.set_xticks(xs, values, fontsize=7)
+    ax.set_xlabel(key[len("mae_by_"):], fontsize=8)
+    ax.set_ylabel("held-out RMSE (target units)", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.set_title(f"RMSE by {key[len('mae_by_'):]}", fontsize=9)
+
+
 def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> None:
     """Every model of ``task`` against its baseline. Classification:
     per-thickness test accuracy (CNN, MC dropout, baseline) and the accuracy
@@ -185,7 +217,12 @@ def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> N
     sm = doc["tasks"][task]
     models = sm["models"]
     if sm.get("kind") == "regression":
-        fig, ax = plt.subplots(figsize=(7, 3.6))
+        keys = sorted({k for m in models.values() for k in m["cnn"] if k.startswith("mae_by_")})
+        fig, axes = plt.subplots(1, 1 + len(keys), figsize=(7 + 3.6 * len(keys), 3.6),
+                                 squeeze=False)
+        ax = axes[0, 0]
+        for bax, key in zip(axes[0, 1:], keys):
+            _rmse_by(bax, models, key)
         labels, cnn_r2, base_r2 = [], [], []
         for mid, m in models.items():
             for name, v in m["cnn"]["targets"].items():
