@@ -31,18 +31,21 @@ from typing import Callable
 
 import numpy as np
 
-from .. import Campaign, Label
+from .. import Label
 from ...tasks import Task
+from ..stem_images import StemImageCampaign, check_residual_ranges, draw_residuals
 from .structures import ANGLE_NAMES, GLAZER
 
 #: Tilt systems, index = class (the tilt_system task's classes).
 SYSTEMS: tuple[str, ...] = tuple(GLAZER)
 
 
-class AbfTilts(Campaign):
+class AbfTilts(StemImageCampaign):
     """ABF-STEM image patches -> Glazer tilt system and tilt angles."""
 
     name = "abf_tilts"
+    shard_section = "tilts"
+    phonon_salt = 52
     title = "Octahedral tilts of perovskites from ABF-STEM images (Laanait & Borisevich)"
     signal = "abf"
     signal_dims = ("x", "y")
@@ -89,26 +92,13 @@ class AbfTilts(Campaign):
 
     def sample(self, i: int) -> dict:
         """Everything about sample ``i``, drawn from (seed, i) alone."""
-        from ...forward.stem_image import Residuals
-
         t, im, r = self.config["tilts"], self.config["imaging"], self.config["residuals"]
         rng = np.random.default_rng([self.config["seed"], 51, i])
         system = t["systems"][i % len(t["systems"])]
         angles = GLAZER[system].draw(rng, *t["angle_range_deg"])
         comp = int(rng.integers(len(t["compositions"])))
         repeats = int(rng.choice(im["thickness_repeats"]))
-
-        def uniform(lo_hi):
-            return float(rng.uniform(*lo_hi))
-
-        tilt = uniform(r["mistilt_mrad"])
-        tilt_dir = float(rng.uniform(0, 2 * np.pi))
-        res = Residuals(
-            defocus_A=uniform(r["defocus_A"]),
-            astigmatism_A=uniform(r["astigmatism_A"]),
-            astigmatism_angle_rad=float(rng.uniform(0, np.pi)),
-            coma_A=uniform(r["coma_A"]), coma_angle_rad=float(rng.uniform(0, 2 * np.pi)),
-            mistilt_mrad=(float(tilt * np.cos(tilt_dir)), float(tilt * np.sin(tilt_dir))))
+        res = draw_residuals(rng, r)
         return {"structure": f"abf-{i:07d}", "system": system,
                 "angles": tuple(float(a) for a in angles), "composition": comp,
                 "repeats": repeats, "residuals": res}
@@ -137,33 +127,7 @@ class AbfTilts(Campaign):
             sigmas_A=dict(im["phonons"]["sigmas_A"]), parametrization=im["parametrization"],
             device=self.config.get("device", "cpu"), fft_threads=im["fft_threads"])
 
-    def phonon_seeds(self, structure: str) -> list[int]:
-        """Frozen-phonon seeds of one image (from the campaign seed and its id)."""
-        key = zlib.crc32(structure.encode())
-        n = self.config["imaging"]["phonons"]["num_configs"]
-        return [int(np.random.SeedSequence([self.config["seed"], 52, key, j])
-                    .generate_state(1)[0]) for j in range(n)]
-
     # -- units ----------------------------------------------------------------
-    def units(self) -> list[tuple[str, str, int]]:
-        n = -(-self.n_samples // self.config["tilts"]["per_unit"])
-        return [(f"s{u:05d}", "images", 0) for u in range(n)]
-
-    def unit_key(self, name: str, part: str) -> str:
-        from ...config import config_hash
-
-        return config_hash({k: self.config[k] for k in self.unit_sections}
-                           | {"unit": name, "device": self.config.get("device", "cpu")})
-
-    def shard(self, name: str) -> range:
-        per = self.config["tilts"]["per_unit"]
-        u = int(name[1:])
-        return range(u * per, min(self.n_samples, (u + 1) * per))
-
-    @property
-    def threads_per_rank(self) -> int:
-        return int(self.config["imaging"]["fft_threads"])
-
     def simulate_unit(self, name: str, part: str, batch: int, out: str,
                       progress: Callable[[str], None] = print) -> None:
         import time
@@ -228,14 +192,6 @@ class AbfTilts(Campaign):
         return {f"abf-{i:07d}": SYSTEMS.index(t[i % len(t)]) for i in range(self.n_samples)}
 
     # -- collect --------------------------------------------------------------
-    def check_signal(self, where: str, data: np.ndarray) -> None:
-        from ...storage import CorruptOutputError
-
-        super().check_signal(where, data)
-        if data.min() < 0 or data.max() > 1.0 + 1e-3:
-            raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
-                                     f"intensity ({data.min():.3g}..{data.max():.3g})")
-
     def dataset_attrs(self, unit_attrs: dict) -> dict:
         im = self.config["imaging"]
         pixel = unit_attrs["plane_labels"][0]["pixel_A"]
@@ -317,11 +273,7 @@ class AbfTilts(Campaign):
         if lo > hi:
             raise ConfigError(f"config key 'tilts.angle_range_deg': value {[lo, hi]} is "
                               "invalid; valid: [low, high] with low <= high")
-        for key in ("defocus_A", "astigmatism_A", "coma_A", "mistilt_mrad"):
-            a, b = config["residuals"][key]
-            if a > b:
-                raise ConfigError(f"config key 'residuals.{key}': value {[a, b]} is invalid; "
-                                  "valid: [low, high] with low <= high")
+        check_residual_ranges(config)
         elements = set()
         for c in t["compositions"]:
             elements |= {c["a_site"], c["b_site"], "O"}

@@ -35,8 +35,9 @@ from typing import Callable
 
 import numpy as np
 
-from .. import Campaign, Label
+from .. import Label
 from ...tasks import Task
+from ..stem_images import StemImageCampaign, check_residual_ranges, draw_residuals
 from .structures import FIELDS
 
 #: Polarization-field kinds, index = the ``field_kind`` label.
@@ -80,10 +81,12 @@ def noisy(img: np.ndarray, dose_e_per_A2: float, pixel_A: float, jitter_pm: floa
     return rng.poisson(np.clip(out, 0, None) * n) / n
 
 
-class BfoPolarization(Campaign):
+class BfoPolarization(StemImageCampaign):
     """HAADF-STEM sub-images -> the projected polarization P of the cell [pm]."""
 
     name = "bfo_polarization"
+    shard_section = "film"
+    phonon_salt = 64
     title = "Polarization of (Sm-doped) BiFeO3 from HAADF-STEM images (Ghosh et al.)"
     signal = "haadf"
     signal_dims = ("x", "y")
@@ -137,7 +140,6 @@ class BfoPolarization(Campaign):
 
     def sample(self, i: int) -> dict:
         """Everything about image ``i``, drawn from (seed, i) alone."""
-        from ...forward.stem_image import Residuals
         from .structures import polarization_field
 
         f, im, r = self.config["film"], self.config["imaging"], self.config["residuals"]
@@ -153,16 +155,7 @@ class BfoPolarization(Campaign):
         field = polarization_field(kind, self.cells, magnitude,
                                    np.random.default_rng([self.config["seed"], 62, i]), **options)
         repeats = int(rng.choice(im["thickness_repeats"]))
-
-        def uniform(lo_hi):
-            return float(rng.uniform(*lo_hi))
-
-        tilt, tilt_dir = uniform(r["mistilt_mrad"]), float(rng.uniform(0, 2 * np.pi))
-        res = Residuals(
-            defocus_A=uniform(r["defocus_A"]), astigmatism_A=uniform(r["astigmatism_A"]),
-            astigmatism_angle_rad=float(rng.uniform(0, np.pi)), coma_A=uniform(r["coma_A"]),
-            coma_angle_rad=float(rng.uniform(0, 2 * np.pi)),
-            mistilt_mrad=(float(tilt * np.cos(tilt_dir)), float(tilt * np.sin(tilt_dir))))
+        res = draw_residuals(rng, r)
         return {"structure": f"bfo-{i:07d}", "composition": comp, "kind": kind,
                 "magnitude_pm": magnitude, "field_pm": field, "repeats": repeats,
                 "residuals": res}
@@ -194,33 +187,7 @@ class BfoPolarization(Campaign):
             sigmas_A=dict(im["phonons"]["sigmas_A"]), parametrization=im["parametrization"],
             device=self.config.get("device", "cpu"), fft_threads=im["fft_threads"])
 
-    def phonon_seeds(self, structure: str) -> list[int]:
-        """Frozen-phonon seeds of one image (from the campaign seed and its id)."""
-        key = zlib.crc32(structure.encode())
-        n = self.config["imaging"]["phonons"]["num_configs"]
-        return [int(np.random.SeedSequence([self.config["seed"], 64, key, j])
-                    .generate_state(1)[0]) for j in range(n)]
-
     # -- units ----------------------------------------------------------------
-    def units(self) -> list[tuple[str, str, int]]:
-        n = -(-self.n_samples // self.config["film"]["per_unit"])
-        return [(f"s{u:05d}", "images", 0) for u in range(n)]
-
-    def unit_key(self, name: str, part: str) -> str:
-        from ...config import config_hash
-
-        return config_hash({k: self.config[k] for k in self.unit_sections}
-                           | {"unit": name, "device": self.config.get("device", "cpu")})
-
-    def shard(self, name: str) -> range:
-        per = self.config["film"]["per_unit"]
-        u = int(name[1:])
-        return range(u * per, min(self.n_samples, (u + 1) * per))
-
-    @property
-    def threads_per_rank(self) -> int:
-        return int(self.config["imaging"]["fft_threads"])
-
     def simulate_unit(self, name: str, part: str, batch: int, out: str,
                       progress: Callable[[str], None] = print) -> None:
         import time
@@ -292,14 +259,6 @@ class BfoPolarization(Campaign):
         return {f"bfo-{i:07d}": 0 for i in range(self.n_samples)}
 
     # -- collect --------------------------------------------------------------
-    def check_signal(self, where: str, data: np.ndarray) -> None:
-        from ...storage import CorruptOutputError
-
-        super().check_signal(where, data)
-        if data.min() < 0 or data.max() > 1.0 + 1e-3:
-            raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
-                                     f"intensity ({data.min():.3g}..{data.max():.3g})")
-
     def dataset_attrs(self, unit_attrs: dict) -> dict:
         im, f = self.config["imaging"], self.config["film"]
         return {"pixel_A": self.pixel_A, "cells": list(self.cells), "a_A": f["a_A"],
@@ -443,11 +402,7 @@ class BfoPolarization(Campaign):
 
         f, im = config["film"], config["imaging"]
         camp = type(self)(config)
-        for key in ("defocus_A", "astigmatism_A", "coma_A", "mistilt_mrad"):
-            a, b = config["residuals"][key]
-            if a > b:
-                raise ConfigError(f"config key 'residuals.{key}': value {[a, b]} is invalid; "
-                                  "valid: [low, high] with low <= high")
+        check_residual_ranges(config)
         if not any(w > 0 for w in f["fields"].values()):
             raise ConfigError(f"config key 'film.fields': value {f['fields']} is invalid; "
                               "valid: a weight > 0 for at least one field kind")

@@ -1,0 +1,101 @@
+"""What the STEM-image campaigns (``abf_tilts``, ``bfo_polarization``) share:
+images as samples in shards of ``<section>.per_unit`` (units ``s00000``...),
+frozen-phonon seeds per image, residual aberrations and mistilt drawn per
+image, the probe-fraction check of a detector image, and the range checks of
+the ``residuals`` section. A campaign subclasses :class:`StemImageCampaign`
+and sets :attr:`~StemImageCampaign.shard_section` and
+:attr:`~StemImageCampaign.phonon_salt`; it defines ``n_samples``."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from . import Campaign
+
+#: Keys of the ``residuals`` config section, each a [low, high] range.
+RESIDUAL_RANGES = ("defocus_A", "astigmatism_A", "coma_A", "mistilt_mrad")
+
+
+def draw_residuals(rng: np.random.Generator, r: dict):
+    """Residual aberrations and mistilt of one image, uniform in the ranges of
+    the ``residuals`` section ``r`` (azimuths and the mistilt direction
+    uniform), in the order the campaigns have always drawn them."""
+    from ..forward.stem_image import Residuals
+
+    def uniform(lo_hi):
+        return float(rng.uniform(*lo_hi))
+
+    tilt = uniform(r["mistilt_mrad"])
+    tilt_dir = float(rng.uniform(0, 2 * np.pi))
+    defocus = uniform(r["defocus_A"])
+    astig = uniform(r["astigmatism_A"])
+    astig_angle = float(rng.uniform(0, np.pi))
+    coma = uniform(r["coma_A"])
+    coma_angle = float(rng.uniform(0, 2 * np.pi))
+    return Residuals(defocus_A=defocus, astigmatism_A=astig, astigmatism_angle_rad=astig_angle,
+                     coma_A=coma, coma_angle_rad=coma_angle,
+                     mistilt_mrad=(float(tilt * np.cos(tilt_dir)),
+                                   float(tilt * np.sin(tilt_dir))))
+
+
+def check_residual_ranges(config: dict) -> None:
+    """Refuse a ``residuals`` range whose low end exceeds its high end."""
+    from ..config import ConfigError
+
+    for key in RESIDUAL_RANGES:
+        a, b = config["residuals"][key]
+        if a > b:
+            raise ConfigError(f"config key 'residuals.{key}': value {[a, b]} is invalid; "
+                              "valid: [low, high] with low <= high")
+
+
+class StemImageCampaign(Campaign):
+    """A campaign whose samples are simulated STEM images, computed in shards."""
+
+    #: Config section holding ``per_unit`` (images per simulation unit).
+    shard_section: str = ""
+    #: Salt of the frozen-phonon seed stream (kept per campaign: the seeds of
+    #: every image ever simulated stay the same).
+    phonon_salt: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        raise NotImplementedError
+
+    def phonon_seeds(self, structure: str) -> list[int]:
+        """Frozen-phonon seeds of one image (from the campaign seed and its id)."""
+        key = zlib.crc32(structure.encode())
+        n = self.config["imaging"]["phonons"]["num_configs"]
+        return [int(np.random.SeedSequence([self.config["seed"], self.phonon_salt, key, j])
+                    .generate_state(1)[0]) for j in range(n)]
+
+    def units(self) -> list[tuple[str, str, int]]:
+        n = -(-self.n_samples // self.config[self.shard_section]["per_unit"])
+        return [(f"s{u:05d}", "images", 0) for u in range(n)]
+
+    def unit_key(self, name: str, part: str) -> str:
+        from ..config import config_hash
+
+        return config_hash({k: self.config[k] for k in self.unit_sections}
+                           | {"unit": name, "device": self.config.get("device", "cpu")})
+
+    def shard(self, name: str) -> range:
+        """The image indices of unit ``name``."""
+        per = self.config[self.shard_section]["per_unit"]
+        u = int(name[1:])
+        return range(u * per, min(self.n_samples, (u + 1) * per))
+
+    @property
+    def threads_per_rank(self) -> int:
+        return int(self.config["imaging"]["fft_threads"])
+
+    def check_signal(self, where: str, data: np.ndarray) -> None:
+        """Finite, and within [0, 1] of the incident probe intensity."""
+        from ..storage import CorruptOutputError
+
+        super().check_signal(where, data)
+        if data.min() < 0 or data.max() > 1.0 + 1e-3:
+            raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
+                                     f"intensity ({data.min():.3g}..{data.max():.3g})")
