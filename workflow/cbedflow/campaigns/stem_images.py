@@ -4,11 +4,15 @@ frozen-phonon seeds per image, residual aberrations and mistilt drawn per
 image, the probe-fraction check of a detector image, and the range checks of
 the ``residuals`` section. A campaign subclasses :class:`StemImageCampaign`
 and sets :attr:`~StemImageCampaign.shard_section` and
-:attr:`~StemImageCampaign.phonon_salt`; it defines ``n_samples``."""
+:attr:`~StemImageCampaign.phonon_salt`; it defines ``n_samples``, and its
+package holds ``measured.py`` (``read_measured``, ``plot_maps``) and
+``plots.py`` (``dataset_overview``)."""
 
 from __future__ import annotations
 
+import importlib
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -99,3 +103,18 @@ class StemImageCampaign(Campaign):
         if data.min() < 0 or data.max() > 1.0 + 1e-3:
             raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
                                      f"intensity ({data.min():.3g}..{data.max():.3g})")
+
+    # -- measured data and plots: the campaign package's measured.py / plots.py --
+    def _part(self, name: str):
+        return importlib.import_module(f"{type(self).__module__}.{name}")
+
+    def read_measured(self, path, options: dict, manifest: dict, task):
+        """A measured image as examples of the model (the package's
+        ``measured.read_measured``)."""
+        return self._part("measured").read_measured(path, options, manifest, task)
+
+    def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
+        self._part("measured").plot_maps(data, info, result, out)
+
+    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
+        self._part("plots").dataset_overview(dataset, out)

@@ -244,24 +244,6 @@ class AbfTilts(StemImageCampaign):
         f /= np.maximum(f[..., :1, :1], 1e-12)
         return f.reshape(len(x), -1)
 
-    # -- measured data --------------------------------------------------------
-    def read_measured(self, path, options: dict, manifest: dict, task):
-        """A measured ABF image as windows of the model's patch (:mod:`.measured`)."""
-        from .measured import read_measured
-
-        return read_measured(path, options, manifest, task)
-
-    def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
-        from .measured import plot_maps
-
-        plot_maps(data, info, result, out)
-
-    # -- plots ----------------------------------------------------------------
-    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
-        from .plots import dataset_overview
-
-        dataset_overview(dataset, out)
-
     # -- config ---------------------------------------------------------------
     def check_config(self, config: dict) -> None:
         from ...config import ConfigError

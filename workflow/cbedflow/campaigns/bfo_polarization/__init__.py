@@ -366,24 +366,6 @@ class BfoPolarization(StemImageCampaign):
         return gaussian_fit_polarization_batch(np.asarray(x, float), self._pixel(config),
                                                float(config["film"]["a_A"]))
 
-    # -- measured data --------------------------------------------------------
-    def read_measured(self, path, options: dict, manifest: dict, task):
-        """A measured HAADF image as sub-images of the model (:mod:`.measured`)."""
-        from .measured import read_measured
-
-        return read_measured(path, options, manifest, task)
-
-    def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
-        from .measured import plot_maps
-
-        plot_maps(data, info, result, out)
-
-    # -- plots ----------------------------------------------------------------
-    def plot_dataset(self, dataset: str | Path, out: str | Path) -> None:
-        from .plots import dataset_overview
-
-        dataset_overview(dataset, out)
-
     # -- config ---------------------------------------------------------------
     @classmethod
     def schema_fragment(cls) -> dict:

@@ -11,6 +11,10 @@ import numpy as np
 from ...plots import plt, save
 
 
+#: Arrow length: 1 Å per this many pm of P (50 pm: half a 3.97 Å cell).
+ARROW_PM = 25.0
+
+
 def direction_colours(p: np.ndarray, vmax_pm: float) -> np.ndarray:
     """RGB of vectors ``p`` (..., 2) [pm]: hue = direction, value = magnitude
     (saturating at ``vmax_pm``), the seed's colour wheel."""
@@ -24,8 +28,8 @@ def direction_colours(p: np.ndarray, vmax_pm: float) -> np.ndarray:
 def draw_field(ax, image: np.ndarray | None, pixel_A: float, centres_px: np.ndarray,
                p_pm: np.ndarray, vmax_pm: float, title: str, arrow_scale: float = 1.0) -> None:
     """One map: the image in grey (if given), a colour square per cell
-    (direction and magnitude) and an arrow of P (x ``arrow_scale`` x 1 Å per
-    10 pm) at every centre [pixels]."""
+    (direction and magnitude) and an arrow of P (``arrow_scale`` Å per
+    ``ARROW_PM`` pm) at every centre [pixels]."""
     c = np.asarray(centres_px, float) * pixel_A
     p = np.asarray(p_pm, float).reshape(-1, 2)
     if image is not None:
@@ -37,7 +41,8 @@ def draw_field(ax, image: np.ndarray | None, pixel_A: float, centres_px: np.ndar
         ax.scatter(c[:, 0], c[:, 1], c=direction_colours(p, vmax_pm), s=160, marker="s",
                    edgecolors="none")
     ok = np.isfinite(p).all(axis=1)
-    ax.quiver(c[ok, 0], c[ok, 1], p[ok, 0] / 10 * arrow_scale, p[ok, 1] / 10 * arrow_scale,
+    ax.quiver(c[ok, 0], c[ok, 1], p[ok, 0] / ARROW_PM * arrow_scale,
+              p[ok, 1] / ARROW_PM * arrow_scale,
               angles="xy", scale_units="xy", scale=1, width=0.006, color="w" if image is not
               None else "k")
     ax.set_aspect("equal")
@@ -88,9 +93,9 @@ def dataset_overview(dataset: str | Path, out: str | Path) -> None:
         draw_field(ax, ds["haadf"][i], px, centres.reshape(-1, 2), field.reshape(-1, 2), 50.0,
                    f"{kinds[k]}, {comps[int(ds['composition'][i])]}, "
                    f"{float(ds['thickness_A'][i]):.0f} Å\nmax |P| "
-                   f"{float(ds['magnitude_pm'][i]):.0f} pm", arrow_scale=2.0)
+                   f"{float(ds['magnitude_pm'][i]):.0f} pm")
     fig.suptitle(f"BiFeO3 [001]pc HAADF {ds.attrs['haadf_range_mrad'][0]:.0f}-"
                  f"{ds.attrs['haadf_range_mrad'][1]:.0f} mrad: first image of every field kind "
-                 "(arrows: P x 2, 1 Å per 5 pm; colour: direction, brightness |P| up to 50 pm)",
+                 f"(arrows: 1 Å per {ARROW_PM:.0f} pm; colour: direction, brightness |P| up to 50 pm)",
                  fontsize=8)
     save(fig, out)
