@@ -220,7 +220,7 @@ def test_tiny_bfo_campaign_end_to_end(tmp_path):
             assert set(m["mae_by_dose_e_per_A2"]) == {"5000.0", "50000.0"}
             assert set(m["mae_by_composition"]) == {"0", "1"}
             assert 0 <= m["vector"]["direction_correct"] <= 1 and m["vector"]["rmse"] > 0
-        assert base["n_train"] == 0 and base["n_test"] == ev["n_test"] == len(test["y"])
+        assert base["n_train"] == 0 and base["n_test"] == ev["n_test"] == test["y"].shape[0]
         assert base["n_failed"] < base["n_test"] / 4
     summary = json.loads((out / "summary.json").read_text())
     s = summary["tasks"]["polarization"]["models"]["all"]
