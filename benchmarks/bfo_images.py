@@ -21,12 +21,16 @@ Images (the config's imaging: sampling, PRISM window, phonons, pixel):
   (47.6 Å) thick, no residual aberrations, the specimen tilted by 0-8 mrad
   about y (``x``: the columns lean along x) or about the diagonal (``xy``).
   Noise-free: the apparent P is a systematic error.
+* ``mistilt_static_<mrad>``: the same about y without phonons (the
+  systematic shift without the frozen-phonon noise of 2 configurations).
 * ``map_<kind>``: 8 x 4 cells of a stripe-domain (109 deg walls) and of a
   smooth random field, 40 pm, 12 cells thick, 1 mrad mistilt, recorded at
   the config's middle dose.
 
 Every image is saved as ``<name>.npy`` (rows = y) with ``<name>.truth.json``
-(B sites and P per cell), which ``cbedflow predict`` draws beside its map.
+(B sites and P per cell), which ``cbedflow predict`` draws beside its map;
+the network and the fit read it padded by one cell from the opposite edges
+(it is periodic), so every cell of it is read.
 """
 
 from __future__ import annotations
@@ -49,15 +53,19 @@ AXES = {"x": (1.0, 0.0), "xy": (np.sqrt(0.5), np.sqrt(0.5))}
 
 
 def cases(camp) -> dict:
-    """name -> (field kind, cells, mistilt (x, y) mrad, noisy)."""
+    """name -> (field kind, cells, mistilt (x, y) mrad, noisy, static lattice)."""
     out = {}
     for axis, (ux, uy) in AXES.items():
         for t in MISTILTS_MRAD:
             if t == 0 and axis != "x":
                 continue
-            out[f"mistilt_{axis}_{t:g}"] = ("zero", camp.cells, (t * ux, t * uy), False)
+            out[f"mistilt_{axis}_{t:g}"] = ("zero", camp.cells, (t * ux, t * uy), False, False)
+    # the same along x without phonons: the systematic shift without the
+    # frozen-phonon noise of the config's few configurations
+    for t in MISTILTS_MRAD:
+        out[f"mistilt_static_{t:g}"] = ("zero", camp.cells, (t, 0.0), False, True)
     for kind in ("stripes", "random"):
-        out[f"map_{kind}"] = (kind, (2 * camp.cells[0], camp.cells[1]), (1.0, 0.0), True)
+        out[f"map_{kind}"] = (kind, (2 * camp.cells[0], camp.cells[1]), (1.0, 0.0), True, False)
     return out
 
 
@@ -76,14 +84,15 @@ def simulate(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doses = sorted(cfg["noise"]["doses_e_per_A2"])
     dose = doses[len(doses) // 2]
-    for name, (kind, cells, tilt, is_noisy) in cases(camp).items():
+    for name, (kind, cells, tilt, is_noisy, static) in cases(camp).items():
         if (out / f"{name}.npy").exists():
             continue
         opts = {"stripes": {"wall": "109", "normal": "x", "period_cells": cells[0] // 2}
                 }.get(kind, {})
         field = polarization_field(kind, cells, 40.0, np.random.default_rng(11), **opts)
         atoms = build_bfo(field, 12, a_A=a)
-        settings = replace(camp.imaging_settings(), pixels=(cells[0] * ppc, cells[1] * ppc))
+        settings = replace(camp.imaging_settings(), pixels=(cells[0] * ppc, cells[1] * ppc),
+                           **({"sigmas_A": {}} if static else {}))
         img = simulate_image(atoms, settings, camp.phonon_seeds(name),
                              Residuals(mistilt_mrad=tilt))
         haadf = img.haadf.astype(float)
@@ -97,16 +106,34 @@ def simulate(args) -> None:
             "b_sites_px": b_px.reshape(-1, 2).tolist(),
             "polarization_pm": field.reshape(-1, 2).tolist(), "pixel_A": camp.pixel_A,
             "mistilt_mrad": list(tilt), "kind": kind, "cells": list(cells),
-            "dose_e_per_A2": dose if is_noisy else None,
+            "dose_e_per_A2": dose if is_noisy else None, "static": static,
             "thickness_A": float(atoms.cell[2, 2]), "seconds": round(img.seconds, 1)}))
         print(f"{name}: {haadf.shape} in {img.seconds:.0f} s", flush=True)
 
 
+def wrapped(npy: Path) -> Path:
+    """A periodic image padded by one cell on every side from its opposite
+    edge (``<name>-wrapped.npy`` and its truth), so every cell of the
+    period has a whole sub-image around it and the padding cells none."""
+    meta = json.loads(npy.with_name(npy.stem + ".truth.json").read_text())
+    img = np.load(npy)  # rows = y
+    cells = meta["cells"]
+    ppc = img.shape[1] // cells[0]
+    pad = np.pad(img, ppc, mode="wrap")
+    b = np.asarray(meta["b_sites_px"], float) + ppc
+    out = npy.with_name(npy.stem + "-wrapped.npy")
+    np.save(out, pad)
+    out.with_name(out.stem + ".truth.json").write_text(json.dumps(
+        {**meta, "b_sites_px": b.tolist(), "wrapped_by_px": ppc}))
+    return out
+
+
 def predict(args) -> None:
     out = Path(args.out)
-    for npy in sorted(out.glob("*.npy")):
+    for periodic in sorted(p for p in out.glob("*.npy") if not p.stem.endswith("-wrapped")):
+        npy = wrapped(periodic)
         meta = json.loads(npy.with_name(npy.stem + ".truth.json").read_text())
-        pdir = out / f"predict-{npy.stem}"
+        pdir = out / f"predict-{periodic.stem}"
         if pdir.exists():
             shutil.rmtree(pdir)
         cmd = [sys.executable, "-m", "cbedflow", "predict", "--params",
@@ -137,8 +164,8 @@ def score(args) -> None:
     tilt_rows = []
     for name in cases(camp):
         pred = json.loads((out / f"predict-{name}" / "predictions.json").read_text())
-        img = np.load(out / f"{name}.npy").T.astype(float)
-        truth_meta = json.loads((out / f"{name}.truth.json").read_text())
+        img = np.load(out / f"{name}-wrapped.npy").T.astype(float)
+        truth_meta = json.loads((out / f"{name}-wrapped.truth.json").read_text())
         centres = np.asarray(pred["centres_px"], int)
         cnn = np.asarray(pred["predicted"], float).reshape(-1, 2)
         fit = gaussian_fit_polarization_batch(
@@ -159,7 +186,7 @@ def score(args) -> None:
         if name.startswith("mistilt"):
             t = float(np.hypot(*truth_meta["mistilt_mrad"]))
             u = np.asarray(truth_meta["mistilt_mrad"], float) / max(t, 1e-12)
-            axis = name.split("_")[1]
+            axis = name.split("_")[1]  # x, xy or static (along x)
             for method in ("cnn", "gaussian_fit"):
                 m = np.asarray(row[method]["mean_P_pm"])
                 tilt_rows.append((axis, method, t, float(m @ u) if t else 0.0,
@@ -177,9 +204,10 @@ def score(args) -> None:
     # apparent P per mrad: least-squares slope through the origin of the mean
     # apparent P along the tilt direction (and of its length)
     slopes = {}
-    for axis in AXES:
+    for axis in (*AXES, "static"):
         for method in ("cnn", "gaussian_fit"):
-            rows = [r for r in tilt_rows if r[1] == method and (r[0] == axis or r[2] == 0)]
+            rows = [r for r in tilt_rows if r[1] == method and (
+                r[0] == axis or (r[2] == 0 and (r[0] == "static") == (axis == "static")))]
             t = np.array([r[2] for r in rows])
             along = np.array([r[3] for r in rows])
             length = np.array([r[4] for r in rows])

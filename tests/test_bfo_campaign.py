@@ -130,6 +130,23 @@ def test_examples_one_per_cell_with_the_cells_target(camp):
     assert not np.array_equal(test[0][0], val[0][0])
 
 
+def test_grid_windows_are_one_lattice_offset_per_image(camp):
+    """The non-centred variant: every cell's window sits at the same offset
+    from its cell centre (within half a cell), drawn per image, whatever the
+    field; b_site windows follow the field instead."""
+    cfg = dict(camp.config, patches={"centre": "grid", "window_cells": 2.0})
+    field = polarization_field("random", camp.cells, 40.0, np.random.default_rng(4))
+    c = camp.centres_px(field, cfg, 5)
+    ij = (np.stack(np.meshgrid(np.arange(3), np.arange(3), indexing="ij"), -1) + 0.5) * 8
+    off = c - ij
+    assert np.ptp(off.reshape(-1, 2), axis=0).max() <= 1  # one offset (pixel rounding)
+    assert np.abs(off).max() <= 4 + 0.5
+    assert np.array_equal(c, camp.centres_px(np.zeros_like(field), cfg, 5))
+    assert not np.array_equal(c, camp.centres_px(field, cfg, 6))
+    b = camp.centres_px(field, camp.config, 5)
+    assert np.array_equal(b, np.rint(ij + field / 100 / 3.965 * 8).astype(int))
+
+
 def test_poisson_noise_scales_with_dose_and_jitter_shifts_lines():
     img = np.full((40, 40), 0.01)
     rng = np.random.default_rng(2)

@@ -50,22 +50,32 @@ def draw_field(ax, image: np.ndarray | None, pixel_A: float, centres_px: np.ndar
     ax.set_xlabel("x (Å)", fontsize=8)
 
 
+#: Colour saturation of a difference panel (its title starts with "Δ" or
+#: contains " - ") [pm].
+DIFFERENCE_VMAX_PM = 10.0
+
+
 def field_maps(image, pixel_A: float, centres_px, panels: list[tuple[str, np.ndarray]],
                out: str | Path, suptitle: str, vmax_pm: float = 50.0) -> None:
     """Maps side by side (``panels``: (title, P (n, 2) [pm])), the first over
-    the image; colour wheel legend."""
+    the image; a difference panel (title with " - ") saturates at
+    ``DIFFERENCE_VMAX_PM`` and its arrows are 5x longer; colour wheel legend."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
     for k, (ax, (title, p)) in enumerate(zip(axes[0], panels)):
-        draw_field(ax, image if k == 0 else None, pixel_A, centres_px, p, vmax_pm, title)
+        diff = " - " in title
+        vmax = DIFFERENCE_VMAX_PM if diff else vmax_pm
+        draw_field(ax, image if k == 0 else None, pixel_A, centres_px, p, vmax,
+                   f"{title}\n(colour to {vmax:.0f} pm{', arrows x5' if diff else ''})",
+                   arrow_scale=5.0 if diff else 1.0)
     # colour-wheel legend
-    ins = fig.add_axes([0.005, 0.02, 0.07, 0.07 * 3.4 * len(panels) / 3.6])
+    ins = fig.add_axes([0.002, 0.02, 0.05, 0.05 * 3.4 * len(panels) / 3.6])
     g = np.linspace(-1, 1, 41)
     gx, gy = np.meshgrid(g, g, indexing="ij")
     wheel = direction_colours(np.stack([gx, gy], -1) * vmax_pm, vmax_pm)
     wheel[np.hypot(gx, gy) > 1] = 1.0
     ins.imshow(wheel.transpose(1, 0, 2), origin="lower")
     ins.set_axis_off()
-    ins.set_title(f"{vmax_pm:.0f} pm", fontsize=6)
+    ins.set_title("direction,\n|P| = brightness", fontsize=6)
     fig.suptitle(suptitle, fontsize=9)
     save(fig, out)
 
