@@ -23,6 +23,7 @@ Images (the config's imaging: sampling, PRISM window, phonons, pixel):
   Noise-free: the apparent P is a systematic error.
 * ``mistilt_static_<mrad>``: the same about y without phonons (the
   systematic shift without the frozen-phonon noise of 2 configurations).
+* ``mistilt_thick_<mrad>``: the static series 40 cells (159 Å) thick.
 * ``map_<kind>``: 8 x 4 cells of a stripe-domain (109 deg walls) and of a
   smooth random field, 40 pm, 12 cells thick, 1 mrad mistilt, recorded at
   the config's middle dose.
@@ -53,19 +54,25 @@ AXES = {"x": (1.0, 0.0), "xy": (np.sqrt(0.5), np.sqrt(0.5))}
 
 
 def cases(camp) -> dict:
-    """name -> (field kind, cells, mistilt (x, y) mrad, noisy, static lattice)."""
+    """name -> (field kind, cells, mistilt (x, y) mrad, noisy, static lattice,
+    thickness in cells)."""
     out = {}
     for axis, (ux, uy) in AXES.items():
         for t in MISTILTS_MRAD:
             if t == 0 and axis != "x":
                 continue
-            out[f"mistilt_{axis}_{t:g}"] = ("zero", camp.cells, (t * ux, t * uy), False, False)
+            out[f"mistilt_{axis}_{t:g}"] = ("zero", camp.cells, (t * ux, t * uy), False, False,
+                                             12)
     # the same along x without phonons: the systematic shift without the
     # frozen-phonon noise of the config's few configurations
     for t in MISTILTS_MRAD:
-        out[f"mistilt_static_{t:g}"] = ("zero", camp.cells, (t, 0.0), False, True)
+        out[f"mistilt_static_{t:g}"] = ("zero", camp.cells, (t, 0.0), False, True, 12)
+    # and 40 cells (159 Å) thick, where channelling has more depth to differ
+    for t in MISTILTS_MRAD:
+        out[f"mistilt_thick_{t:g}"] = ("zero", camp.cells, (t, 0.0), False, True, 40)
     for kind in ("stripes", "random"):
-        out[f"map_{kind}"] = (kind, (2 * camp.cells[0], camp.cells[1]), (1.0, 0.0), True, False)
+        out[f"map_{kind}"] = (kind, (2 * camp.cells[0], camp.cells[1]), (1.0, 0.0), True, False,
+                              12)
     return out
 
 
@@ -84,13 +91,13 @@ def simulate(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doses = sorted(cfg["noise"]["doses_e_per_A2"])
     dose = doses[len(doses) // 2]
-    for name, (kind, cells, tilt, is_noisy, static) in cases(camp).items():
+    for name, (kind, cells, tilt, is_noisy, static, repeats) in cases(camp).items():
         if (out / f"{name}.npy").exists():
             continue
         opts = {"stripes": {"wall": "109", "normal": "x", "period_cells": cells[0] // 2}
                 }.get(kind, {})
         field = polarization_field(kind, cells, 40.0, np.random.default_rng(11), **opts)
-        atoms = build_bfo(field, 12, a_A=a)
+        atoms = build_bfo(field, repeats, a_A=a)
         settings = replace(camp.imaging_settings(), pixels=(cells[0] * ppc, cells[1] * ppc),
                            **({"sigmas_A": {}} if static else {}))
         img = simulate_image(atoms, settings, camp.phonon_seeds(name),
@@ -186,7 +193,7 @@ def score(args) -> None:
         if name.startswith("mistilt"):
             t = float(np.hypot(*truth_meta["mistilt_mrad"]))
             u = np.asarray(truth_meta["mistilt_mrad"], float) / max(t, 1e-12)
-            axis = name.split("_")[1]  # x, xy or static (along x)
+            axis = name.split("_")[1]  # x, xy, static or thick (along x)
             for method in ("cnn", "gaussian_fit"):
                 m = np.asarray(row[method]["mean_P_pm"])
                 tilt_rows.append((axis, method, t, float(m @ u) if t else 0.0,
@@ -204,10 +211,10 @@ def score(args) -> None:
     # apparent P per mrad: least-squares slope through the origin of the mean
     # apparent P along the tilt direction (and of its length)
     slopes = {}
-    for axis in (*AXES, "static"):
+    for axis in (*AXES, "static", "thick"):
         for method in ("cnn", "gaussian_fit"):
             rows = [r for r in tilt_rows if r[1] == method and (
-                r[0] == axis or (r[2] == 0 and (r[0] == "static") == (axis == "static")))]
+                r[0] == axis or (r[2] == 0 and r[0] in AXES and axis in AXES))]
             t = np.array([r[2] for r in rows])
             along = np.array([r[3] for r in rows])
             length = np.array([r[4] for r in rows])
