@@ -280,3 +280,34 @@ def test_tiny_bfo_campaign_end_to_end(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode != 0 and "is coarser than the model's" in bad.stdout + bad.stderr
     assert not (out / "predictions" / "coarse-polarization-all").exists()
+
+
+def test_film_on_a_srtio3_substrate(camp):
+    """film.substrate_cells: the first cells along x are SrTiO3 with P = 0,
+    the dopant only in the film, the label read back from the atoms; in the
+    image the Sr columns are darker than the Bi columns (Z 38 vs 83)."""
+    from cbedflow.forward.stem_image import simulate_image
+
+    cfg = load(TINY)
+    cfg["film"]["substrate_cells"] = 1
+    c = BfoPolarization(cfg)
+    s = c.sample(0)
+    assert np.all(s["field_pm"][:1] == 0) and np.abs(s["field_pm"][1:]).max() > 0
+    atoms = c.structure(0, s)
+    sym = np.array(atoms.get_chemical_symbols())
+    x = atoms.positions[:, 0]
+    assert set(sym[x < 0.75 * 3.965]) >= {"Sr", "Ti"} and "Bi" not in sym[x < 0.25]
+    assert not ({"Sr", "Ti"} & set(sym[x > 1.25 * 3.965]))
+    from cbedflow.campaigns.bfo_polarization.structures import measure_polarization
+
+    got = measure_polarization(atoms, c.cells, 3.965, a_sites=("Bi", "Sm", "Sr"),
+                               b_site=("Fe", "Ti"))
+    assert np.allclose(got, s["field_pm"], atol=1e-6)
+    img = simulate_image(atoms, _static(c), [1])
+    ppc = 8
+    sr = img.haadf[0, ppc]  # corner (0, 1): A column between substrate cells... shared edge
+    bi = img.haadf[2 * ppc, ppc]  # corner (2, 1): inside the film
+    assert bi > 1.5 * sr
+    bad = dict(load(TINY)["film"], substrate_cells=3)
+    with pytest.raises(ConfigError, match=r"'film.substrate_cells': value 3 is invalid"):
+        validate({"campaign": "bfo_polarization", "film": bad})

@@ -154,6 +154,7 @@ class BfoPolarization(StemImageCampaign):
                    "random": {"correlation_cells": f["correlation_cells"]}}.get(kind, {})
         field = polarization_field(kind, self.cells, magnitude,
                                    np.random.default_rng([self.config["seed"], 62, i]), **options)
+        field[:f["substrate_cells"]] = 0.0  # the SrTiO3 substrate is paraelectric
         repeats = int(rng.choice(im["thickness_repeats"]))
         res = draw_residuals(rng, r)
         return {"structure": f"bfo-{i:07d}", "composition": comp, "kind": kind,
@@ -171,7 +172,8 @@ class BfoPolarization(StemImageCampaign):
                          dopant_fraction=c["dopant_fraction"],
                          rng=np.random.default_rng([self.config["seed"], 63, i]),
                          a_site=f["a_site"], dopant=c.get("dopant", "Sm"), b_site=f["b_site"],
-                         oxygen_follow=f["oxygen_follow"])
+                         oxygen_follow=f["oxygen_follow"], substrate_cells=f["substrate_cells"],
+                         substrate=(f["substrate"]["a_site"], f["substrate"]["b_site"]))
 
     def imaging_settings(self):
         from ...forward.stem_image import ImagingSettings
@@ -207,8 +209,9 @@ class BfoPolarization(StemImageCampaign):
             atoms = self.structure(i, s)
             # the label is what the atoms hold (an independent measurement)
             got = measure_polarization(atoms, self.cells, f["a_A"],
-                                       a_sites=(f["a_site"], *self._dopants()),
-                                       b_site=f["b_site"])
+                                       a_sites=(f["a_site"], *self._dopants(),
+                                                f["substrate"]["a_site"]),
+                                       b_site=(f["b_site"], f["substrate"]["b_site"]))
             if np.abs(got - s["field_pm"]).max() > 1e-3:
                 raise CorruptOutputError(f"{name}: image {i}: the built atoms hold a field "
                                          f"{np.abs(got - s['field_pm']).max():.3g} pm off "
@@ -397,6 +400,12 @@ class BfoPolarization(StemImageCampaign):
                                   f"{limit:.0f} pm (a/4)")
         elements = {f["a_site"], f["b_site"], "O"} | {c.get("dopant", "Sm")
                                                       for c in f["compositions"]}
+        if f["substrate_cells"]:
+            elements |= {f["substrate"]["a_site"], f["substrate"]["b_site"]}
+            if f["substrate_cells"] >= camp.cells[0]:
+                raise ConfigError(f"config key 'film.substrate_cells': value "
+                                  f"{f['substrate_cells']} is invalid; valid: 0 .. "
+                                  f"{camp.cells[0] - 1} (fewer than film.cells[0])")
         missing = sorted(elements - set(im["phonons"]["sigmas_A"]))
         if missing:
             raise ConfigError(f"config key 'imaging.phonons.sigmas_A': no value for "

@@ -306,7 +306,8 @@ def polarization_field(kind: str, cells: tuple[int, int], magnitude_pm: float,
 def build_bfo(field_pm: np.ndarray, repeats: int, a_A: float = A_PC_BFO_A,
               dopant_fraction: float = 0.0, rng: np.random.Generator | None = None,
               a_site: str = "Bi", dopant: str = "Sm", b_site: str = "Fe",
-              oxygen_follow: float = 1.0) -> Atoms:
+              oxygen_follow: float = 1.0, substrate_cells: int = 0,
+              substrate: tuple[str, str] = ("Sr", "Ti")) -> Atoms:
     """An ABO3 supercell whose B cations carry a polarization field.
 
     Unit cell ``(i, j, k)`` holds A at ``(i, j, k) a``, B at
@@ -342,6 +343,14 @@ def build_bfo(field_pm: np.ndarray, repeats: int, a_A: float = A_PC_BFO_A,
         Chemical symbols of the A cation, the A-site dopant and the B cation.
     oxygen_follow : float
         In [0, 1]: how far the O follow their octahedron's B (see above).
+    substrate_cells : int
+        The first ``substrate_cells`` cells along x are the substrate (a film
+        on it, the interface normal along x): A and B of ``substrate``
+        (SrTiO3), no dopant, and their field must be zero (paraelectric). The
+        film is coherent: the whole supercell has the lattice parameter
+        ``a_A`` (SrTiO3's own 3.905 Å differs from BiFeO3's by 1.5 %).
+    substrate : tuple of str
+        A and B cation of the substrate.
 
     Returns
     -------
@@ -373,9 +382,18 @@ def build_bfo(field_pm: np.ndarray, repeats: int, a_A: float = A_PC_BFO_A,
                          f"invalid; valid: < a/4 = {limit_pm:.6g} pm")
 
     nx, ny = field.shape[:2]
+    if not 0 <= int(substrate_cells) < nx:
+        raise ValueError(f"substrate_cells={substrate_cells!r} is invalid; valid: 0 .. {nx - 1} "
+                         "(cells along x, the film keeps at least one)")
+    sub = int(substrate_cells)
+    if sub and np.abs(field[:sub]).max() > 0:
+        raise ValueError(f"field_pm is {np.abs(field[:sub]).max():.6g} pm in the substrate; "
+                         "valid: zero in the first substrate_cells cells along x")
     nz = int(repeats)
     n_a = nx * ny * nz
-    n_dopant = int(round(dopant_fraction * n_a))
+    in_film = np.repeat(np.arange(nx) >= sub, ny * nz)  # A/B index = (i ny + j) nz + k
+    n_film = int(in_film.sum())
+    n_dopant = int(round(dopant_fraction * n_film))
     if n_dopant > 0 and rng is None:
         raise ValueError(f"dopant_fraction={dopant_fraction!r} needs rng; valid: a "
                          "numpy.random.Generator")
@@ -401,10 +419,12 @@ def build_bfo(field_pm: np.ndarray, repeats: int, a_A: float = A_PC_BFO_A,
         site(0.5, 0.0, 0.5, oxygen_follow * d_y_edge),
         site(0.0, 0.5, 0.5, oxygen_follow * d_x_edge),
     ])
-    a_symbols = np.array([a_site] * n_a, dtype=object)
+    a_symbols = np.where(in_film, a_site, substrate[0]).astype(object)
     if n_dopant > 0:
-        a_symbols[rng.choice(n_a, size=n_dopant, replace=False)] = dopant
-    symbols = list(a_symbols) + [b_site] * n_a + ["O"] * (3 * n_a)
+        a_symbols[np.flatnonzero(in_film)[rng.choice(n_film, size=n_dopant,
+                                                     replace=False)]] = dopant
+    b_symbols = np.where(in_film, b_site, substrate[1]).astype(object)
+    symbols = list(a_symbols) + list(b_symbols) + ["O"] * (3 * n_a)
 
     from ase import Atoms
 
@@ -414,7 +434,8 @@ def build_bfo(field_pm: np.ndarray, repeats: int, a_A: float = A_PC_BFO_A,
         "polarization_pm": field.tolist(),
         "cells": (nx, ny),
         "a_A": float(a_A),
-        "dopant_fraction": n_dopant / n_a,
+        "dopant_fraction": n_dopant / n_film,
+        "substrate_cells": sub,
         "repeats": nz,
         "oxygen_follow": float(oxygen_follow),
     })
@@ -428,7 +449,7 @@ def _wrap(x: np.ndarray, length: np.ndarray) -> np.ndarray:
 
 def measure_polarization(atoms: Atoms, cells: tuple[int, int], a_A: float,
                          a_sites: tuple[str, ...] = ("Bi", "Sm"),
-                         b_site: str = "Fe") -> np.ndarray:
+                         b_site: str | tuple[str, ...] = "Fe") -> np.ndarray:
     """Read the polarization field back from atom positions and symbols.
 
     Independent of :func:`build_bfo`'s arrays: each B atom (symbol ``b_site``)
@@ -452,8 +473,8 @@ def measure_polarization(atoms: Atoms, cells: tuple[int, int], a_A: float,
         Pseudocubic lattice parameter [Å].
     a_sites : tuple of str
         Symbols counted as A-site cations.
-    b_site : str
-        Symbol of the B cation.
+    b_site : str or tuple of str
+        Symbol(s) of the B cation(s).
 
     Returns
     -------
@@ -488,7 +509,8 @@ def measure_polarization(atoms: Atoms, cells: tuple[int, int], a_A: float,
         grid = np.stack(np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij"), axis=-1)
         return (grid + ideal_offset) * a_A + total / count[..., None]
 
-    b_mask = symbols == b_site
+    b_sites = (b_site,) if isinstance(b_site, str) else tuple(b_site)
+    b_mask = np.isin(symbols, list(b_sites))
     b_wrapped = np.mod(xy[b_mask], length)
     b_col = columns(b_mask, np.floor(b_wrapped / a_A).astype(int), 0.5, f"B ({b_site})")
     a_mask = np.isin(symbols, list(a_sites))
