@@ -93,6 +93,11 @@ def test_samples_are_seeded_and_cycle_compositions(camp):
         assert a["composition"] == i % 2
         assert a["kind"] in ("uniform", "stripes", "random")
     assert not np.array_equal(camp.sample(0)["field_pm"], camp.sample(2)["field_pm"])
+    # the config's key order does not matter (a job gets its params sorted)
+    flipped = load(TINY)
+    flipped["film"]["fields"] = dict(reversed(list(flipped["film"]["fields"].items())))
+    for i in range(6):
+        assert BfoPolarization(flipped).sample(i)["kind"] == camp.sample(i)["kind"]
     reseeded = BfoPolarization(load(TINY) | {"seed": 5})
     assert not np.array_equal(reseeded.sample(0)["field_pm"], camp.sample(0)["field_pm"])
     # magnitudes within each composition's range

@@ -104,6 +104,24 @@ class StemImageCampaign(Campaign):
             raise CorruptOutputError(f"{where}: {self.signal} outside [0, 1] of the probe "
                                      f"intensity ({data.min():.3g}..{data.max():.3g})")
 
+    def write_unit(self, out: str, name: str, part: str, arrays: dict, labels: list,
+                   img, settings) -> None:
+        """Write one unit atomically: ``arrays`` (array name -> one entry per
+        image) as float32, the per-image ``labels``, and the detectors, grid
+        and settings of the unit's images (``img``: the last StemImage)."""
+        from ..storage import atomic_group, write_attrs
+
+        with atomic_group(out) as grp:
+            for key, values in arrays.items():
+                grp.create_array(key, data=np.asarray(values, np.float32))
+            write_attrs(grp, {
+                "plane_labels": labels,
+                "num_configs": self.config["imaging"]["phonons"]["num_configs"],
+                "abf_range_mrad": list(img.abf_range_mrad),
+                "haadf_range_mrad": list(img.haadf_range_mrad), "gpts": list(img.gpts),
+                "settings": settings.to_dict(),
+                "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
+
     # -- measured data and plots: the campaign package's measured.py / plots.py --
     def _part(self, name: str):
         return importlib.import_module(f"{type(self).__module__}.{name}")

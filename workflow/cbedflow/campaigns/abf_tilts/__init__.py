@@ -133,7 +133,6 @@ class AbfTilts(StemImageCampaign):
         import time
 
         from ...forward.stem_image import simulate_image
-        from ...storage import atomic_group, write_attrs
         from .structures import measure_tilts
 
         settings = self.imaging_settings()
@@ -166,16 +165,8 @@ class AbfTilts(StemImageCampaign):
                      f"{', '.join(f'{a:.1f}' for a in s['angles'])} deg, "
                      f"{float(atoms.cell[2, 2]):.1f} Å) {img.seconds:.1f} s; "
                      f"{time.perf_counter() - t0:.1f} s in all")
-        with atomic_group(out) as grp:
-            grp.create_array(self.signal, data=np.asarray(abf, np.float32))
-            grp.create_array("haadf", data=np.asarray(haadf, np.float32))
-            write_attrs(grp, {
-                "plane_labels": labels,
-                "num_configs": self.config["imaging"]["phonons"]["num_configs"],
-                "abf_range_mrad": list(img.abf_range_mrad),
-                "haadf_range_mrad": list(img.haadf_range_mrad), "gpts": list(img.gpts),
-                "settings": settings.to_dict(),
-                "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
+        self.write_unit(out, name, part, {self.signal: abf, "haadf": haadf}, labels, img,
+                        settings)
 
     @property
     def thicknesses(self) -> dict[str, float]:

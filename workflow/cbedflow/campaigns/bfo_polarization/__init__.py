@@ -146,7 +146,9 @@ class BfoPolarization(StemImageCampaign):
         rng = np.random.default_rng([self.config["seed"], 61, i])
         comp = i % len(f["compositions"])
         c = f["compositions"][comp]
-        kinds = [k for k, w in f["fields"].items() if w > 0]
+        # sorted: the draw must not depend on the order of the config's keys
+        # (a job receives them sorted, a YAML file lists them as written)
+        kinds = sorted(k for k, w in f["fields"].items() if w > 0)
         w = np.array([f["fields"][k] for k in kinds], float)
         kind = str(kinds[int(rng.choice(len(kinds), p=w / w.sum()))])
         magnitude = float(rng.uniform(*c["magnitude_pm"]))
@@ -195,7 +197,7 @@ class BfoPolarization(StemImageCampaign):
         import time
 
         from ...forward.stem_image import simulate_image
-        from ...storage import CorruptOutputError, atomic_group, write_attrs
+        from ...storage import CorruptOutputError
         from .structures import measure_polarization
 
         settings = self.imaging_settings()
@@ -236,17 +238,8 @@ class BfoPolarization(StemImageCampaign):
                      f"{f['compositions'][s['composition']]['name']}, "
                      f"{float(atoms.cell[2, 2]):.1f} Å) {img.seconds:.1f} s; "
                      f"{time.perf_counter() - t0:.1f} s in all")
-        with atomic_group(out) as grp:
-            grp.create_array(self.signal, data=np.asarray(haadf, np.float32))
-            grp.create_array("abf", data=np.asarray(abf, np.float32))
-            grp.create_array("polarization_pm", data=np.asarray(fields, np.float32))
-            write_attrs(grp, {
-                "plane_labels": labels,
-                "num_configs": self.config["imaging"]["phonons"]["num_configs"],
-                "abf_range_mrad": list(img.abf_range_mrad),
-                "haadf_range_mrad": list(img.haadf_range_mrad), "gpts": list(img.gpts),
-                "settings": settings.to_dict(),
-                "provenance": {"unit_key": self.unit_key(name, part)}, "complete": True})
+        self.write_unit(out, name, part, {self.signal: haadf, "abf": abf,
+                                          "polarization_pm": fields}, labels, img, settings)
 
     def _dopants(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(c.get("dopant", "Sm")
