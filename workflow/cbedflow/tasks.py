@@ -71,7 +71,7 @@ class Task:
         ``breakdown`` (regression: ``mae_by_<label>``).
     vector : bool
         The regression targets are the components of one vector (e.g. a
-        polarization P_x, P_y): the metrics add the vector RMSE and the
+        displacement x and y): the metrics add the vector RMSE and the
         fraction of examples whose predicted direction is right
         (:func:`cbedflow.metrics.vector_metrics`), overall and per breakdown.
     options : dict
