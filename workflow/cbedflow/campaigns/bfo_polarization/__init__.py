@@ -136,7 +136,7 @@ class BfoPolarization(StemImageCampaign):
     @property
     def pixel_A(self) -> float:
         """Probe step [Å]: ``pixels_per_cell`` per pseudocubic cell."""
-        return float(self.config["film"]["a_A"]) / self.config["imaging"]["pixels_per_cell"]
+        return self._pixel(self.config)
 
     def sample(self, i: int) -> dict:
         """Everything about image ``i``, drawn from (seed, i) alone."""
@@ -330,6 +330,7 @@ class BfoPolarization(StemImageCampaign):
 
     @staticmethod
     def _pixel(config: dict) -> float:
+        """Probe step [Å] of a config (the stages get their sections, not the campaign's)."""
         return float(config["film"]["a_A"]) / config["imaging"]["pixels_per_cell"]
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:
