@@ -57,6 +57,14 @@ def select_and_fit(make, grid, ftr, ytr, fva, yva):
     return make(best).fit(ftr, ytr), best, scores
 
 
+def _names_units(task: Task, n: int) -> tuple[list[str], list[str]]:
+    """Names and units of ``n`` regression outputs (``target_<i>`` when the
+    task names another number of them)."""
+    names = list(task.target_names) if len(task.target_names) == n else [
+        f"target_{i}" for i in range(n)]
+    return names, list(task.units) or [""] * len(names)
+
+
 def _score_direct(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
                   test: str, out_json: str | Path) -> dict:
     """Score a baseline that predicts without a fit (``Campaign.baseline_direct``)
@@ -69,9 +77,8 @@ def _score_direct(camp, config: dict, task: Task, spec: ModelSpec, nominal: list
     pred = np.asarray(pred, np.float64).reshape(shape)
     failed = ~np.isfinite(pred).all(axis=tuple(range(1, pred.ndim)))
     pred = np.where(np.isfinite(pred), pred, 0.0)
-    names = list(task.target_names) if len(task.target_names) == shape[-1] else [
-        f"target_{i}" for i in range(shape[-1])]
-    out = regression_metrics(y, pred, names, list(task.units) or [""] * len(names))
+    names, units = _names_units(task, shape[-1])
+    out = regression_metrics(y, pred, names, units)
     if task.vector:
         out["vector"] = vector_metrics(y, pred)
     for b in task.breakdowns:
@@ -134,9 +141,7 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
         k = min(len(pred), int(config.get("evaluate", {}).get("fit_films", len(pred))))
         out["first_predictions"] = pred.reshape(len(pred), -1)[:k].tolist()
     elif task.is_regression:
-        names = list(task.target_names) if len(task.target_names) == shape[-1] else [
-            f"target_{i}" for i in range(shape[-1])]
-        units = list(task.units) or [""] * len(names)
+        names, units = _names_units(task, shape[-1])
         out = regression_metrics(yte, pred.reshape(shape), names, units)
         if task.vector:
             from .metrics import vector_metrics
