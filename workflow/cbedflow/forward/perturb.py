@@ -63,7 +63,8 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 #: Keys of ``simulation.perturbations`` and their off values.
 DEFAULTS = {"enabled": False, "defocus_A": [0.0, 0.0], "cs_mm": [0.0, 0.0],
-            "max_tilt_mrad": 0.0, "source_fwhm_A": [0.0, 0.0], "thickness_fraction": 0.0}
+            "max_tilt_mrad": 0.0, "source_fwhm_A": [0.0, 0.0], "thickness_fraction": 0.0,
+            "fraction": 1.0}
 
 
 class PerturbationError(ValueError):
@@ -86,6 +87,9 @@ def strip_disabled(simulation: dict) -> dict:
     section switched off hashes as one written before it existed."""
     if perturbation_config({"simulation": simulation}) is None:
         return {k: v for k, v in simulation.items() if k != "perturbations"}
+    sec = simulation["perturbations"]
+    if sec.get("fraction", 1.0) == 1.0:  # every structure perturbed: as before the key existed
+        return {**simulation, "perturbations": {k: v for k, v in sec.items() if k != "fraction"}}
     return simulation
 
 
@@ -110,6 +114,9 @@ class Perturbation:
     thickness_fraction : float
         Drawn fractional thickness error (realised in whole cells,
         :meth:`thickness_cells`).
+    applied : bool
+        False for a structure left ideal (``fraction`` < 1 of the structures
+        are perturbed): every other field is then zero.
     """
 
     defocus_A: float = 0.0
@@ -119,6 +126,7 @@ class Perturbation:
     source_fwhm_A: float = 0.0
     source_rotation_deg: float = 0.0
     thickness_fraction: float = 0.0
+    applied: bool = True
 
     @property
     def tilt_xy_mrad(self) -> tuple[float, float]:
@@ -148,7 +156,8 @@ class Perturbation:
                 "perturb_tilt_mrad": self.tilt_mrad, "perturb_tilt_x_mrad": tx,
                 "perturb_tilt_y_mrad": ty, "perturb_source_fwhm_A": self.source_fwhm_A,
                 "perturb_thickness_cells": dc,
-                "perturb_thickness_A": (n_cells + dc) * cell_A}
+                "perturb_thickness_A": (n_cells + dc) * cell_A,
+                "perturbed": int(self.applied)}
 
 
 def draw_perturbation(seed: int, structure: str, settings: dict) -> Perturbation:
@@ -170,12 +179,19 @@ def draw_perturbation(seed: int, structure: str, settings: dict) -> Perturbation
         ``simulation.perturbations`` (defaults filled): ``defocus_A`` and
         ``cs_mm`` and ``source_fwhm_A`` ranges [min, max] drawn uniformly;
         mistilt magnitude uniform in [0, ``max_tilt_mrad``] with a uniform
-        azimuth; thickness fraction uniform in +-``thickness_fraction``.
+        azimuth; thickness fraction uniform in +-``thickness_fraction``;
+        ``fraction``: the share of structures perturbed at all (an eighth
+        uniform, drawn after the seven, decides: below ``fraction`` the
+        structure gets the seven draws, else the ideal microscope with
+        ``applied`` False), so a structure perturbed at fraction 0.5 has the
+        draw it has at 1.
     """
     s = {**DEFAULTS, **settings}
     rng = np.random.default_rng(
         np.random.SeedSequence([int(seed), zlib.crc32(structure.encode()), STREAM_TAG]))
     u = rng.random(7)
+    if float(rng.random()) >= float(s["fraction"]):
+        return Perturbation(applied=False)
 
     def span(r, x):
         return float(r[0] + (r[1] - r[0]) * x)

@@ -70,7 +70,10 @@ def structure_key(camp, name: str) -> str:
 
     _, spec = camp.by_name[name]
     s = camp.config["structures"]
-    return config_hash({"spec": asdict(spec), "geometry": asdict(camp.geometry),
+    geometry = asdict(camp.geometry)
+    if geometry["step_model"] == "flat_top":  # files built before the option stay valid
+        del geometry["step_model"]
+    return config_hash({"spec": asdict(spec), "geometry": geometry,
                         "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses),
                         "series": camp.in_series(spec)})
 
@@ -125,6 +128,11 @@ def unit_key(config: dict, structure: str | None = None, thickness: str | None =
     part["simulation"] = {k: v for k, v in strip_disabled(part.get("simulation", {})).items()
                           if k != "exit_planes"}
     part["geometry"] = {k: config["structures"][k] for k in GEOMETRY_KEYS}
+    # the paper's step model (the default) does not enter the key: a unit
+    # simulated before structures.step_model existed is reused
+    model = config["structures"].get("step_model", "flat_top")
+    if model != "flat_top":
+        part["geometry"]["step_model"] = model
     if thickness == SERIES:
         part["series_A"] = sorted(config["structures"]["thicknesses_A"])
     if structure is not None:
@@ -175,8 +183,9 @@ def simulate_from_file(params: dict, structure: str | Path, thickness: str, batc
         atoms = change_thickness(atoms, dc)  # labels (info) keep the nominal thickness
         for f in list(series or []) + [atoms]:
             f.info.update(p.labels(int(f.info["thickness_cells"]), a))
-        perturbation = unit_perturbation(p, params["simulation"]["phonons"]["configs"],
-                                         batch, bs)
+        if p.applied:  # a structure left ideal (fraction < 1) runs the ideal code path
+            perturbation = unit_perturbation(p, params["simulation"]["phonons"]["configs"],
+                                             batch, bs)
     exits = (" with exit planes at " + ", ".join(f"{f.info['thickness_A']:.2f}" for f in series)
              + " Å") if series else ""
     progress(f"simulate {atoms.info['structure']} t={atoms.info['thickness_A']:.2f} Å{exits} "

@@ -25,7 +25,12 @@ Classes
     is replaced by substrate (the interface sits one cell further along x);
     for z >= d it is flat. d = k/10 of the thickness, rounded to whole unit
     cells along z; ``k`` (0..10) is the step-position label. k = 0 and k = 10
-    are flat interfaces (k = 10 shifted by one cell).
+    are flat interfaces (k = 10 shifted by one cell). What lies above the
+    step is the geometry's ``step_model`` (:data:`STEP_MODELS`): ``flat_top``
+    (the paper's) keeps the film's top where it is, so over the step the film
+    is one cell thinner; ``conformal`` moves the whole stack (substrate, film
+    and cap) by one cell, as a film grown layer by layer over a substrate
+    terrace step, so k = 10 is k = 0 translated by exactly one cell.
 ``diffuse``
     A flat interface; a fraction f of the Al in the first AlO2 plane is
     replaced by Ti at random, seeded sites; optionally decaying into the next
@@ -46,6 +51,14 @@ if TYPE_CHECKING:  # ase is imported where atoms are built: the training
 #: Pseudo-cubic lattice parameter of SrTiO3 [Å]. The LAO film is taken as
 #: coherently strained to the substrate, so the whole cell uses this value.
 A_STO = 3.905
+
+#: What lies above a buried step (:class:`InterfaceGeometry` ``step_model``):
+#: ``flat_top`` replaces the first film cell by substrate (the paper's
+#: structures: over the step the film is one cell thinner, so k = 10 is not a
+#: translation of k = 0 unless the film is much thicker than the scan
+#: window); ``conformal`` translates the whole periodic stack by one cell
+#: along x (the film follows the terrace step, k = 10 is k = 0 moved one cell).
+STEP_MODELS = ("flat_top", "conformal")
 
 #: Number of step-position classes (k = 0..10).
 N_STEP_CLASSES = 11
@@ -74,12 +87,19 @@ class InterfaceGeometry:
         Unit cells along y (the interface direction).
     a : float
         Lattice parameter [Å].
+    step_model : str
+        What lies above a buried step, one of :data:`STEP_MODELS`.
     """
 
     n_substrate: int = 2
     n_film: int = 2
     y_repeats: int = 5
     a: float = A_STO
+    step_model: str = "flat_top"
+
+    def __post_init__(self):
+        if self.step_model not in STEP_MODELS:
+            raise ValueError(f"step_model {self.step_model!r} is not one of {STEP_MODELS}")
 
     @property
     def cells_x(self) -> int:
@@ -158,20 +178,25 @@ def build_interface(
         Thickness in unit cells along the beam (z).
     step_cells : int, optional
         Depth of the buried step in unit cells from the entrance surface:
-        cells ``0 .. step_cells-1`` carry the shifted interface.
+        cells ``0 .. step_cells-1`` carry the shifted interface (the first
+        film cell made substrate for ``flat_top``, the whole stack moved one
+        cell along x, wrapped into the periodic cell, for ``conformal``).
     """
     a = geometry.a
+    lx, ly = geometry.extent_A
     symbols: list[str] = []
     positions: list[tuple[float, float, float]] = []
     d = 0 if step_cells is None else step_cells
     segments = [(range(0, d), True), (range(d, nz), False)]
+    conformal = geometry.step_model == "conformal"
     for z_cells, shifted in segments:
         if len(z_cells) == 0:
             continue
-        for ip, (kind, cation) in enumerate(_plane_sequence(geometry, shifted)):
-            _add_plane(symbols, positions, kind, cation, ip * a / 2,
+        dx = a if (shifted and conformal) else 0.0
+        planes = _plane_sequence(geometry, shifted and not conformal)
+        for ip, (kind, cation) in enumerate(planes):
+            _add_plane(symbols, positions, kind, cation, (ip * a / 2 + dx) % lx,
                        geometry.y_repeats, z_cells, a)
-    lx, ly = geometry.extent_A
     from ase import Atoms
 
     atoms = Atoms(symbols=symbols, positions=positions, cell=[lx, ly, nz * a], pbc=True)
