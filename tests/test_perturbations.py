@@ -34,7 +34,6 @@ from cbedflow.forward.perturb import (
     draw_perturbation,
     perturbation_config,
     source_offsets_A,
-    strip_disabled,
     unit_perturbation,
 )
 
@@ -102,8 +101,9 @@ def test_existing_configs_keep_their_unit_keys_and_stage_hashes(root):
             ("reproduce.yaml", ("step-0000", "t78"), "6ab76befc104d0b7", "e5077d5c346661f7")]:
         c = load(root / "config" / name)
         assert LaoStoCbed(c).unit_key(*unit) == key, name
-        part = {k: c[k] for k in ("seed", "device", "microscope", "simulation", "structures")}
-        part["simulation"] = strip_disabled(part["simulation"])
+        camp = LaoStoCbed(c)
+        part = {k: camp.hashed_section(k, c[k])
+                for k in ("seed", "device", "microscope", "simulation", "structures")}
         assert config_hash(part) == stage, name
         assert len(LaoStoCbed(c).labels) == 5  # no perturb_* labels in the dataset
 
@@ -361,3 +361,63 @@ def test_thickness_error_reaches_the_simulated_cell(tmp_path):
     assert attrs["labels"]["thickness_A"] == pytest.approx(39.05)
     nominal, _, _ = _unit(_tiny_config(tmp_path), name, 0, tmp_path / "n.zarr")
     assert np.abs(cb - nominal).sum() / np.abs(nominal).sum() > 0.01
+
+
+# -- a perturbed share of the structures (fraction < 1) -------------------------------
+
+def test_fraction_keeps_the_draw_of_every_perturbed_structure():
+    half = {**ON, "fraction": 0.5}
+    names = [f"step-{i:04d}" for i in range(300)]
+    draws = [draw_perturbation(11, n, half) for n in names]
+    applied = np.array([p.applied for p in draws])
+    assert 0.4 < applied.mean() < 0.6  # binomial(300, 0.5): 5 sigma = 0.14
+    for n, p in zip(names, draws):
+        if p.applied:  # the draw it has when every structure is perturbed
+            assert p == draw_perturbation(11, n, ON)
+        else:
+            assert p == Perturbation(applied=False)
+            assert p.labels(20, 3.905)["perturbed"] == 0
+            assert p.labels(20, 3.905)["perturb_thickness_A"] == pytest.approx(20 * 3.905)
+    assert draw_perturbation(11, names[0], ON).labels(20, 3.905)["perturbed"] == 1
+    # a larger fraction perturbs a superset
+    more = np.array([draw_perturbation(11, n, {**ON, "fraction": 0.8}).applied for n in names])
+    assert np.all(more[applied]) and more.sum() > applied.sum()
+
+
+def test_fraction_one_hashes_as_before_and_an_ideal_structure_runs_the_ideal_path(tmp_path):
+    on = _tiny_config(tmp_path, ON)
+    assert (LaoStoCbed(_tiny_config(tmp_path, {**ON, "fraction": 1.0})).unit_key(
+        "step-0000", "t39") == LaoStoCbed(on).unit_key("step-0000", "t39"))
+    half = _tiny_config(tmp_path, {**ON, "fraction": 0.5})
+    assert LaoStoCbed(half).unit_key("step-0000", "t39") != LaoStoCbed(on).unit_key(
+        "step-0000", "t39")
+    camp = LaoStoCbed(half)
+    ideal = next(s.name for s in camp.structures
+                 if not draw_perturbation(7, s.name, perturbation_config(half)).applied)
+    a, ha, attrs = _unit(half, ideal, 0, tmp_path / "ideal.zarr")
+    b, hb, _ = _unit(_tiny_config(tmp_path), ideal, 0, tmp_path / "absent.zarr")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ha, hb)
+    assert attrs["labels"]["perturbed"] == 0 and "perturbation" not in attrs
+    assert attrs["labels"]["perturb_defocus_A"] == 0.0
+
+
+def test_ideal_tasks_need_a_perturbed_share(tmp_path):
+    for pert in (None, ON):  # off, or every structure perturbed
+        raw = {"seed": 7, "tasks": ["step_vs_intermixing_ideal"],
+               "structures": {"thicknesses_A": [39.0]},
+               "simulation": {"phonons": {"configs": 4, "batch_size": 2}}}
+        if pert:
+            raw["simulation"]["perturbations"] = pert
+        with pytest.raises(ConfigError, match=r"tasks.*step_vs_intermixing_ideal.*fraction < 1"):
+            validate(raw)
+    half = _tiny_config(tmp_path, {**ON, "fraction": 0.5})
+    camp = LaoStoCbed(half)
+    t = camp.tasks["step_vs_intermixing_ideal"]
+    assert t.train_only == ("perturbed", 0) and t.exclude == camp.tasks[
+        "step_vs_intermixing"].exclude
+    assert all("perturbed" in t.also_by for t in camp.tasks.values())
+    assert camp.example_meta["perturbed"] == "int8"
+    assert "perturbed" in [lab.name for lab in camp.labels]
+    off = LaoStoCbed(_tiny_config(tmp_path))  # off: tasks and metadata as before
+    assert not any(t.also_by for t in off.tasks.values()) and "perturbed" not in off.example_meta

@@ -184,3 +184,52 @@ def test_inner_step_classes_refuse_a_series():
     frames = [build_structure(spec, GEOM, t) for t in (39.0, 78.0)]
     with pytest.raises(SimulationConfigError, match="step-0005.*not the"):
         check_prefix_series(frames)
+
+
+# -- conformal steps (structures.step_model) ------------------------------------------
+
+CONFORMAL = InterfaceGeometry(n_substrate=1, n_film=2, y_repeats=4, step_model="conformal")
+
+
+def _translated(atoms, dx, lx):
+    """Atom set of ``atoms`` moved by ``dx`` along x, wrapped into [0, lx)."""
+    p = atoms.positions.copy()
+    p[:, 0] = np.mod(p[:, 0] + dx + 1e-6, lx) - 1e-6
+    return sorted(zip(atoms.get_chemical_symbols(), map(tuple, np.round(p, 5).tolist())))
+
+
+@pytest.mark.parametrize("geom,translation", [(CONFORMAL, True),
+                                               (InterfaceGeometry(1, 2, 4), False)])
+def test_flat_k10_is_k0_translated_only_for_conformal_steps(geom, translation):
+    """The positional shortcut of issue #15: with the paper's flat-top steps
+    the k = 10 film is one cell thinner than k = 0's (not a translation);
+    conformal steps move the whole stack, so k = 10 is k = 0 moved one cell."""
+    lx = geom.extent_A[0]
+    k0 = build_interface(geom, NZ)
+    k10 = build_interface(geom, NZ, step_cells=NZ)
+    assert (_translated(k0, A_STO, lx) == _translated(k10, 0.0, lx)) is translation
+    same_count = Counter(k0.get_chemical_symbols()) == Counter(k10.get_chemical_symbols())
+    assert same_count is translation
+
+
+def test_conformal_step_moves_the_whole_stack_above_the_step_only():
+    d = 4
+    atoms = build_interface(CONFORMAL, NZ, step_cells=d)
+    flat = build_interface(CONFORMAL, NZ)
+    lx = CONFORMAL.extent_A[0]
+    n_planes = 2 * CONFORMAL.cells_x
+    for z in range(NZ):
+        got = _cations_by_plane(atoms, z_cell=z)
+        ref = _cations_by_plane(flat, z_cell=z)
+        shift = 2 if z < d else 0  # one cell = two planes
+        assert got == {(p + shift) % n_planes: c for p, c in ref.items()}, z
+    # composition and minimum distance as in the flat cell
+    assert Counter(atoms.get_chemical_symbols()) == Counter(flat.get_chemical_symbols())
+    _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=True)
+    assert dist[np.triu_indices(len(atoms), 1)].min() == pytest.approx(A_STO / 2, rel=1e-6)
+    assert atoms.positions[:, 0].max() < lx
+
+
+def test_unknown_step_model_is_refused():
+    with pytest.raises(ValueError, match="step_model 'ramp' is not one of"):
+        InterfaceGeometry(1, 2, 4, step_model="ramp")

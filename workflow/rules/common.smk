@@ -100,9 +100,6 @@ _LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_nod
 _NOT_PER_MODEL = {"train": ("variants",), "evaluate": ("noisy_test",)}
 
 
-from cbedflow.forward.perturb import strip_disabled  # noqa: E402
-
-
 def stage_params(*sections, **extra):
     """JSON of the config sections a stage depends on (rerun when they
     change), plus ``extra`` entries; always the campaign's name."""
@@ -112,9 +109,7 @@ def stage_params(*sections, **extra):
         drop = _LAUNCH_ONLY.get(k, ()) + _NOT_PER_MODEL.get(k, ())
         if isinstance(v, dict) and drop:
             v = {kk: vv for kk, vv in v.items() if kk not in drop}
-        if k == "simulation":  # perturbations switched off hash as absent
-            v = strip_disabled(v)
-        out[k] = v
+        out[k] = CAMPAIGN.hashed_section(k, v)  # keys at their "as before" values dropped
     out.update(extra)
     return json.dumps(out, sort_keys=True)
 

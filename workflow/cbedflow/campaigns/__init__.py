@@ -345,6 +345,13 @@ class Campaign:
         path = Path(sys.modules[cls.__module__].__file__).parent / "schema.yaml"
         return yaml.safe_load(path.read_text()) if path.exists() else {}
 
+    def hashed_section(self, name: str, value):
+        """The form of config section ``name`` that stage parameters hash
+        (Snakemake reruns a stage when it changes): ``value`` itself. A
+        campaign that adds an option drops it here at the value that means
+        "as before", so runs made before the option existed are not rerun."""
+        return value
+
     def check_config(self, config: dict) -> None:
         """Consistency checks across keys that the schema cannot express
         (raise :class:`~cbedflow.config.ConfigError`)."""

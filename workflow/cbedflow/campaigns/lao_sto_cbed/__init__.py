@@ -536,6 +536,19 @@ class LaoStoCbed(Campaign):
 
         check_consistency(config)
 
+    def hashed_section(self, name: str, value):
+        """Stage parameters hash perturbations switched off as absent, and
+        the paper's step model (the default) as a config without
+        ``structures.step_model``: earlier runs are not rerun."""
+        from ...forward.perturb import strip_disabled
+
+        if name == "simulation" and isinstance(value, dict):
+            return strip_disabled(value)
+        if name == "structures" and isinstance(value, dict) and \
+                value.get("step_model") == "flat_top":
+            return {k: v for k, v in value.items() if k != "step_model"}
+        return value
+
     def summary_info(self) -> dict:
         c = self.config
         return {
