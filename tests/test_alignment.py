@@ -91,6 +91,39 @@ def test_cut_examples_align_each_sample_to_the_training_reference():
         camp.cut_examples(cbed, task, cfg, sample=0, reference=ref)
 
 
+def test_jitter_before_alignment_is_removed_by_the_alignment():
+    """crop.jitter_stage before_alignment: the drawn offset misplaces the scan
+    and the alignment, searched about the misplaced window, puts every test
+    window back on the interface (as predict places a measured scan); after
+    alignment the same offsets stay in the windows."""
+    camp = get_campaign({})
+    rng = np.random.default_rng(0)
+    edge = 14.0  # the interface 2 positions later than the template's
+    haadf = np.repeat(_interface_profile(25, edge, rng)[:, None], 2, axis=1)
+    ref = {"alignment": reference_profile(np.stack([
+        _interface_profile(25, e, rng) for e in (12.0, 12.0, 12.0)]), 2)}
+    cbed = np.zeros((25, 2, 4, 4), np.float32)
+    cbed[:, :, 2, 2] = np.arange(25)[:, None]
+    task = camp.tasks["rough_vs_diffuse"]
+    base = {"pattern_px": 4, "binning": 2, "window_positions": 13, "jitter_positions": 2,
+            "train_windows": 1, "align_positions": 2}
+    starts = {}
+    for stage in ("before_alignment", "after_alignment"):
+        cfg = {"seed": 1, "crop": {**base, "jitter_stage": stage}}
+        got = []
+        for sample in range(12):
+            for v, meta in camp.cut_examples(cbed, task, cfg, sample=sample,
+                                             aux={"haadf": haadf}, reference=ref):
+                got.append((int(v[0, 1, 1]), meta["window_offset"], meta["align_shift"]))
+        starts[stage] = got
+    offsets = {o for _, o, _ in starts["before_alignment"]}
+    assert len(offsets) > 2  # the misplacements were drawn
+    assert {s for s, _, _ in starts["before_alignment"]} == {6 + 2}  # all back on the interface
+    assert all(shift == 2 for _, _, shift in starts["before_alignment"])
+    assert [s for s, _, _ in starts["after_alignment"]] == \
+        [6 + 2 + o for _, o, _ in starts["after_alignment"]]
+
+
 def test_the_centred_task_keeps_the_simulated_placement():
     """rough_vs_diffuse_centred: the paper's protocol as run, whatever crop says
     (no reference, no shift, no jitter, one window per training line)."""

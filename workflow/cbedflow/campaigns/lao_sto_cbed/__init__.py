@@ -230,14 +230,19 @@ def reference_profile(profiles: np.ndarray, max_shift: int, period: int | None =
             "core": [int(core[0]), int(core[1])], "template": [float(v) for v in template]}
 
 
-def align_shift(profile: np.ndarray, alignment: dict) -> int:
+def align_shift(profile: np.ndarray, alignment: dict, span: int | None = None) -> int:
     """Shift [probe positions] of a simulated line's window centre that puts
-    its HAADF ``profile`` (same positions as the template) on the reference."""
+    its HAADF ``profile`` (same positions as the template) on the reference,
+    searched over +-``span`` (default: the reference's
+    ``max_shift_positions``; wider for a scan misplaced first,
+    ``crop.jitter_stage`` before_alignment)."""
     from ...alignment import profile_offset
 
     a = int(alignment["max_shift_positions"])
+    span = a if span is None else int(span)
     core = tuple(alignment["core"]) if alignment.get("core") else None
-    return profile_offset(profile, np.asarray(alignment["template"]), a, range(-a, a + 1), core)
+    return profile_offset(profile, np.asarray(alignment["template"]), a,
+                          range(-span, span + 1), core)
 
 
 class LaoStoCbed(Campaign):
@@ -453,23 +458,39 @@ class LaoStoCbed(Campaign):
         against the reference), as ``predict`` places a measured scan."""
         crop = window_crop(config, task)
         c = crop_pattern(cbed, crop["pattern_px"], crop["binning"])  # (sx, sy, k, k)
-        shift = 0
+        shift, profile = 0, None
         if reference and reference.get("alignment"):
             if not aux or "haadf" not in aux:
                 from ...examples import ExampleError
 
                 raise ExampleError(f"sample {sample}: no HAADF signal to align its window to")
-            shift = align_shift(haadf_profiles(aux["haadf"][None])[0], reference["alignment"])
+            profile = haadf_profiles(aux["haadf"][None])[0]
+            shift = align_shift(profile, reference["alignment"])
         if task.options.get("average_y"):
             lines = [(c.mean(axis=1), -1)]
         else:
             lines = [(c[:, iy], iy) for iy in range(c.shape[1])]
         out = []
         count = crop["train_windows"] if split == "train" else 1
+        # the jitter misplaces the scan, then the alignment finds the interface
+        # anywhere the scan allows (predict searches the whole measured line):
+        # one window per line, where the alignment puts it
+        realign = (profile is not None and count == 1
+                   and crop.get("jitter_stage", "after_alignment") == "before_alignment")
+        w = crop["window_positions"] or c.shape[0]
         for v, line in lines:
+            if realign:
+                (start, offset), = scan_windows(c.shape[0], crop, config["seed"], task.name,
+                                                sample, line, 1, 0)
+                s = align_shift(profile, reference["alignment"],
+                                span=crop["align_positions"] + crop["jitter_positions"])
+                start += s - offset
+                out.append((v[start:start + w],
+                            {"line": line, "window_offset": offset, "align_shift": s}))
+                continue
             for start, offset in scan_windows(c.shape[0], crop, config["seed"], task.name,
                                               sample, line, count, shift):
-                out.append((v[start:start + (crop["window_positions"] or c.shape[0])],
+                out.append((v[start:start + w],
                             {"line": line, "window_offset": offset, "align_shift": shift}))
         return out
 
@@ -482,6 +503,7 @@ class LaoStoCbed(Campaign):
                            "jitter_positions": crop["jitter_positions"],
                            "align_positions": crop["align_positions"],
                            "train_windows": crop["train_windows"],
+                         "jitter_stage": crop.get("jitter_stage", "after_alignment"),
                            "scan_positions": n_scan},
                 "angular_sampling_mrad": list(np.asarray(ds_attrs["angular_sampling_mrad"])
                                               * crop["binning"]),
