@@ -251,3 +251,27 @@ def test_image_campaigns_at_paper_scale_preview_in_packed_jobs(tmp_path, profile
     site = validate({"site": profile})["site"]
     assert counts["simulate_job"] == -(-shards // site["units_per_job"])
     assert counts["train"] == tasks and counts["collect"] == 1
+
+
+@pytest.mark.slow
+def test_reproduce_gpu_previews_on_frontier(tmp_path):
+    """config/reproduce-gpu.yaml (issue #15: the paper's 100-200 Å, 0.06 Å, 16
+    configurations): the flat and diffuse structures as one exit-plane series
+    each, the inner steps per thickness, packed into GPU jobs; one step-position
+    model per thickness."""
+    cfg = load(ROOT / "config" / "reproduce-gpu.yaml")
+    assert cfg["device"] == "gpu" and cfg["simulation"]["sampling_A"] == 0.06
+    assert cfg["simulation"]["phonons"]["configs"] >= 16
+    assert min(cfg["structures"]["thicknesses_A"]) >= 100
+    r = snakemake("-n", "--profile", str(ROOT / "profiles" / "frontier"), "--sdm",
+                  "env-modules", "--configfile", str(ROOT / "config" / "reproduce-gpu.yaml"),
+                  cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = _counts(out)
+    units = Campaign(cfg).units()
+    # 286 diffuse + 2 x 26 flat steps in series, 9 x 26 inner steps x 3 thicknesses; 2 batches
+    assert len(units) == ((286 + 52) + 234 * 3) * 2
+    site = validate({"site": "frontier"})["site"]
+    assert counts["simulate_job"] == -(-len(units) // site["units_per_job"])
+    assert counts["train"] == 3 + 3  # three "all" tasks + step position per thickness
