@@ -417,13 +417,14 @@ def test_ideal_tasks_need_a_perturbed_share(tmp_path):
             raw["simulation"]["perturbations"] = pert
         with pytest.raises(ConfigError, match=r"tasks.*step_vs_intermixing_ideal.*fraction < 1"):
             validate(raw)
-    half = _tiny_config(tmp_path, {**ON, "fraction": 0.5})
-    camp = LaoStoCbed(half)
-    t = camp.tasks["step_vs_intermixing_ideal"]
-    assert t.train_only == ("perturbed", 0) and t.exclude == camp.tasks[
-        "step_vs_intermixing"].exclude
-    assert all("perturbed" in t.also_by for t in camp.tasks.values())
-    assert camp.example_meta["perturbed"] == "int8"
+    with pytest.raises(ConfigError, match=r"tasks.*rough_vs_diffuse_drawn.*perturbations are off"):
+        validate({"seed": 7, "tasks": ["rough_vs_diffuse_drawn"],
+                  "structures": {"thicknesses_A": [39.0]}})
+    camp = LaoStoCbed(_tiny_config(tmp_path, {**ON, "fraction": 0.5}))
+    ideal, drawn = (camp.tasks[f"step_vs_intermixing_{k}"] for k in ("ideal", "drawn"))
+    assert ideal.train_only == ("perturbed", 0) and drawn.train_only is None
+    assert ideal.exclude == drawn.exclude == camp.tasks["step_vs_intermixing"].exclude
+    assert ideal.also_by == drawn.also_by == ("perturbed",)
     assert "perturbed" in [lab.name for lab in camp.labels]
-    off = LaoStoCbed(_tiny_config(tmp_path))  # off: tasks and metadata as before
-    assert not any(t.also_by for t in off.tasks.values()) and "perturbed" not in off.example_meta
+    off = LaoStoCbed(_tiny_config(tmp_path))
+    assert "perturbed" not in [lab.name for lab in off.labels]

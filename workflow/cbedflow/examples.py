@@ -190,6 +190,10 @@ def examples_for_task(
         # every sample gives as many examples as the first (checked): the
         # array is created once, and examples are cut one sample at a time
         first = cut(samples[0]) if samples else []
+        # a campaign's metadata label that this dataset lacks (e.g. one only
+        # some configs produce) and that cut_examples does not give is left out
+        meta_dt = {k: dt for k, dt in meta_dtypes(camp).items()
+                   if k in lab or (first and k in first[0][1])}
         per_sample = len(first)
         n = per_sample * len(samples)
         path = Path(out_dir) / f"{split}.zarr"
@@ -253,7 +257,7 @@ def augment(
     src = open_complete(train, array="x")
     n = src["x"].shape[0]
     key = zlib.crc32((str(src.attrs["task"]) + ("/test_noisy" if noisy_test else "")).encode())
-    meta_dt = meta_dtypes(camp)
+    meta_dt = {k: dt for k, dt in meta_dtypes(camp).items() if k in src}
     t0 = time.perf_counter()
     with atomic_group(out) as g:
         y_src = src["y"][...]

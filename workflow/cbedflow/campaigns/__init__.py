@@ -127,7 +127,8 @@ class Campaign:
     baseline_sections: tuple[str, ...] = ()
     #: Per-example metadata arrays beyond y / structure_index / thickness_A:
     #: name -> dtype; taken from :meth:`cut_examples`' dicts, else from the
-    #: dataset label of the same name.
+    #: dataset label of the same name (left out where neither has it: a
+    #: label only some configs produce).
     example_meta: dict[str, str] = {}
     #: Per-example metadata of an augmented copy: name -> (dtype, value of the
     #: unchanged original).

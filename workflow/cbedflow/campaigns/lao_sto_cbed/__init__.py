@@ -71,20 +71,19 @@ TASKS = {
                           breakdown_title="step class k (step depth = k/10 of the thickness)",
                           options={"average_y": True}),
 }
-# Trained (and validated) on the ideal structures only, tested on all: with
-# simulation.perturbations.fraction < 1 the test split holds ideal and
-# perturbed structures, so one run reports what a model trained on ideal
-# simulations loses on imperfect ones (metrics broken down by `perturbed`),
-# beside the task of the same name trained on both.
+# With simulation.perturbations on and fraction < 1 the test split holds
+# ideal and perturbed structures of every class. `<task>_ideal` trains (and
+# validates) on the ideal ones only, `<task>_drawn` on all (the imperfections
+# drawn at random); both are tested on all, broken down by `perturbed`: what
+# a network trained on a perfect microscope loses on imperfect data, and what
+# training with the imperfections wins back, on the same test structures.
 for _name in ("rough_vs_diffuse", "step_vs_intermixing"):
     TASKS[f"{_name}_ideal"] = replace(TASKS[_name], name=f"{_name}_ideal",
-                                      train_only=("perturbed", 0))
+                                      train_only=("perturbed", 0), also_by=("perturbed",))
+    TASKS[f"{_name}_drawn"] = replace(TASKS[_name], name=f"{_name}_drawn",
+                                      also_by=("perturbed",))
 del _name
 
-
-#: Per-example metadata of every dataset (:attr:`LaoStoCbed.example_meta`).
-_EXAMPLE_META = {"line": "int16", "window_offset": "int16", "align_shift": "int16",
-                 "step_k": "int8", "intermix_fraction": "float32"}
 
 #: The imperfections drawn for each structure (cbedflow.forward.perturb), as
 #: dataset labels when simulation.perturbations are on.
@@ -283,23 +282,9 @@ class LaoStoCbed(Campaign):
     tasks = TASKS
     unit_sections = UNIT_SECTIONS
 
-    def __init__(self, config: dict):
-        super().__init__(config)
-        from ...forward.perturb import perturbation_config
-
-        if perturbation_config(config) is not None:  # every task also by `perturbed`
-            self.tasks = {n: replace(t, also_by=t.also_by + ("perturbed",))
-                          for n, t in TASKS.items()}
-
-    @property
-    def example_meta(self) -> dict[str, str]:
-        """Per-example metadata; ``perturbed`` too when perturbations are on
-        (the breakdown every task then has)."""
-        from ...forward.perturb import perturbation_config
-
-        if perturbation_config(self.config) is None:
-            return dict(_EXAMPLE_META)
-        return {**_EXAMPLE_META, "perturbed": "int8"}
+    #: ``perturbed`` only where the dataset has it (perturbations on)
+    example_meta = {"line": "int16", "window_offset": "int16", "align_shift": "int16",
+                    "step_k": "int8", "intermix_fraction": "float32", "perturbed": "int8"}
 
     sample_sections = ("structures",)
     example_sections = ("crop",)

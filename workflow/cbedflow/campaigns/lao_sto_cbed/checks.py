@@ -112,12 +112,18 @@ def check_perturbations(config: dict) -> None:
     from ...forward.perturb import perturbation_config
 
     p = perturbation_config(config)
-    ideal = [t for t in config.get("tasks") or [] if t.endswith("_ideal")]
+    tasks = config.get("tasks") or []
+    ideal = [t for t in tasks if t.endswith("_ideal")]
     if ideal and (p is None or p["fraction"] >= 1.0):
         raise ConfigError(
             f"config key 'tasks': {ideal[0]} trains on the ideal structures of a campaign that "
             "also has perturbed ones; valid: simulation.perturbations.enabled: true with "
             "fraction < 1 (e.g. 0.5), or drop the task")
+    drawn = [t for t in tasks if t.endswith("_drawn")]
+    if drawn and p is None:
+        raise ConfigError(
+            f"config key 'tasks': {drawn[0]} is broken down by the perturbations drawn, but "
+            "simulation.perturbations are off; valid: enabled: true, or drop the task")
     if p is None:
         return
     sim = config["simulation"]
