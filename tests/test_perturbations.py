@@ -428,3 +428,72 @@ def test_ideal_tasks_need_a_perturbed_share(tmp_path):
     assert "perturbed" in [lab.name for lab in camp.labels]
     off = LaoStoCbed(_tiny_config(tmp_path))
     assert "perturbed" not in [lab.name for lab in off.labels]
+
+
+@pytest.mark.slow
+def test_a_perturbed_share_through_snakemake(tmp_path):
+    """simulation.perturbations.fraction 0.5 through the whole workflow (real
+    abTEM units, 2-rank Horovod training, coarse and short): the dataset holds
+    ideal and perturbed structures, the `_ideal` model trains on the ideal
+    ones only, the `_drawn` one on both, and both are scored on both
+    (accuracy_by_perturbed in their metrics and in summary.json)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from conftest import train_env
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = {"seed": 7, "output_dir": "results",
+           "structures": {"per_class": 16, "n_substrate": 1, "n_film": 2,
+                          "step_model": "conformal", "thicknesses_A": [39.0],
+                          "step_classes": [3, 4, 5, 6, 7, 8, 9, 10]},
+           "simulation": {"sampling_A": 0.2, "detector_max_angle_mrad": 40,
+                          "exit_planes": False,
+                          "haadf": {"inner_mrad": 25.0, "outer_mrad": 40.0},
+                          "phonons": {"configs": 4, "batch_size": 4},
+                          "scan": {"start_cells": 0.0, "extent_cells": 1.0,
+                                   "positions_x": 3, "positions_y": 1},
+                          "perturbations": {**ON, "fraction": 0.5}},
+           "tasks": ["step_vs_intermixing_drawn", "step_vs_intermixing_ideal"],
+           "crop": {"pattern_px": 16, "binning": 2, "window_positions": 3},
+           "split": {"validation": 0.2, "test": 0.3},
+           "augment": {"copies": 1},
+           "train": {"epochs": 2, "conv_filters": [4, 4], "dense_units": 8},
+           "evaluate": {"mc_dropout_samples": 2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+               CBEDFLOW_TRAIN_ENV=str(train_env()))
+    r = subprocess.run([str(bindir / "snakemake"), "-s", str(root / "Snakefile"), "--profile",
+                        str(root / "profiles" / "local"), "--configfile", "c.yaml"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    res = tmp_path / "results"
+    ds = zarr.open_group(str(res / "dataset.zarr"), mode="r")
+    perturbed = ds["perturbed"][...]
+    assert set(perturbed.tolist()) == {0, 1}
+    assert np.all(ds["perturb_defocus_A"][...][perturbed == 0] == 0)
+    assert np.all(ds["perturb_source_fwhm_A"][...][perturbed == 1] >= 0.4)
+    for task, train_values in (("step_vs_intermixing_ideal", {0}),
+                               ("step_vs_intermixing_drawn", {0, 1})):
+        tr = zarr.open_group(str(res / "tasks" / task / "train.zarr"), mode="r")
+        te = zarr.open_group(str(res / "tasks" / task / "test.zarr"), mode="r")
+        assert set(tr["perturbed"][...].tolist()) == train_values, task
+        assert set(te["perturbed"][...].tolist()) == {0, 1}, task
+        m = json.loads((res / "evaluation" / task / "all" / "metrics.json").read_text())
+        by = m["accuracy_by_perturbed"]
+        assert set(by) == {"0", "1"} and all(0 <= v <= 1 for v in by.values()), by
+        ok = np.asarray(m["confusion_matrix"]).trace() / m["n_test"]
+        n1 = int(te["perturbed"][...].sum())  # the overall accuracy is the weighted mean
+        assert ok == pytest.approx((by["1"] * n1 + by["0"] * (m["n_test"] - n1)) / m["n_test"])
+    # both models saw the same test structures
+    a, b = (zarr.open_group(str(res / "tasks" / t / "test.zarr"), mode="r")
+            for t in ("step_vs_intermixing_ideal", "step_vs_intermixing_drawn"))
+    np.testing.assert_array_equal(a["structure_index"][...], b["structure_index"][...])
+    summary = json.loads((res / "summary.json").read_text())
+    assert "accuracy_by_perturbed" in json.dumps(summary)
