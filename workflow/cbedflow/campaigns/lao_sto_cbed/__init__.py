@@ -488,7 +488,7 @@ class LaoStoCbed(Campaign):
                            "jitter_positions": crop["jitter_positions"],
                            "align_positions": crop["align_positions"],
                            "train_windows": crop["train_windows"],
-                         "jitter_stage": crop.get("jitter_stage", "after_alignment"),
+                           "jitter_stage": crop.get("jitter_stage", "after_alignment"),
                            "scan_positions": n_scan},
                 "angular_sampling_mrad": list(np.asarray(ds_attrs["angular_sampling_mrad"])
                                               * crop["binning"]),
