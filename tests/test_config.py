@@ -1,6 +1,10 @@
 """The schema is the reference: defaults, types, ranges, unknown keys, consistency."""
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -60,6 +64,14 @@ BAD = [
       "jitter_positions": 2, "train_windows": 6}}, ["crop.train_windows", "6", "1..5"]),
     ({"simulation": {"haadf": {"inner_mrad": 80, "outer_mrad": 70}}},
      ["simulation.haadf.inner_mrad", "80", "inner < outer"]),
+    ({"train": {"by_task": {"step_posn": {"dropout": 0.3}}}},
+     ["train.by_task", "'step_posn'", "'step_position'"]),
+    ({"train": {"by_task": {"step_position": {"dropot": 0.3}}}},
+     ["dropot", "train.by_task.step_position", "dropout"]),
+    ({"train": {"by_task": {"step_position": {"variants": ["all"]}}}},
+     ["variants", "train.by_task.step_position"]),
+    ({"structures": {"step_model": "ramp"}}, ["structures.step_model", "'ramp'", "'conformal'"]),
+    ({"crop": {"jitter_stage": "never"}}, ["crop.jitter_stage", "'never'", "'before_alignment'"]),
 ]
 
 
@@ -192,3 +204,30 @@ def test_tiny_config_comments_state_its_numbers(root):
     m = re.search(r"(\d+) units in (\d+) packed jobs", text)
     assert m and int(m.group(1)) == units
     assert int(m.group(2)) == -(-units // validate({"site": "local"})["site"]["units_per_job"])
+
+
+@pytest.mark.slow
+def test_train_by_task_changes_only_that_tasks_training(root, tmp_path):
+    """train.by_task: the step-position models train with their own settings
+    (the train jobs' parameters), every other task with the common ones, and
+    the override is not filled with defaults."""
+    import yaml
+
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"train": {"by_task": {"step_position": {
+        "dropout": 0.35, "conv_filters": [4, 8]}}}}))
+    assert validate(yaml.safe_load(over.read_text()))["train"]["by_task"] == {
+        "step_position": {"dropout": 0.35, "conv_filters": [4, 8]}}
+    bindir = Path(sys.executable).parent
+    r = subprocess.run([str(bindir / "snakemake"), "-s", str(root / "Snakefile"), "-n", "-p",
+                        "--configfile", str(root / "config" / "config.yaml"), str(over)],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    train = [ln for ln in out.splitlines() if "-m cbedflow train " in ln]
+    assert len(train) == 3
+    for ln in train:
+        mine = "--task step_position" in ln
+        assert ('"dropout": 0.35' in ln) is mine and ('"conv_filters": [4, 8]' in ln) is mine
+        assert '"by_task"' not in ln

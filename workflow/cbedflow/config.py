@@ -60,6 +60,15 @@ def _schema(campaign: str | None) -> dict:
     props["tasks"]["items"]["enum"] = names
     props["tasks"]["default"] = names[:1]
     props["train"]["properties"]["variants"]["propertyNames"] = {"enum": names}
+    # train.by_task: per task, any train key but these two, without defaults
+    # (an override says only what differs)
+    by_task = props["train"]["properties"]["by_task"]
+    by_task["propertyNames"] = {"enum": names}
+    by_task["additionalProperties"] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {k: {kk: vv for kk, vv in v.items() if kk != "default"}
+                       for k, v in props["train"]["properties"].items()
+                       if k not in ("variants", "by_task")}}
     props["predict"]["properties"]["task"]["enum"] = names + [None]
     return schema
 

@@ -97,18 +97,21 @@ _LAUNCH_ONLY = {"site": ("name", "units_per_job", "ranks_per_job", "gpus_per_nod
 
 
 # keys that say which models (test sets) exist, not how one is trained (evaluated)
-_NOT_PER_MODEL = {"train": ("variants",), "evaluate": ("noisy_test",)}
+_NOT_PER_MODEL = {"train": ("variants", "by_task"), "evaluate": ("noisy_test",)}
 
 
-def stage_params(*sections, **extra):
+def stage_params(*sections, task=None, **extra):
     """JSON of the config sections a stage depends on (rerun when they
-    change), plus ``extra`` entries; always the campaign's name."""
+    change), plus ``extra`` entries; always the campaign's name. With
+    ``task``, the train section carries that task's ``train.by_task`` entry."""
     out = {"campaign": config["campaign"]}
     for k in sections:
         v = config[k]
         drop = _LAUNCH_ONLY.get(k, ()) + _NOT_PER_MODEL.get(k, ())
         if isinstance(v, dict) and drop:
             v = {kk: vv for kk, vv in v.items() if kk not in drop}
+        if k == "train" and task is not None:
+            v = {**v, **config["train"]["by_task"].get(task, {})}
         out[k] = CAMPAIGN.hashed_section(k, v)  # keys at their "as before" values dropped
     out.update(extra)
     return json.dumps(out, sort_keys=True)
@@ -128,7 +131,7 @@ def model_params(wc, *sections):
     if spec is None:
         raise ValueError(f"model {wc.model!r} is not a model of task {wc.task} "
                          f"(have {', '.join(m.id for m in task_models(wc.task))})")
-    return stage_params(*sections, model=spec.to_dict(),
+    return stage_params(*sections, task=wc.task, model=spec.to_dict(),
                         nominal_thicknesses_A=list(CAMPAIGN.thicknesses.values()))
 
 
