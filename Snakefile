@@ -7,7 +7,8 @@
 #
 # Stages, one file each under workflow/rules/:
 #   simulate (packed jobs: samples + forward model) -> collect -> crop (examples) -> augment
-#   -> train -> evaluate (+ baseline) -> report
+#   -> train -> evaluate (+ baseline) -> report; showcase (a simulated image with known
+#   truth read by the trained models, its maps in the report) where the campaign has one
 
 from snakemake.utils import min_version
 
@@ -31,6 +32,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/showcase.smk"
 
 
 report: report_text()
@@ -38,5 +40,5 @@ report: report_text()
 
 rule all:
     input:
-        final_targets(),
+        final_targets() + showcase_targets(),
     default_target: True

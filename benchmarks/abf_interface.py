@@ -9,6 +9,10 @@ seed's Fig. 2: a tilted film beside an untilted substrate).
         --run results-abf-reproduce --out results-abf-interface \\
         --json docs/benchmarks/abf_interface.json
 
+The same image is a stage of the workflow (``showcase`` config section:
+its maps and score in the Snakemake report; docs/abf.md); this script runs
+it by hand against any trained campaign.
+
 The structure (:func:`cbedflow.campaigns.abf_tilts.interface.build_interface`):
 ``--substrate-cells`` zone cells of untilted SrTiO3 (a0a0a0) then
 ``--film-cells`` of the film system (default a-a-a- at 8 deg), the film
@@ -37,53 +41,47 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 def simulate(args) -> None:
     from cbedflow.campaigns import get_campaign
-    from cbedflow.campaigns.abf_tilts.interface import Side, build_interface
+    from cbedflow.campaigns.abf_tilts.interface import Side, simulate_interface
     from cbedflow.config import load
-    from cbedflow.forward.stem_image import Residuals, simulate_image
 
     camp = get_campaign(load(args.configfile))
-    im = camp.config["imaging"]
     film = Side(args.film, tuple(args.angles), args.film_cells)
-    atoms = build_interface(Side("a0a0a0", (0.0, 0.0, 0.0), args.substrate_cells), film,
-                            im["zone"], min(im["thickness_repeats"]))
-    n = args.substrate_cells + args.film_cells
-    base = camp.imaging_settings()
-    settings = type(base)(**{**base.__dict__, "tile": (1, 1), "interpolation": (n, 1),
-                             "pixels": (im["pixels"][0] * n, im["pixels"][1])})
-    seeds = camp.phonon_seeds("interface")
-    img = simulate_image(atoms, settings, seeds, Residuals(),
-                         progress=lambda m: print(m, flush=True))
+    img, atoms = simulate_interface(camp, Side("a0a0a0", (0.0, 0.0, 0.0), args.substrate_cells),
+                                    film, progress=lambda m: print(m, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "interface_abf.npy", img.abf.T)  # rows = y, as a microscope writes
     (out / "interface.json").write_text(json.dumps({
         "cells": atoms.info["cells"], "film_strain": atoms.info["film_strain"],
+        "interface_A": atoms.info["interface_A"],
         "pixel_A": list(img.pixel_A), "shape_xy": list(img.abf.shape),
         "thickness_A": float(atoms.cell[2, 2]), "seconds": round(img.seconds, 1),
-        "settings": settings.to_dict(), "configfile": str(args.configfile)}, indent=1))
+        "settings": img.settings.to_dict(), "configfile": str(args.configfile)}, indent=1))
     print(f"image {img.abf.shape} at {img.pixel_A} Å in {img.seconds:.0f} s -> {out}")
 
 
+def _sides(meta: dict) -> list:
+    """The two sides of an interface.json (written before ``interface_A`` was
+    recorded: the first cell of another system than the first)."""
+    cells = meta["cells"]
+    x = meta.get("interface_A") or next(c[0] for c in cells if c[2:] != cells[0][2:])
+    return [{"name": name, "system": c[2], "angles_deg": list(c[3:6]), "x0_A": x0, "x1_A": x1}
+            for name, c, x0, x1 in (("substrate", cells[0], 0.0, x),
+                                    ("film", cells[-1], x, cells[-1][1]))]
+
+
 def score(args) -> None:
-    from cbedflow.campaigns.abf_tilts.interface import truth_at
-    from cbedflow.campaigns.abf_tilts.structures import GLAZER
+    from cbedflow.campaigns.abf_tilts.interface import (score_windows, square_pixels,
+                                                        window_sides, window_starts)
 
     out = Path(args.out)
     meta = json.loads((out / "interface.json").read_text())
-    systems = list(GLAZER)
-    # square pixels for a .npy with one pixel size: the periodic image resampled
-    # along y by Fourier interpolation (exact for a band-limited periodic image),
-    # then two periods tall so the windows can also move along y
+    sides = _sides(meta)
+    # square pixels for a .npy with one pixel size, then two periods tall so the
+    # windows can also move along y
     img = np.load(out / "interface_abf.npy")  # rows = y
-    px, py = meta["pixel_A"]
-    ny = int(round(img.shape[0] * py / px))
-    f = np.fft.rfft(img, axis=0)
-    g = np.zeros((ny // 2 + 1, img.shape[1]), complex)
-    k = min(len(f), len(g))
-    g[:k] = f[:k]
-    square = np.fft.irfft(g, n=ny, axis=0) * (ny / img.shape[0])
-    np.save(out / "interface_square.npy", np.tile(np.clip(square, 0, None), (2, 1)))
-    meta["square_pixel_A"] = px
+    np.save(out / "interface_square.npy", np.tile(square_pixels(img, meta["pixel_A"]), (2, 1)))
+    meta["square_pixel_A"] = meta["pixel_A"][0]
     result = {"image": meta, "tasks": {}}
     for task in ("tilt_system", "tilt_angles"):
         pdir = out / f"predict-{task}"
@@ -100,27 +98,20 @@ def score(args) -> None:
         if r.returncode:
             raise SystemExit(r.stderr[-2000:])
         pred = json.loads((pdir / "predictions.json").read_text())
-        grid, stride, px = pred["window_grid"], pred["stride_px"], pred["pixel_A"]
-        width = stride[0] * 2 * px[0]
-        x0 = np.repeat(np.arange(grid[0]) * stride[0] * px[0], grid[1])
-        lo, hi = truth_at(meta["cells"], x0), truth_at(meta["cells"], x0 + width - 1e-6)
-        inside = np.array([a[0] == b[0] for a, b in zip(lo, hi)])
-        truth = lo
-        entry = {"windows": len(x0), "scored": int(inside.sum())}
+        x0, width = window_starts(pred)
+        side = window_sides(sides, x0, width)
         if task == "tilt_system":
-            p = np.argmax(np.asarray(pred["probabilities"]), axis=1)
-            t = np.array([systems.index(s[0]) for s in truth])
-            entry["accuracy"] = float(np.mean(p[inside] == t[inside]))
-            entry["by_side"] = {s: float(np.mean(p[inside & (t == systems.index(s))]
-                                                 == systems.index(s)))
-                                for s in sorted({c[2] for c in meta["cells"]})}
+            classes = list(pred["classes"])
+            p = [classes[i] for i in np.argmax(np.asarray(pred["probabilities"]), axis=1)]
+            s = score_windows(sides, side, systems=p)
+            entry = {"windows": s["windows"], "scored": s["scored"], "accuracy": s["accuracy"],
+                     "by_side": {sides[k]["system"]: v for k, v in
+                                 enumerate(s["accuracy_by_side"].values())}}
         else:
-            p = np.asarray(pred["predicted"])
-            t = np.array([s[1:] for s in truth], float)
-            entry["mae_deg"] = np.abs(p[inside] - t[inside]).mean(axis=0).tolist()
-            entry["by_side"] = {s: np.abs(p[inside & m] - t[inside & m]).mean(axis=0).tolist()
-                                for s in sorted({c[2] for c in meta["cells"]})
-                                for m in [np.array([q[0] == s for q in truth])]}
+            s = score_windows(sides, side, angles_deg=np.asarray(pred["predicted"]))
+            entry = {"windows": s["windows"], "scored": s["scored"], "mae_deg": s["mae_deg"],
+                     "by_side": {sides[k]["system"]: v for k, v in
+                                 enumerate(s["mae_deg_by_side"].values())}}
         entry["map"] = str(pdir / "map.png")
         result["tasks"][task] = entry
         print(task, json.dumps({k: v for k, v in entry.items() if k != "map"}), flush=True)

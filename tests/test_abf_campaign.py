@@ -139,6 +139,83 @@ def test_interface_joins_two_systems_coherently():
     assert np.median(tilts) == pytest.approx(8.0, abs=0.5)
 
 
+def test_windows_are_scored_against_the_side_they_lie_in():
+    """A hand-made truth: substrate a0a0a0 on [0, 10) Å, film a-a-a- 8 deg on
+    [10, 20) Å; windows 4 Å wide every 2 Å (the one across x = 10 Å is not
+    scored)."""
+    from cbedflow.campaigns.abf_tilts.interface import score_windows, window_sides
+
+    sides = [{"name": "substrate", "system": "a0a0a0", "angles_deg": [0.0, 0.0, 0.0],
+              "x0_A": 0.0, "x1_A": 10.0},
+             {"name": "film", "system": "a-a-a-", "angles_deg": [8.0, 8.0, 8.0],
+              "x0_A": 10.0, "x1_A": 20.0}]
+    x0 = np.array([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
+    side = window_sides(sides, x0, 4.0)
+    assert side.tolist() == [0, 0, 0, 0, -1, 1, 1, 1, 1]
+    assert window_sides(sides, np.array([6.04]), 4.0).tolist() == [0]  # within tolerance
+    systems = ["a0a0a0", "a-a-a-", "a0a0a0", "a0a0a0", "a-a-a-", "a-a-a-", "a-a-a-",
+               "a0a0c-", "a-a-a-"]
+    angles = np.zeros((9, 3))
+    angles[5:] = [[7.0, 8.0, 9.0]] * 4
+    angles[1] = [2.0, 0.0, 0.0]
+    angles[4] = [100.0, 100.0, 100.0]  # across the interface: not scored
+    s = score_windows(sides, side, systems=systems, angles_deg=angles)
+    assert (s["windows"], s["scored"]) == (9, 8)
+    assert s["windows_by_side"] == {"substrate": 4, "film": 4}
+    assert s["accuracy"] == pytest.approx(6 / 8)
+    assert s["accuracy_by_side"] == {"substrate": 0.75, "film": 0.75}
+    assert s["mae_deg"] == pytest.approx([(2 + 4) / 8, 0.0, 4 / 8])
+    assert s["mae_deg_by_side"]["substrate"] == pytest.approx([0.5, 0.0, 0.0])
+    assert s["mae_deg_by_side"]["film"] == pytest.approx([1.0, 0.0, 1.0])
+    only_film = score_windows(sides, np.array([1, 1, -1]), systems=["a-a-a-"] * 3)
+    assert only_film["accuracy_by_side"] == {"film": 1.0}
+    assert only_film["windows_by_side"] == {"substrate": 0, "film": 2}
+
+
+def test_square_pixels_resamples_a_periodic_image_exactly():
+    """A band-limited periodic image at 0.5 x 0.75 Å: resampled along y to
+    0.5 Å it equals the same function sampled there."""
+    from cbedflow.campaigns.abf_tilts.interface import square_pixels
+
+    def f(x, y):
+        return 1.0 + 0.3 * np.cos(2 * np.pi * y / 12.0) + 0.2 * np.sin(2 * np.pi * (x + 2 * y)
+                                                                      / 12.0)
+
+    x = np.arange(8) * 0.5
+    y = np.arange(16) * 0.75  # 12 Å
+    img = f(x[None, :], y[:, None])
+    sq = square_pixels(img, (0.5, 0.75))
+    assert sq.shape == (24, 8)
+    ys = np.arange(24) * 0.5
+    assert np.allclose(sq, f(x[None, :], ys[:, None]), atol=1e-12)
+
+
+@pytest.mark.parametrize("showcase, message", [
+    ({"film": {"system": "a0a0z-"}},
+     r"'showcase.film.system': value 'a0a0z-' is invalid; valid: one of 'a0a0a0'"),
+    ({"film": {"system": "a+a+a+"}},
+     r"'showcase.film.system': value 'a\+a\+a\+' is not a tilt system the models learn; "
+     r"valid: one of tilts.systems \(a0a0a0, a0a0c-, a-a-a-\)"),
+    ({"substrate": {"tilt_deg": 3.0}},
+     r"'showcase.substrate.tilt_deg': value 3.0 is invalid for a0a0a0; valid: 0"),
+    ({"film": {"system": "a0a0c-", "tilt_deg": 0.0}},
+     r"'showcase.film.tilt_deg': value 0.0 is invalid for a0a0c-; valid: > 0"),
+    ({"cells": 3}, r"unknown key\(s\) 'cells' in 'showcase'; valid keys: enabled, substrate"),
+])
+def test_bad_showcase_is_one_clear_line(showcase, message):
+    """Checked at validation, before any simulation."""
+    raw = {**_tiny(), "showcase": {"enabled": True, **showcase}}
+    with pytest.raises(ConfigError, match=message) as info:
+        validate(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_showcase_is_off_unless_asked():
+    assert not get_campaign(validate({"campaign": "abf_tilts", "seed": 1})).has_showcase()
+    assert get_campaign(_tiny()).has_showcase()
+    assert not get_campaign(validate({})).has_showcase()  # a campaign without one
+
+
 def test_measured_image_is_resampled_windowed_and_checked(tmp_path):
     """read_measured runs where predict runs: in the training environment
     (TensorFlow resamples); the checks print one line each."""
@@ -243,7 +320,8 @@ def test_tiny_abf_campaign_end_to_end(tmp_path):
     """config/abf-tiny.yaml through Snakemake: image shards, collect (ABF and
     the HAADF aux signal), rolled examples with Poisson copies, two 2-rank
     Horovod 2D CNNs, evaluation by tilt system and tilt magnitude, the |FFT|
-    baseline, the summary; a rerun has nothing to do."""
+    baseline, the summary, the showcase's tilt maps of a simulated interface
+    in the report; a rerun has nothing to do."""
     out = tmp_path / "abf"
     env = dict(os.environ, CBEDFLOW_TRAIN_ENV=str(train_env()))
     env.pop("SNAKEMAKE_PROFILE", None)
@@ -285,6 +363,25 @@ def test_tiny_abf_campaign_end_to_end(tmp_path):
     base = summary["tasks"]["tilt_system"]["models"]["all"]["baseline"]
     assert 0 <= base["accuracy"] <= 1
     assert (out / "plots" / "dataset_overview.png").stat().st_size > 5000
+
+    # the showcase: tilt maps of a simulated interface (a0a0a0 | a-a-a-) read by both
+    # models, scored on the windows within one side, in the report
+    score = json.loads((out / "showcase" / "score.json").read_text())
+    assert [s["system"] for s in score["truth"]["sides"]] == ["a0a0a0", "a-a-a-"]
+    for task in ("tilt_system", "tilt_angles"):
+        t = score["tasks"][task]
+        assert t["windows_by_side"]["substrate"] > 0 and t["windows_by_side"]["film"] > 0
+        assert 0 < t["scored"] < t["windows"]  # the windows across the interface are not
+    assert 0 <= score["tasks"]["tilt_system"]["accuracy"] <= 1
+    assert np.all(np.isfinite(score["tasks"]["tilt_angles"]["mae_deg"]))
+    assert (out / "plots" / "showcase" / "maps.png").stat().st_size > 20000
+    assert "interface image" in (out / "logs" / "showcase" / "image.log").read_text()
+    report = tmp_path / "report.html"
+    rep = subprocess.run(cmd + ["--report", str(report)], cwd=ROOT, capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    html = report.read_text()
+    assert "maps.png" in html and "Showcase" in html
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
 

@@ -18,7 +18,8 @@ from conftest import ROOT, train_env
 #: The generic stages (and the modules they are made of).
 GENERIC = ["packing", "collect", "examples", "learn.data", "learn.networks", "learn.loop",
            "learn.evaluate", "learn.manifest", "metrics", "baseline", "summary", "plots",
-           "predict", "tasks", "storage", "site", "distributed", "config", "provenance"]
+           "predict", "tasks", "storage", "site", "distributed", "config", "provenance",
+           "showcase"]
 
 #: Words of the LAO/STO 4D-STEM campaign that no generic module may use.
 CAMPAIGN_WORDS = re.compile(

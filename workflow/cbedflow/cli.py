@@ -219,6 +219,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_showcase(args: argparse.Namespace) -> int:
+    """The campaign's showcase: simulate the image, predict on it, or draw and
+    score its maps (``cbedflow.showcase``)."""
+    from . import showcase
+
+    camp = _campaign(json.loads(args.params))
+    if args.step == "image":
+        showcase.write_image(camp, args.out_dir, progress=_log)
+        _log(f"showcase image written to {args.out_dir}")
+    elif args.step == "predict":
+        if not (args.model and args.task):
+            raise ValueError("showcase predict needs --model and --task")
+        showcase.predict_image(camp, args.model, args.task, args.image_dir, args.out_dir,
+                               args.mc_samples)
+        _log(f"predictions written to {args.out_dir}")
+    else:
+        preds = dict(p.split("=", 1) for p in args.prediction)
+        score = showcase.write_maps(camp, args.image_dir, preds, args.out_png, args.out_json)
+        _log(f"maps written to {args.out_png}, score to {args.out_json}: "
+             + json.dumps(score["tasks"]))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
@@ -431,6 +454,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="counts: values in [-floor, 0) are detector noise and set to 0; "
                         "anything below -floor is refused (default 0: no negative values)")
     r.set_defaults(func=cmd_predict)
+
+    sc = sub.add_parser("showcase", help="a simulated image with known truth, read by the "
+                                         "models: image, predict or maps (report)")
+    sc.add_argument("step", choices=("image", "predict", "maps"))
+    sc.add_argument("--params", required=True, help="JSON: the campaign's sections")
+    sc.add_argument("--image-dir", help="the folder of step image (predict, maps)")
+    sc.add_argument("--out-dir", help="image: the image folder; predict: its predictions")
+    sc.add_argument("--model", help="predict: models/<task>/<model>/model.keras")
+    sc.add_argument("--task", help="predict: the model's task")
+    sc.add_argument("--mc-samples", type=_positive_int, default=1,
+                    help="predict: MC-dropout passes (>= 1)")
+    sc.add_argument("--prediction", action="append", default=[],
+                    help="maps: TASK=DIR of step predict; repeat")
+    sc.add_argument("--out-png", help="maps: the figure")
+    sc.add_argument("--out-json", help="maps: the score")
+    sc.set_defaults(func=cmd_showcase)
 
     x = sub.add_parser("export", help="a dataset or prediction (zarr) as EMD 1.0 or .hspy",
                        description="Export a labelled zarr group (results/dataset.zarr, "

@@ -27,6 +27,10 @@ readout           :meth:`~Campaign.readout`, :meth:`~Campaign.readout_truth`,
 measured data     :meth:`~Campaign.read_measured` (``predict``)
 plots             :meth:`~Campaign.plot_dataset`, :meth:`~Campaign.plot_measured`
 config            :meth:`~Campaign.schema_fragment`, :meth:`~Campaign.check_config`
+showcase          :attr:`~Campaign.showcase_section`, :meth:`~Campaign.has_showcase`,
+                  :meth:`~Campaign.showcase_image`, :meth:`~Campaign.showcase_maps`
+                  (a simulated image with known truth, read by the trained models
+                  as measured data; its maps and score go into the report)
 ================  ============================================================
 
 A campaign outside this package (a user's, or the toy campaign of the tests)
@@ -145,6 +149,13 @@ class Campaign:
     #: the targets' units (a method without a fit, e.g. Gaussian column
     #: fitting): the test split is scored as it is, nothing is fitted.
     baseline_direct: bool = False
+    #: Config section of the showcase ('' = the campaign has none): a simulated
+    #: image with known ground truth that the trained models read as measured
+    #: data (:meth:`showcase_image`, :meth:`showcase_maps`); its key
+    #: ``enabled`` turns it on.
+    showcase_section: str = ""
+    #: Config sections the showcase image is computed from (rerun when they change).
+    showcase_sections: tuple[str, ...] = ()
 
     def __init__(self, config: dict):
         self.config = config
@@ -328,6 +339,28 @@ class Campaign:
     def plot_measured(self, data, info: dict, result: dict, out: str | Path) -> None:
         """Figure of a prediction on measured data."""
         raise NotImplementedError
+
+    # -- showcase ---------------------------------------------------------------
+    def has_showcase(self) -> bool:
+        """Whether the campaign has a showcase and the config turns it on."""
+        section = self.config.get(self.showcase_section) if self.showcase_section else None
+        return bool(section and section.get("enabled"))
+
+    def showcase_image(self, out_dir: str | Path,
+                       progress: Callable[[str], None] = print) -> dict:
+        """Simulate the showcase image and write to ``out_dir``: ``image.npy``
+        (what ``predict`` reads, as a measured file) and ``truth.json`` (the
+        ground truth, and ``predict_options``: the reader options predict
+        needs, e.g. the pixel size [Å] as ``scan_step_A``). Returns the
+        truth dict."""
+        raise CampaignError(f"campaign {self.name}: has no showcase")
+
+    def showcase_maps(self, image: str | Path, truth: dict, predictions: dict,
+                      out: str | Path) -> dict:
+        """The figure ``out`` of the predictions on the showcase image beside
+        its truth; ``predictions``: task -> the ``predictions.json`` dict of
+        ``predict``. Returns the score (a JSON-able dict)."""
+        raise CampaignError(f"campaign {self.name}: has no showcase")
 
     def describe_dataset(self, ds) -> list[str]:
         """Lines that say what a collected dataset holds (``cbedflow summary``)."""

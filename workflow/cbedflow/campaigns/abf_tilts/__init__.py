@@ -83,6 +83,8 @@ class AbfTilts(StemImageCampaign):
     packages = ("numpy", "zarr", "ase", "spglib", "abtem", "cbedflow")
     target_accuracy = {"tilt_system": 0.95}
     baseline_name = "logistic/ridge regression on the patch's Fourier amplitudes"
+    showcase_section = "showcase"
+    showcase_sections = ("seed", "tilts", "imaging", "showcase")
 
     # -- samples ------------------------------------------------------------------
     @property
@@ -235,7 +237,95 @@ class AbfTilts(StemImageCampaign):
         f /= np.maximum(f[..., :1, :1], 1e-12)
         return f.reshape(len(x), -1)
 
+    # -- showcase: tilt maps of a simulated interface --------------------------
+    def showcase_sides(self, config: dict | None = None) -> tuple:
+        """The substrate and film (:class:`.interface.Side`) of the
+        ``showcase`` section: every free angle of a system at its
+        ``tilt_deg`` [deg]."""
+        from .interface import Side
+
+        sc = (config or self.config)["showcase"]
+        return tuple(Side(sc[k]["system"],
+                          GLAZER[sc[k]["system"]].angles(
+                              [sc[k]["tilt_deg"]] * GLAZER[sc[k]["system"]].n_free),
+                          sc[k]["cells"]) for k in ("substrate", "film"))
+
+    def showcase_image(self, out_dir, progress: Callable[[str], None] = print) -> dict:
+        """The interface image (:func:`.interface.simulate_interface`): the ABF
+        image resampled to square pixels (:func:`.interface.square_pixels`),
+        ``showcase.y_periods`` zone cells tall, as ``image.npy`` (rows = y, as
+        a microscope writes it), and ``truth.json``: the two sides
+        (:func:`.interface.sides_of`), the zone cells, the film's strain, the
+        pixel size [Å] and ``predict_options`` (``scan_step_A``)."""
+        import json
+
+        from .interface import simulate_interface, sides_of, square_pixels
+
+        sc = self.config["showcase"]
+        substrate, film = self.showcase_sides()
+        img, atoms = simulate_interface(self, substrate, film, sc["thickness_repeats"],
+                                        progress)
+        square = square_pixels(img.abf.T, img.pixel_A)
+        px = float(img.pixel_A[0])
+        out = Path(out_dir)
+        np.save(out / "image.npy", np.tile(square, (sc["y_periods"], 1)))
+        truth = {"sides": sides_of(atoms), "cells": atoms.info["cells"],
+                 "interface_A": atoms.info["interface_A"],
+                 "film_strain": atoms.info["film_strain"], "pixel_A": [px, px],
+                 "simulated_pixel_A": list(img.pixel_A), "shape_xy": list(img.abf.shape),
+                 "thickness_A": float(atoms.cell[2, 2]), "seconds": round(img.seconds, 1),
+                 "settings": img.settings.to_dict(), "predict_options": {"scan_step_A": px}}
+        (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+        progress(f"interface image {square.shape[1]} x {square.shape[0]} pixels of {px:.4f} Å "
+                 f"({substrate.system} | {film.system}) in {img.seconds:.1f} s")
+        return truth
+
+    def showcase_maps(self, image, truth: dict, predictions: dict, out) -> dict:
+        """Score the windows within one side (:func:`.interface.score_windows`)
+        and draw the predicted maps beside the truth
+        (:func:`.plots.interface_maps`)."""
+        from .interface import score_windows, window_sides, window_starts
+        from .plots import interface_maps
+
+        score: dict = {"tasks": {}}
+        for task, r in predictions.items():
+            x0, width = window_starts(r)
+            side = window_sides(truth["sides"], x0, width)
+            if r["kind"] == "classification":
+                classes = list(r["classes"])
+                p = [classes[i] for i in np.argmax(np.asarray(r["probabilities"]), axis=1)]
+                score["tasks"][task] = score_windows(truth["sides"], side, systems=p)
+            else:
+                score["tasks"][task] = score_windows(truth["sides"], side,
+                                                     angles_deg=np.asarray(r["predicted"]))
+        interface_maps(np.load(image), truth, predictions, score, out)
+        return score
+
     # -- config ---------------------------------------------------------------
+    def check_showcase(self, config: dict) -> None:
+        """The ``showcase`` section: systems the models learn, tilts that fit
+        the systems and the strain limit (before any simulation)."""
+        from ...config import ConfigError
+        from .interface import build_interface, first_composition
+
+        sc, learned = config["showcase"], config["tilts"]["systems"]
+        for k in ("substrate", "film"):
+            system, tilt = sc[k]["system"], sc[k]["tilt_deg"]
+            if system not in learned:
+                raise ConfigError(f"config key 'showcase.{k}.system': value {system!r} is not "
+                                  "a tilt system the models learn; valid: one of tilts.systems "
+                                  f"({', '.join(learned)})")
+            if (GLAZER[system].n_free == 0) != (tilt == 0):
+                raise ConfigError(f"config key 'showcase.{k}.tilt_deg': value {tilt!r} is "
+                                  f"invalid for {system}; valid: "
+                                  + ("0 (untilted)" if GLAZER[system].n_free == 0
+                                     else "> 0 deg (a tilted system)"))
+        try:
+            build_interface(*self.showcase_sides(config), config["imaging"]["zone"], 1,
+                            **first_composition(config))
+        except ValueError as exc:
+            raise ConfigError(f"config key 'showcase': {exc}") from None
+
     def check_config(self, config: dict) -> None:
         from ...config import ConfigError
         from ...forward import SimulationConfigError
@@ -276,6 +366,8 @@ class AbfTilts(StemImageCampaign):
         if a[0] > a[1]:
             raise ConfigError(f"config key 'augment.dose_e_per_pixel': value {a} is invalid; "
                               "valid: [low, high] with low <= high")
+        if config["showcase"]["enabled"]:
+            self.check_showcase(config)
 
     def summary_info(self) -> dict:
         t = self.config["tilts"]
