@@ -241,7 +241,12 @@ def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> N
         ax.set_title(f"{task}: R² per model and target", fontsize=9)
         save(fig, out)
         return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    # one panel per breakdown label (the task's own first, then its also_by)
+    keys = list(dict.fromkeys(k for m in models.values() for k in m["cnn"]
+                              if k.startswith("accuracy_by_")))
+    fig, axes = plt.subplots(1, 1 + max(1, len(keys)), figsize=(5.5 * (1 + max(1, len(keys))),
+                                                                 3.8), squeeze=False)
+    axes = axes[0]
     ax = axes[0]
     labels, series = [], {"CNN": [], "CNN, MC dropout": [], "baseline": []}
     for mid, m in models.items():
@@ -260,24 +265,25 @@ def accuracy_overview(summary_json: str | Path, task: str, out: str | Path) -> N
     ax.axhline(sm.get("target_accuracy") or 0, color="k", ls=":", lw=1)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{task}: accuracy per model and thickness", fontsize=9)
-    ax = axes[1]
-    key = next((k for m in models.values() for k in m["cnn"] if k.startswith("accuracy_by_")),
-               None)
-    title = sm.get("breakdown_title") or (key or "")[len("accuracy_by_"):]
-    for mid, m in models.items():
-        by = {int(k): v for k, v in m["cnn"].get(key, {}).items() if int(k) >= 0}
-        if len(by) > 1:
-            ks = sorted(by)
-            ax.plot(ks, [by[k] for k in ks], marker="o", label=f"CNN {mid}")
-            bk = {int(k): v for k, v in m["baseline"].get(key, {}).items()}
-            ax.plot(ks, [bk.get(k, np.nan) for k in ks], marker="x", ls="--",
-                    label=f"baseline {mid}")
-    ax.set_xlabel(title)
-    ax.set_ylabel("accuracy of the examples with this value")
-    ax.set_ylim(0, 1.05)
-    if ax.lines:
-        ax.legend(fontsize=6, ncol=2)
-    ax.set_title(f"by {title}" if key else "no breakdown", fontsize=9)
+    for i, ax in enumerate(axes[1:]):
+        key = keys[i] if i < len(keys) else None
+        name = (key or "")[len("accuracy_by_"):]
+        title = (sm.get("breakdown_title") if i == 0 else "") or name
+        for mid, m in models.items():
+            by = {int(k): v for k, v in m["cnn"].get(key, {}).items() if int(k) >= 0}
+            if len(by) > 1:
+                ks = sorted(by)
+                ax.plot(ks, [by[k] for k in ks], marker="o", label=f"CNN {mid}")
+                bk = {int(k): v for k, v in m["baseline"].get(key, {}).items()}
+                ax.plot(ks, [bk.get(k, np.nan) for k in ks], marker="x", ls="--",
+                        label=f"baseline {mid}")
+                ax.set_xticks(ks)
+        ax.set_xlabel(title)
+        ax.set_ylabel("accuracy of the examples with this value")
+        ax.set_ylim(0, 1.05)
+        if ax.lines:
+            ax.legend(fontsize=6, ncol=2)
+        ax.set_title(f"by {title}" if key else "no breakdown", fontsize=9)
     save(fig, out)
 
 
