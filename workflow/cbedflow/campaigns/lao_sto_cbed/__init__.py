@@ -32,11 +32,13 @@ from .samples import (
 )
 from .structures import (
     CLASSES,
+    DEFAULT_STEP_MODEL,
     N_STEP_CLASSES,
     InterfaceGeometry,
     StructureSpec,
     campaign_structures,
     series_compatible,
+    without_default_step_model,
 )
 
 #: Allowed excess of the total intensity over 1 (float32 rounding).
@@ -314,7 +316,7 @@ class LaoStoCbed(Campaign):
         s = self.config["structures"]
         n_x = s["n_substrate"] + s["n_film"] + 1
         return InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x,
-                                 step_model=s.get("step_model", "flat_top"))
+                                 step_model=s.get("step_model", DEFAULT_STEP_MODEL))
 
     @property
     def thicknesses(self) -> dict[str, float]:
@@ -443,38 +445,37 @@ class LaoStoCbed(Campaign):
         against the reference), as ``predict`` places a measured scan."""
         crop = window_crop(config, task)
         c = crop_pattern(cbed, crop["pattern_px"], crop["binning"])  # (sx, sy, k, k)
-        shift, profile = 0, None
+        count = crop["train_windows"] if split == "train" else 1
+        # before_alignment: the jitter misplaces the scan, then the alignment
+        # finds the interface anywhere the scan allows (predict searches the
+        # whole measured line): one window per line, where the alignment puts it
+        realign = False
+        shift = 0
         if reference and reference.get("alignment"):
             if not aux or "haadf" not in aux:
                 from ...examples import ExampleError
 
                 raise ExampleError(f"sample {sample}: no HAADF signal to align its window to")
-            profile = haadf_profiles(aux["haadf"][None])[0]
-            shift = align_shift(profile, reference["alignment"])
+            realign = (count == 1 and crop.get("jitter_stage", "after_alignment")
+                       == "before_alignment")
+            span = crop["align_positions"] + crop["jitter_positions"] if realign else None
+            shift = align_shift(haadf_profiles(aux["haadf"][None])[0], reference["alignment"],
+                                span=span)
         if task.options.get("average_y"):
             lines = [(c.mean(axis=1), -1)]
         else:
             lines = [(c[:, iy], iy) for iy in range(c.shape[1])]
         out = []
-        count = crop["train_windows"] if split == "train" else 1
-        # the jitter misplaces the scan, then the alignment finds the interface
-        # anywhere the scan allows (predict searches the whole measured line):
-        # one window per line, where the alignment puts it
-        realign = (profile is not None and count == 1
-                   and crop.get("jitter_stage", "after_alignment") == "before_alignment")
         w = crop["window_positions"] or c.shape[0]
         for v, line in lines:
-            if realign:
+            if realign:  # the drawn offset is kept as metadata, the window is where shift says
                 (start, offset), = scan_windows(c.shape[0], crop, config["seed"], task.name,
                                                 sample, line, 1, 0)
-                s = align_shift(profile, reference["alignment"],
-                                span=crop["align_positions"] + crop["jitter_positions"])
-                start += s - offset
-                out.append((v[start:start + w],
-                            {"line": line, "window_offset": offset, "align_shift": s}))
-                continue
-            for start, offset in scan_windows(c.shape[0], crop, config["seed"], task.name,
-                                              sample, line, count, shift):
+                windows = [(start - offset + shift, offset)]
+            else:
+                windows = scan_windows(c.shape[0], crop, config["seed"], task.name, sample,
+                                       line, count, shift)
+            for start, offset in windows:
                 out.append((v[start:start + w],
                             {"line": line, "window_offset": offset, "align_shift": shift}))
         return out
@@ -551,9 +552,8 @@ class LaoStoCbed(Campaign):
 
         if name == "simulation" and isinstance(value, dict):
             return strip_disabled(value)
-        if name == "structures" and isinstance(value, dict) and \
-                value.get("step_model") == "flat_top":
-            return {k: v for k, v in value.items() if k != "step_model"}
+        if name == "structures" and isinstance(value, dict):
+            return without_default_step_model(value)
         return value
 
     def summary_info(self) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...forward.perturb import strip_disabled
-from .structures import build_series, build_structure
+from .structures import build_series, build_structure, without_default_step_model
 
 #: Thickness label of a unit that records every thickness at exit planes.
 SERIES = "series"
@@ -70,10 +70,8 @@ def structure_key(camp, name: str) -> str:
 
     _, spec = camp.by_name[name]
     s = camp.config["structures"]
-    geometry = asdict(camp.geometry)
-    if geometry["step_model"] == "flat_top":  # files built before the option stay valid
-        del geometry["step_model"]
-    return config_hash({"spec": asdict(spec), "geometry": geometry,
+    return config_hash({"spec": asdict(spec),
+                        "geometry": without_default_step_model(asdict(camp.geometry)),
                         "decay": s["intermix_decay"], "thicknesses": sorted(camp.thicknesses),
                         "series": camp.in_series(spec)})
 
@@ -127,12 +125,11 @@ def unit_key(config: dict, structure: str | None = None, thickness: str | None =
     # enter the key: a unit simulated before they existed is reused
     part["simulation"] = {k: v for k, v in strip_disabled(part.get("simulation", {})).items()
                           if k != "exit_planes"}
-    part["geometry"] = {k: config["structures"][k] for k in GEOMETRY_KEYS}
+    s = config["structures"]
     # the paper's step model (the default) does not enter the key: a unit
     # simulated before structures.step_model existed is reused
-    model = config["structures"].get("step_model", "flat_top")
-    if model != "flat_top":
-        part["geometry"]["step_model"] = model
+    part["geometry"] = without_default_step_model(
+        {k: s[k] for k in GEOMETRY_KEYS + ("step_model",) if k in s})
     if thickness == SERIES:
         part["series_A"] = sorted(config["structures"]["thicknesses_A"])
     if structure is not None:

@@ -60,6 +60,17 @@ A_STO = 3.905
 #: along x (the film follows the terrace step, k = 10 is k = 0 moved one cell).
 STEP_MODELS = ("flat_top", "conformal")
 
+#: The step model of a config without ``structures.step_model`` (the paper's).
+DEFAULT_STEP_MODEL = STEP_MODELS[0]
+
+
+def without_default_step_model(d: dict) -> dict:
+    """``d`` without its ``step_model`` key where that is the default: the
+    form that structure keys, unit keys and stage parameters hash, so runs
+    made before the option existed stay valid."""
+    return {k: v for k, v in d.items()
+            if not (k == "step_model" and v == DEFAULT_STEP_MODEL)}
+
 #: Number of step-position classes (k = 0..10).
 N_STEP_CLASSES = 11
 
@@ -95,7 +106,7 @@ class InterfaceGeometry:
     n_film: int = 2
     y_repeats: int = 5
     a: float = A_STO
-    step_model: str = "flat_top"
+    step_model: str = DEFAULT_STEP_MODEL
 
     def __post_init__(self):
         if self.step_model not in STEP_MODELS:
