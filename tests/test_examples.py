@@ -83,6 +83,12 @@ def test_cut_examples_cut_windows_and_leave_out_abrupt_interfaces():
     assert not physical.keeps({"rough": 1, "step_k": 0})
     assert not physical.keeps({"rough": 1, "step_k": 10})
     assert task.keeps({"rough": 1, "step_k": 10})
+    # the step position's physical protocol: steps k = 1..9 only, 11 class names kept
+    spp = camp.tasks["step_position_physical"]
+    kept = [k for k in range(-1, 11) if spp.keeps({"rough": int(k >= 0), "step_k": k})]
+    assert kept == list(range(1, 10))
+    assert spp.classes == camp.tasks["step_position"].classes and spp.ordinal
+    assert spp.options == {"average_y": True}
 
 
 def test_split_by_structure_stratified_and_seeded():

@@ -57,6 +57,9 @@ def test_reproduction_config_has_at_least_100_test_examples_per_task():
     rough = {i: s.step_k for i, s in enumerate(specs) if s.kind == "step"}
     assign = split_structures(rough, cfg["split"], cfg["seed"])
     assert sum(v == "test" for v in assign.values()) * n_thick >= 100  # step position
+    steps = {i: k for i, k in rough.items() if 0 < k < 10}  # step_position_physical
+    assign = split_structures(steps, cfg["split"], cfg["seed"])
+    assert sum(v == "test" for v in assign.values()) * n_thick >= 100
     both = {i: int(s.kind == "step") for i, s in enumerate(specs)}
     assign = split_structures(both, cfg["split"], cfg["seed"])
     lines = cfg["simulation"]["scan"]["positions_y"]

@@ -73,6 +73,15 @@ TASKS = {
                           breakdown_title="step class k (step depth = k/10 of the thickness)",
                           options={"average_y": True}),
 }
+# The step position's physical protocol: only structures with a step (k = 1..9).
+# The flat k = 0 and 10 have no step to place, and with conformal steps and
+# windows aligned to the HAADF interface they are the same data (k = 10 is
+# k = 0 moved one cell, which the alignment undoes), so the 11-class task
+# cannot score above 10/11 on them; classes keep the 11 names (k = 0 and 10
+# never occur).
+TASKS["step_position_physical"] = replace(
+    TASKS["step_position"], name="step_position_physical",
+    exclude=(("step_k", (0, N_STEP_CLASSES - 1)),))
 # With simulation.perturbations on and fraction < 1 the test split holds
 # ideal and perturbed structures of every class. `<task>_ideal` trains (and
 # validates) on the ideal ones only, `<task>_drawn` on all (the imperfections
@@ -298,7 +307,7 @@ class LaoStoCbed(Campaign):
     #: the reproduction's bars (rough vs diffuse >= 95 %, step position >= 85 %
     #: per thickness)
     target_accuracy = {"rough_vs_diffuse": 0.95, "step_vs_intermixing": 0.95,
-                       "step_position": 0.85}
+                       "step_position": 0.85, "step_position_physical": 0.85}
 
     # -- structures and units -------------------------------------------------
     @cached_property
