@@ -23,8 +23,11 @@ def test_committed_summary_is_what_the_summarize_rule_writes():
     doc = json.loads((RESULTS / "summary.json").read_text())
     check_summary(doc)
     assert set(doc["tasks"]) == {"rough_vs_diffuse", "rough_vs_diffuse_centred",
-                                 "step_vs_intermixing", "step_position"}
+                                 "step_vs_intermixing", "step_position", "step_position_physical"}
     assert set(doc["tasks"]["step_position"]["models"]) == {"t78"}
+    # the physical step position is scored on the steps k = 1..9 only
+    spp = doc["tasks"]["step_position_physical"]["models"]["t78"]["cnn"]["accuracy_by_step_k"]
+    assert sorted(int(k) for k in spp) == list(range(1, 10))
     # the k = 10 class is reported under both placements (the shortcut check)
     for task in ("rough_vs_diffuse", "rough_vs_diffuse_centred"):
         assert "10" in doc["tasks"][task]["models"]["all"]["cnn"]["accuracy_by_step_k"]

@@ -344,7 +344,9 @@ def publish(results: str | Path, measured: list[str], out: str | Path,
         "command": runs[-1]["command"],
         "commit": commit or head,
         "wall_s": round(sum(r["wall_s"] for r in runs), 1),
-        "peak_rss_GiB": max(r["peak_rss_GiB"] for r in runs),
+        # a step whose memory was not sampled records null
+        "peak_rss_GiB": max(r["peak_rss_GiB"] for r in runs
+                            if r.get("peak_rss_GiB") is not None),
         "steps": runs,
         "machine": machine,
         "plots": plots,
