@@ -33,6 +33,7 @@ from .samples import (
 from .structures import (
     CLASSES,
     DEFAULT_STEP_MODEL,
+    FLAT_STEP_CLASSES,
     N_STEP_CLASSES,
     InterfaceGeometry,
     StructureSpec,
@@ -55,7 +56,7 @@ TASKS = {
     # the physical protocol: the flat, abrupt interfaces (k = 0 and 10) are
     # left out; against a few % intermixing they are ambiguous by physics
     "step_vs_intermixing": Task("step_vs_intermixing", "rough", classes=CLASSES,
-                                exclude=(("step_k", (0, N_STEP_CLASSES - 1)),),
+                                exclude=(("step_k", FLAT_STEP_CLASSES),),
                                 breakdown="step_k", input_scaling=True,
                                 breakdown_title="step class k (step depth = k/10 of the "
                                                 "thickness)"),
@@ -81,7 +82,7 @@ TASKS = {
 # never occur).
 TASKS["step_position_physical"] = replace(
     TASKS["step_position"], name="step_position_physical",
-    exclude=(("step_k", (0, N_STEP_CLASSES - 1)),))
+    exclude=(("step_k", FLAT_STEP_CLASSES),))
 # With simulation.perturbations on and fraction < 1 the test split holds
 # ideal and perturbed structures of every class. `<task>_ideal` trains (and
 # validates) on the ideal ones only, `<task>_drawn` on all (the imperfections

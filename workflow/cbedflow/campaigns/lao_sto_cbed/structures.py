@@ -74,6 +74,10 @@ def without_default_step_model(d: dict) -> dict:
 #: Number of step-position classes (k = 0..10).
 N_STEP_CLASSES = 11
 
+#: The flat, abrupt interfaces among them: no step in the column (k = 0) or
+#: the whole column past it (k = 10).
+FLAT_STEP_CLASSES = (0, N_STEP_CLASSES - 1)
+
 CLASSES = ("diffuse", "step")
 
 #: Elements that appear in the structures (each needs a frozen-phonon sigma).
@@ -340,7 +344,7 @@ def series_compatible(spec: StructureSpec) -> bool:
     """
     if spec.kind == "diffuse":
         return True
-    return spec.kind == "step" and spec.step_k in (0, N_STEP_CLASSES - 1)
+    return spec.kind == "step" and spec.step_k in FLAT_STEP_CLASSES
 
 
 def build_series(
