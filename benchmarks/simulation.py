@@ -9,7 +9,10 @@ Measures, in one run on one machine:
    the bare-FFT floor of the same multislice: one forward and one inverse 2D
    FFT per slice per probe per frozen-phonon configuration, on the same grid,
    with the same library (pyfftw, FFTW_ESTIMATE, as abTEM) and threads, batched
-   as abTEM batches probes (one scan row);
+   as abTEM batches probes (one scan row); and broken down by stage (a second
+   run with ``StageTimes``: potential, propagation, detection, accumulation,
+   host copy, write; propagation and detection are one abTEM call, split by
+   the detectors' time on as many random exit waves measured apart);
 2. the campaign's thickness-series unit (one propagation, abTEM exit planes,
    ``simulate_unit(..., series=...)``) against the thickest sample alone and
    against one unit per thickness;
@@ -38,7 +41,14 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 from cbedflow.campaigns import get_campaign as Campaign  # noqa: E402
 from cbedflow.config import validate  # noqa: E402
-from cbedflow.forward.cbed4d import SimulationSettings, simulate_unit, unit_seeds  # noqa: E402
+from cbedflow.forward.cbed4d import (  # noqa: E402
+    WAVE_BUDGET_BYTES,
+    SimulationSettings,
+    StageTimes,
+    probes_per_call,
+    simulate_unit,
+    unit_seeds,
+)
 from cbedflow.campaigns.lao_sto_cbed.structures import build_structure  # noqa: E402
 
 
@@ -136,6 +146,13 @@ def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu"
         simulate_unit(atoms, settings, unit_seeds(1, "bench", 1, 0, configs),
                       Path(tmp) / "u.zarr", progress=lambda m: None)
         wall = time.perf_counter() - t0
+        # the same unit again, timed stage by stage (each stage waits for
+        # the device, so the sum can exceed the untimed wall time a little)
+        stages = StageTimes(sync=lambda: _sync(device))
+        t0 = time.perf_counter()
+        simulate_unit(atoms, settings, unit_seeds(1, "bench", 1, 0, configs),
+                      Path(tmp) / "s.zarr", progress=lambda m: None, stages=stages)
+        staged_wall = time.perf_counter() - t0
         import zarr
 
         shape = zarr.open_group(str(Path(tmp) / "u.zarr"), mode="r")["cbed"].shape
@@ -147,6 +164,7 @@ def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu"
     _sync(device)
     potential = time.perf_counter() - t0
     n_probes = scan["positions_x"] * scan["positions_y"]
+    detection = detection_s(settings, atoms, n_probes * configs)
     batch = min(n_probes, 64)
     ffts = n_slices * -(-n_probes // batch) * configs
     cpu_floor = fft_floor_s(gpts, batch, ffts, settings.fft_threads)
@@ -159,7 +177,59 @@ def bench_job(quick: bool, thickness_A: float, configs: int, device: str = "cpu"
             "wall_s": round(wall, 2), "fft_floor_s": round(floor, 2),
             "potential_build_s": round(potential, 2),
             "ratio": round(wall / floor, 2),
-            "ratio_without_potential": round((wall - potential) / floor, 2)}
+            "ratio_without_potential": round((wall - potential) / floor, 2),
+            "breakdown": breakdown(stages.seconds, detection, staged_wall, floor)}
+
+
+def detection_s(settings: SimulationSettings, atoms, n_waves: int) -> float:
+    """Seconds for the unit's two detectors (the pixelated detector's FFT,
+    |.|^2 and crop, and the annular integral) on ``n_waves`` exit waves of
+    its grid, measured on blocks of random waves as large as the unit's."""
+    import abtem
+
+    from cbedflow.forward.cbed4d import _to_numpy  # noqa: F401 (cupy arrays below)
+
+    gpts = settings.gpts(atoms)
+    per_call = probes_per_call(n_waves, gpts, WAVE_BUDGET_BYTES[settings.device])
+    rng = np.random.default_rng(0)
+    arr = (rng.random((per_call,) + tuple(gpts), dtype=np.float32)
+           + 1j * rng.random((per_call,) + tuple(gpts), dtype=np.float32)).astype(np.complex64)
+    if settings.device == "gpu":
+        import cupy as cp
+
+        arr = cp.asarray(arr)
+    waves = abtem.Waves(arr, energy=settings.energy_kV * 1e3,
+                        extent=(float(atoms.cell[0, 0]), float(atoms.cell[1, 1])),
+                        ensemble_axes_metadata=[abtem.core.axes.UnknownAxis()])
+    square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
+    detectors = [abtem.PixelatedDetector(max_angle=settings.detector_max_angle_mrad,
+                                         resample=False if square else "uniform"),
+                 abtem.AnnularDetector(inner=settings.haadf_inner_mrad,
+                                       outer=settings.haadf_mrad[1])]
+    for d in detectors:  # warm-up: FFT plans, kernels
+        d.detect(waves)
+    _sync(settings.device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or (time.perf_counter() - t0 < 2.0 and reps < 50):
+        for d in detectors:
+            d.detect(waves)
+        reps += 1
+    _sync(settings.device)
+    return (time.perf_counter() - t0) / reps / per_call * n_waves
+
+
+def breakdown(seconds: dict, detection: float, wall: float, floor: float) -> dict:
+    """The unit's stages [s] and as multiples of the FFT floor; multislice and
+    detection (one abTEM call) split by the detection measured apart."""
+    out = {k: round(v, 3) for k, v in seconds.items()}
+    both = seconds.get("multislice+detection", 0.0)
+    out["detection_measured_apart"] = round(min(detection, both), 3)
+    out["propagation"] = round(both - min(detection, both), 3)
+    out["other"] = round(wall - sum(seconds.values()), 3)
+    out["wall"] = round(wall, 3)
+    out["over_floor"] = {k: round(v / floor, 2) for k, v in out.items()
+                         if isinstance(v, float)}
+    return out
 
 
 def bench_thickness_series(quick: bool, thicknesses_A: list[float],
@@ -416,6 +486,12 @@ def _print_job(r: dict) -> None:
           f"{r['detector_px']}: {r['wall_s']} s = {r['ratio']}x the bare-FFT floor "
           f"({r['fft_floor_s']} s); building the potentials takes {r['potential_build_s']} s, "
           f"the rest is {r['ratio_without_potential']}x the floor{gpu}", flush=True)
+    b = r["breakdown"]
+    order = ["potential", "s_matrix", "propagation", "detection_measured_apart",
+             "accumulation", "host copy", "write", "other"]
+    parts = ", ".join(f"{k.replace('_measured_apart', '')} {b[k]:.2f} s "
+                      f"({b['over_floor'][k]:.2f}x)" for k in order if k in b)
+    print(f"    stages (x the floor): {parts}; staged unit {b['wall']:.2f} s", flush=True)
 
 
 def main_gpu(args) -> int:

@@ -11,6 +11,14 @@ accumulated in memory (one output array; abTEM's own ``to_zarr`` would hold
 every configuration's lazy result) and written once as a zarr v3 group under a
 temporary name, renamed when complete.
 
+With ``prism_interpolation`` set, each configuration's probes come from
+abTEM's PRISM scattering matrix (``SMatrix``, Ophus 2017) instead: one
+multislice per plane wave inside the aperture, then every probe as a sum of
+them, confined to a window of cell / interpolation
+(:func:`prism_patterns`). It pays where a unit has more probes than the
+expansion has plane waves (paper-scale units); its error is measured, not
+assumed (``benchmarks/prism.py``, docs/performance.md).
+
 Nothing here knows about LAO/STO: the structure carries ``info`` keys
 ``scan_x0_A`` (x where the scan starts) and ``unit_cell_A`` (the cell length
 that scan extents are given in).
@@ -21,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -141,6 +150,11 @@ class SimulationSettings:
         FFTW threads (computation is always dask-synchronous).
     scan : ScanSettings
         Probe positions.
+    prism_interpolation : int or None
+        None: multislice of every probe. n >= 1: PRISM (abTEM ``SMatrix``)
+        with interpolation factor n along x and y, so every probe is confined
+        to a window of (cell / n) [Å]; n = 1 equals multislice to float32
+        rounding. The grid is rounded up to a 7-smooth multiple of n.
     """
 
     energy_kV: float = 200.0
@@ -155,6 +169,7 @@ class SimulationSettings:
     device: str = "cpu"
     fft_threads: int = 1
     scan: ScanSettings = field(default_factory=ScanSettings)
+    prism_interpolation: int | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> "SimulationSettings":
@@ -173,11 +188,21 @@ class SimulationSettings:
             device=config["device"],
             fft_threads=sim["fft_threads"],
             scan=ScanSettings(**sim["scan"]),
+            prism_interpolation=sim.get("prism_interpolation"),
         )
 
     def gpts(self, atoms: Atoms) -> tuple[int, int]:
-        """FFT-friendly grid points covering the cell at <= ``sampling_A``."""
-        return tuple(smooth_size(math.ceil(atoms.cell[i, i] / self.sampling_A)) for i in (0, 1))
+        """FFT-friendly grid points covering the cell at <= ``sampling_A``
+        (with PRISM, a multiple of the interpolation factor, so that the
+        probe window is a whole number of grid points)."""
+        f = self.prism_interpolation or 1
+        out = []
+        for i in (0, 1):
+            n = smooth_size(math.ceil(atoms.cell[i, i] / self.sampling_A))
+            while n % f:
+                n = smooth_size(n + 1)
+            out.append(n)
+        return tuple(out)
 
     @property
     def haadf_inner_mrad(self) -> float:
@@ -287,6 +312,38 @@ def check_prefix_series(frames: Sequence[Atoms]) -> None:
                 "series cannot come from exit planes of one propagation")
 
 
+class StageTimes:
+    """Wall time per stage of :func:`simulate_unit` [s], for the benchmarks.
+
+    Stages: ``potential`` (phonon displacement and potential build),
+    ``s_matrix`` (PRISM only), ``multislice+detection`` (abTEM's scan: the
+    propagation and both detectors in one call), ``accumulation`` (the
+    configuration mean), ``host copy`` (device to host, chunk by chunk) and
+    ``write`` (zarr). With ``sync`` (e.g. cupy's device synchronize) every
+    stage waits for the device before and after, so asynchronous GPU work is
+    charged to the stage that queued it; that costs a little time itself.
+    """
+
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self.seconds: dict[str, float] = {}
+        self._sync = sync or (lambda: None)
+
+    @contextmanager
+    def stage(self, name: str):
+        self._sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+@contextmanager
+def _untimed(name: str):
+    yield
+
+
 def simulate_unit(
     atoms: Atoms,
     settings: SimulationSettings,
@@ -296,6 +353,7 @@ def simulate_unit(
     progress: Callable[[str], None] = print,
     series: Sequence[Atoms] | None = None,
     perturbation: "UnitPerturbation | None" = None,
+    stages: StageTimes | None = None,
 ) -> Path:
     """Simulate one work unit and write it as a zarr v3 group at ``out``.
 
@@ -327,6 +385,8 @@ def simulate_unit(
         the ``perturb_*`` values added to every plane's labels (attribute
         ``perturbation`` holds the draw). None (default): the ideal
         microscope, exactly as before perturbations existed.
+    stages : StageTimes, optional
+        Receives the wall time of each stage (benchmarks); None: untimed.
 
     Returns
     -------
@@ -356,6 +416,11 @@ def simulate_unit(
     if frames[-1] is not atoms:
         raise SimulationConfigError("the series must be thinner than the simulated sample")
     planes = None  # no exit planes: the wave after the last slice
+    if series and settings.prism_interpolation:
+        raise SimulationConfigError(
+            "a thickness series (exit planes) with PRISM (simulation.prism_interpolation): "
+            "abTEM 1.0.11's SMatrix does not build exit planes; valid: "
+            "simulation.exit_planes: false, or prism_interpolation: null")
     if series:
         check_prefix_series(frames)
         planes = exit_plane_indices([float(f.cell[2, 2]) for f in frames],
@@ -372,6 +437,11 @@ def simulate_unit(
         )
         offsets = np.zeros((len(config_seeds), 2))
     else:
+        if settings.prism_interpolation and any(perturbation.perturbation.tilt_xy_mrad):
+            raise SimulationConfigError(
+                f"a mistilt of {perturbation.perturbation.tilt_mrad:.3g} mrad with PRISM "
+                "(simulation.prism_interpolation): abTEM's SMatrix has no tilt; valid: "
+                "simulation.perturbations.max_tilt_mrad: 0, or prism_interpolation: null")
         probe = perturbed_probe(settings, perturbation.perturbation)
         offsets = np.asarray(perturbation.source_offsets_A, dtype=np.float64).reshape(-1, 2)
         if len(offsets) != len(config_seeds):
@@ -388,26 +458,42 @@ def simulate_unit(
     flat = positions.reshape(-1, 2)  # scan_x-major, as the output
     n_probes = len(flat)
     per_call = probes_per_call(n_probes, gpts, WAVE_BUDGET_BYTES[settings.device])
+    timed = stages.stage if stages is not None else _untimed
     t0 = time.perf_counter()
     acc = None
     for ic, seed in enumerate(config_seeds):
-        fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
-                                 seed=(int(seed),))
-        displaced = fp.randomize(atoms)
-        potential = abtem.Potential(
-            displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
-            parametrization=settings.parametrization, projection="infinite",
-            device=settings.device, exit_planes=planes,
-        ).build(lazy=False)
+        with timed("potential"):
+            fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
+                                     seed=(int(seed),))
+            displaced = fp.randomize(atoms)
+            potential = abtem.Potential(
+                displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
+                parametrization=settings.parametrization, projection="infinite",
+                device=settings.device, exit_planes=planes,
+            ).build(lazy=False)
         probe.grid.match(potential)
+        if settings.prism_interpolation:  # one S-matrix per configuration, all probes
+            with timed("s_matrix"):
+                s_matrix = abtem.SMatrix(
+                    potential=potential, energy=settings.energy_kV * 1e3,
+                    semiangle_cutoff=settings.semiangle_mrad,
+                    interpolation=settings.prism_interpolation, downsample=False,
+                    device=settings.device).build(lazy=False)
+            ctf = abtem.CTF(energy=settings.energy_kV * 1e3,
+                            semiangle_cutoff=settings.semiangle_mrad,
+                            aberration_coefficients=dict(probe.aberrations.aberration_coefficients))
         for p0 in range(0, n_probes, per_call):
             p1 = min(n_probes, p0 + per_call)
             # one propagation, two detectors: the pixelated patterns and the
             # virtual HAADF signal of the same probes
             where = flat[p0:p1] if perturbation is None else flat[p0:p1] + offsets[ic]
-            meas, ring = probe.scan(potential, scan=abtem.CustomScan(where),
-                                    detectors=[detector, haadf], max_batch=p1 - p0,
-                                    lazy=True).compute(scheduler="synchronous")
+            with timed("multislice+detection"):
+                if settings.prism_interpolation:
+                    meas, ring = prism_patterns(s_matrix, where, [detector, haadf], ctf)
+                else:
+                    meas, ring = probe.scan(potential, scan=abtem.CustomScan(where),
+                                            detectors=[detector, haadf], max_batch=p1 - p0,
+                                            lazy=True).compute(scheduler="synchronous")
             block = meas.array.reshape((n_planes, p1 - p0) + meas.array.shape[-2:])
             block = block.astype(np.float32, copy=False)
             if acc is None:
@@ -421,10 +507,11 @@ def simulate_unit(
                 haadf_range = [settings.haadf_inner_mrad,
                                float(settings.haadf_mrad[1] if settings.haadf_mrad[1]
                                      is not None else min(probe.cutoff_angles))]
-            block /= n_cfg  # in place: the same float32 result as block / n_cfg
-            acc[:, p0:p1] += block
-            acc_haadf[:, p0:p1] += xp.asarray(ring.array, dtype=np.float32).reshape(
-                n_planes, p1 - p0) / n_cfg
+            with timed("accumulation"):
+                block /= n_cfg  # in place: the same float32 result as block / n_cfg
+                acc[:, p0:p1] += block
+                acc_haadf[:, p0:p1] += xp.asarray(ring.array, dtype=np.float32).reshape(
+                    n_planes, p1 - p0) / n_cfg
             del block, meas, ring
             progress(f"config {ic + 1}/{n_cfg} probes {p0 + 1}-{p1}/{n_probes} "
                      f"({ic * n_probes + p1}/{n_cfg * n_probes}, "
@@ -443,8 +530,12 @@ def simulate_unit(
         # which doubled the peak memory, and a whole-array device-to-host
         # copy would put the output in host memory a second time
         for idx in np.ndindex(data.shape[:-3]):
-            cbed[idx] = _to_numpy(data[idx])
-        ring = _to_numpy(acc_haadf).reshape((n_planes, nx, ny))
+            with timed("host copy"):
+                chunk = _to_numpy(data[idx])
+            with timed("write"):
+                cbed[idx] = chunk
+        with timed("host copy"):
+            ring = _to_numpy(acc_haadf).reshape((n_planes, nx, ny))
         ring = ring if series else ring[0]
         group.create_array("haadf", shape=ring.shape, dtype="float32",
                            chunks=ring.shape, fill_value=0.0)[...] = ring
@@ -479,6 +570,62 @@ def simulate_unit(
         write_attrs(group, attrs)
     progress(f"done: {out} in {time.perf_counter() - t0:.1f} s")
     return Path(out)
+
+
+def prism_patterns(s_matrix, positions_A: np.ndarray, detectors: Sequence, ctf) -> list:
+    """Detect PRISM probes at ``positions_A`` [Å] as multislice probes are.
+
+    abTEM's reduction of an interpolated S-matrix returns each probe cropped
+    to its window (cell / interpolation); its diffraction pattern would be
+    sampled ``interpolation`` times more coarsely than a multislice pattern.
+    Each window is therefore zero-padded to the full grid (the PRISM probe
+    is zero outside its window, so this is that probe's exact pattern, and
+    its position inside the padded cell only changes a phase) and handed to
+    the same abTEM detectors as multislice, which crop the same pixels.
+    Intensities are divided by the interpolation factors' product: abTEM
+    normalises the window, not the padded cell. With interpolation 1 this
+    is multislice to float32 rounding (a test checks it).
+
+    Parameters
+    ----------
+    s_matrix : abtem SMatrixArray
+        Built (``downsample=False``, so the window keeps the grid's sampling).
+    positions_A : ndarray, shape (n, 2)
+        Probe positions [Å].
+    detectors : sequence of abtem detectors
+    ctf : abtem.CTF
+        The probe's aperture and aberrations.
+
+    Returns
+    -------
+    One measurement per detector, scan axis first (after any exit-plane axis).
+    """
+    import abtem
+
+    waves = s_matrix.reduce(scan=abtem.CustomScan(positions_A), ctf=ctf,
+                            detectors=abtem.WavesDetector())
+    waves = waves[0] if isinstance(waves, (list, tuple)) else waves
+    waves = waves.compute(scheduler="synchronous") if waves.is_lazy else waves
+    xp_array = waves.array
+    nx, ny = xp_array.shape[-2:]
+    gx, gy = s_matrix.gpts
+    from abtem.core.backend import get_array_module
+
+    xp = get_array_module(xp_array)
+    padded = xp.zeros(xp_array.shape[:-2] + (gx, gy), dtype=xp_array.dtype)
+    padded[..., :nx, :ny] = xp_array
+    del xp_array
+    full = abtem.Waves(padded, energy=waves.energy, sampling=waves.sampling,
+                       ensemble_axes_metadata=waves.ensemble_axes_metadata,
+                       metadata=waves.metadata)
+    scale = float(np.prod(s_matrix.interpolation))
+    out = []
+    for detector in detectors:
+        m = detector.detect(full)
+        if scale != 1.0:
+            m.array[...] /= scale
+        out.append(m)
+    return out
 
 
 def perturbed_probe(settings: SimulationSettings, p: "Perturbation"):

@@ -555,13 +555,13 @@ class LaoStoCbed(Campaign):
         check_consistency(config)
 
     def hashed_section(self, name: str, value):
-        """Stage parameters hash perturbations switched off as absent, and
+        """Stage parameters hash perturbations and PRISM switched off as absent, and
         the paper's step model (the default) as a config without
         ``structures.step_model``: earlier runs are not rerun."""
-        from ...forward.perturb import strip_disabled
+        from .samples import hashed_simulation
 
         if name == "simulation" and isinstance(value, dict):
-            return strip_disabled(value)
+            return hashed_simulation(value)
         if name == "structures" and isinstance(value, dict):
             return without_default_step_model(value)
         return value

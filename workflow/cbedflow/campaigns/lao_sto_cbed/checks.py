@@ -29,6 +29,7 @@ def check_consistency(config: dict) -> None:
             f"valid: a sigma [Å] for every element of the structures ({', '.join(ELEMENTS)}), "
             f"missing {', '.join(missing)}")
     check_perturbations(config)
+    check_prism(config)
     for t in s["thicknesses_A"]:
         nz = thickness_cells(t)
         if nz < N_STEP_CLASSES - 1:
@@ -143,3 +144,38 @@ def check_perturbations(config: dict) -> None:
             f"config key 'simulation.perturbations.thickness_fraction': value "
             f"{p['thickness_fraction']} cannot apply to exit-plane thickness series; valid: 0, "
             "or simulation.exit_planes: false")
+
+
+def check_prism(config: dict) -> None:
+    """``simulation.prism_interpolation``: the probe window (cell /
+    interpolation) no narrower than ``prism_min_window_A`` along x and y, no
+    exit-plane series and no mistilt (abTEM 1.0.11's SMatrix has neither)."""
+    from ...forward.perturb import perturbation_config
+    from .structures import InterfaceGeometry
+
+    sim = config["simulation"]
+    f = sim.get("prism_interpolation")
+    if not f:
+        return
+    s = config["structures"]
+    n_x = s["n_substrate"] + s["n_film"] + 1  # as LaoStoCbed.geometry
+    geom = InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x)
+    window = min(geom.extent_A) / f
+    if window < sim["prism_min_window_A"] - 1e-9:
+        raise ConfigError(
+            f"config key 'simulation.prism_interpolation': value {f} is invalid for a "
+            f"{geom.extent_A[0]:.2f} x {geom.extent_A[1]:.2f} Å cell: probe window "
+            f"{window:.2f} Å < simulation.prism_min_window_A={sim['prism_min_window_A']} Å "
+            f"(the validated bound, docs/performance.md); valid: <= "
+            f"{max(1, int(min(geom.extent_A) // sim['prism_min_window_A']))}, or null (multislice)")
+    if sim["exit_planes"] and len(s["thicknesses_A"]) > 1:
+        raise ConfigError(
+            f"config key 'simulation.prism_interpolation': value {f} cannot record exit-plane "
+            "thickness series (abTEM 1.0.11's SMatrix does not build exit planes); valid: "
+            "simulation.exit_planes: false, or prism_interpolation: null")
+    p = perturbation_config(config)
+    if p is not None and p["max_tilt_mrad"] > 0:
+        raise ConfigError(
+            f"config key 'simulation.perturbations.max_tilt_mrad': value {p['max_tilt_mrad']} "
+            "cannot be simulated with PRISM (simulation.prism_interpolation; abTEM's SMatrix "
+            "has no tilt); valid: 0, or prism_interpolation: null")

@@ -123,7 +123,7 @@ def unit_key(config: dict, structure: str | None = None, thickness: str | None =
     # the unit's thickness label says; it does not change a unit's physics
     # perturbations switched off (or absent) change nothing, so they do not
     # enter the key: a unit simulated before they existed is reused
-    part["simulation"] = {k: v for k, v in strip_disabled(part.get("simulation", {})).items()
+    part["simulation"] = {k: v for k, v in hashed_simulation(part.get("simulation", {})).items()
                           if k != "exit_planes"}
     s = config["structures"]
     # the paper's step model (the default) does not enter the key: a unit
@@ -193,3 +193,16 @@ def simulate_from_file(params: dict, structure: str | Path, thickness: str, batc
         "unit_key": unit_key(params, atoms.info["structure"], thickness),
         "seed": params["seed"], "batch": batch,
     })
+
+
+def hashed_simulation(simulation: dict) -> dict:
+    """The ``simulation`` section as unit keys and stage parameters hash it:
+    perturbations switched off as absent (:func:`strip_disabled`), and the
+    PRISM keys absent while PRISM is off (the window bound only ever refuses
+    a config, so it never enters), so units simulated before the option
+    existed are reused."""
+    out = strip_disabled(simulation)
+    drop = {"prism_min_window_A"}
+    if out.get("prism_interpolation") is None:
+        drop.add("prism_interpolation")
+    return {k: v for k, v in out.items() if k not in drop}
