@@ -1,7 +1,7 @@
 """PRISM against multislice for the 4D-STEM units: pattern error and cost.
 
     python benchmarks/prism.py --quick      # the reproduction geometry (~3 min, 2 cores)
-    python benchmarks/prism.py              # + the paper geometry at 100 Å (~15 min, 2 cores)
+    python benchmarks/prism.py              # + the paper geometry at 100 and 300 Å (~30 min)
     python benchmarks/prism.py --device gpu # the same on a CUDA machine with cupy
 
 Each case simulates the same structure with the same phonon seed twice through
@@ -13,9 +13,11 @@ and prints per f:
 * the relative L2 error of the recorded patterns (the whole detector), of the
   networks' input (``crop.pattern_px`` central pixels binned by ``crop.binning``,
   as the campaign's examples) and of the virtual HAADF signal;
-* the wall time of both, and, from PRISM at two probe counts (its fixed cost,
-  the S-matrix, and its cost per probe), the speed-up for the config's full unit
-  (every probe of the scan, every configuration of a batch).
+* the wall time of both by stage (``StageTimes``): per configuration the
+  potential and, for PRISM, the S-matrix (fixed costs), and the multislice or
+  PRISM reduction with detection per probe; from these the estimated cost of
+  the config's full unit (every probe of the scan, every configuration of a
+  batch) and PRISM's speed-up there.
 
 The multislice reference runs on the PRISM grid (a multiple of f); on the
 campaign's own grid it differs only by its 7-smooth rounding.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -43,12 +44,13 @@ from cbedflow.campaigns import get_campaign  # noqa: E402
 from cbedflow.campaigns.lao_sto_cbed import crop_pattern  # noqa: E402
 from cbedflow.campaigns.lao_sto_cbed.structures import build_structure  # noqa: E402
 from cbedflow.config import validate  # noqa: E402
-from cbedflow.forward.cbed4d import ScanSettings, SimulationSettings, simulate_unit  # noqa: E402
+from cbedflow.forward.cbed4d import SimulationSettings, StageTimes, simulate_unit  # noqa: E402
 
 #: geometry name -> (config file, thickness [Å], interpolation factors, probes along x)
 CASES = {
     "reproduce": ("reproduce.yaml", 78.0, (1, 2), 25),
-    "paper": ("paper.yaml", 100.0, (2, 3, 4), 13),
+    "paper": ("paper.yaml", 100.0, (2, 4), 13),
+    "paper-300": ("paper.yaml", 300.0, (2, 4), 13),
 }
 
 
@@ -66,11 +68,12 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_unit(atoms, settings: SimulationSettings, seed: int, out: Path):
+    stages = StageTimes()
     t0 = time.perf_counter()
-    simulate_unit(atoms, settings, [seed], out, progress=lambda m: None)
+    simulate_unit(atoms, settings, [seed], out, progress=lambda m: None, stages=stages)
     seconds = time.perf_counter() - t0
     g = zarr.open_group(str(out), mode="r")
-    return g["cbed"][...], g["haadf"][...], seconds
+    return g["cbed"][...], g["haadf"][...], seconds, stages.seconds
 
 
 def bench_case(name: str, device: str, tmp: Path, factors=None) -> list[dict]:
@@ -94,15 +97,13 @@ def bench_case(name: str, device: str, tmp: Path, factors=None) -> list[dict]:
         # multislice on the same grid: the sampling that gives exactly these gpts
         ms = replace(base, scan=one_line, sampling_A=cell / gpts[0] * (1 + 1e-9))
         assert ms.gpts(atoms) == gpts, (ms.gpts(atoms), gpts)
-        ref, ref_ring, t_ms = run_unit(atoms, ms, 7, tmp / f"{name}-ms-{f}.zarr")
-        got, ring, t_pr = run_unit(atoms, prism, 7, tmp / f"{name}-prism-{f}.zarr")
-        # PRISM's cost per probe: the same unit with 4x the probes
-        more = replace(prism, scan=replace(one_line, positions_y=4))
-        _, _, t_pr4 = run_unit(atoms, more, 7, tmp / f"{name}-prism4-{f}.zarr")
-        per_probe = max(0.0, (t_pr4 - t_pr) / (3 * n_x))
-        fixed = max(0.0, t_pr - per_probe * n_x)
-        ms_unit = t_ms / n_x * full_probes * batch
-        pr_unit = (fixed + per_probe * full_probes) * batch
+        ref, ref_ring, t_ms, st_ms = run_unit(atoms, ms, 7, tmp / f"{name}-ms-{f}.zarr")
+        got, ring, t_pr, st_pr = run_unit(atoms, prism, 7, tmp / f"{name}-prism-{f}.zarr")
+        probe_ms = st_ms["multislice+detection"] / n_x
+        probe_pr = st_pr["multislice+detection"] / n_x
+        fixed_pr = st_pr["potential"] + st_pr["s_matrix"]
+        ms_unit = (st_ms["potential"] + probe_ms * full_probes) * batch
+        pr_unit = (fixed_pr + probe_pr * full_probes) * batch
         lx, ly = crop_pattern(got, crop["pattern_px"], crop["binning"]), \
             crop_pattern(ref, crop["pattern_px"], crop["binning"])
         row = {
@@ -111,22 +112,25 @@ def bench_case(name: str, device: str, tmp: Path, factors=None) -> list[dict]:
             "pattern_rel_l2": rel_l2(got, ref),
             "input_rel_l2": rel_l2(lx, ly),
             "haadf_rel_l2": rel_l2(ring, ref_ring),
-            "total_intensity_rel_diff": float(np.abs(got.sum((-2, -1)) / ref.sum((-2, -1)) - 1).max()),
-            "multislice_s": t_ms, "prism_s": t_pr, "prism_4x_probes_s": t_pr4,
-            "prism_fixed_s": fixed, "prism_per_probe_s": per_probe,
+            "total_intensity_rel_diff": float(np.abs(got.sum((-2, -1)) / ref.sum((-2, -1))
+                                                     - 1).max()),
+            "multislice_s": t_ms, "prism_s": t_pr,
+            "multislice_stages_s": st_ms, "prism_stages_s": st_pr,
+            "multislice_per_probe_s": probe_ms, "prism_per_probe_s": probe_pr,
+            "prism_s_matrix_s": st_pr["s_matrix"],
             "unit_probes": full_probes, "unit_configs": batch,
             "unit_multislice_s_est": ms_unit, "unit_prism_s_est": pr_unit,
-            "unit_speedup_est": ms_unit / pr_unit if pr_unit > 0 else math.inf,
+            "unit_speedup_est": ms_unit / pr_unit,
         }
         rows.append(row)
         print(f"[{name}] {thickness:.0f} Å, cell {cell:.2f} Å, grid {gpts}, f={f}: window "
               f"{cell / f:.2f} Å; rel. L2 vs multislice: patterns {row['pattern_rel_l2']:.4f}, "
               f"network input ({crop['pattern_px']} px / {crop['binning']}) "
-              f"{row['input_rel_l2']:.4f}, HAADF {row['haadf_rel_l2']:.4f}; {n_x} probes: "
-              f"multislice {t_ms:.1f} s, PRISM {t_pr:.1f} s ({fixed:.1f} s S-matrix + "
-              f"{per_probe * 1e3:.1f} ms/probe); full unit ({full_probes} probes x {batch} "
-              f"configs) est. {ms_unit:.0f} s vs {pr_unit:.0f} s = "
-              f"{row['unit_speedup_est']:.2f}x", flush=True)
+              f"{row['input_rel_l2']:.4f}, HAADF {row['haadf_rel_l2']:.4f}; per configuration: "
+              f"multislice {probe_ms * 1e3:.0f} ms/probe, PRISM S-matrix "
+              f"{st_pr['s_matrix']:.1f} s + {probe_pr * 1e3:.1f} ms/probe; full unit "
+              f"({full_probes} probes x {batch} configs) est. {ms_unit:.0f} s vs {pr_unit:.0f} s "
+              f"= {row['unit_speedup_est']:.2f}x", flush=True)
     return rows
 
 
@@ -141,7 +145,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in (["reproduce"] if a.quick else ["reproduce", "paper"]):
+        for name in (["reproduce"] if a.quick else list(CASES)):
             rows += bench_case(name, a.device, Path(tmp), a.factors)
     print(f"({time.perf_counter() - t0:.0f} s)")
     if a.out:
