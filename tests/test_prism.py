@@ -137,6 +137,14 @@ def test_config_refuses_prism_where_it_cannot_apply():
         _config(prism_interpolation=2)
     assert _config(prism_interpolation=2, prism_min_window_A=9.0)["simulation"][
         "prism_interpolation"] == 2
+    # the probe spreads through a thick sample: 7 x 20 mrad x 78 Å = 10.92 Å > 9.76 Å
+    from cbedflow.config import validate as _validate
+
+    with pytest.raises(ConfigError, match=r"window 9.76 Å < prism_spread_factor=7.0 x 20 mrad "
+                                          r"x 78 Å = 10.92 Å.*valid: <= 1"):
+        _validate({"structures": {"per_class": 1, "thicknesses_A": [78.0]},
+                   "simulation": {"exit_planes": False, "prism_interpolation": 2,
+                                  "prism_min_window_A": 9.0}})
     with pytest.raises(ConfigError, match=r"max_tilt_mrad': value 2.0 cannot be simulated with "
                                           r"PRISM.*valid: 0"):
         _config(prism_interpolation=1, perturbations={"enabled": True, "max_tilt_mrad": 2.0})
@@ -156,7 +164,7 @@ def test_prism_off_hashes_as_absent_and_on_is_another_unit():
                                          if not k.startswith("prism_")}}
     key = LaoStoCbed(absent).unit_key("step-0000", "t39")
     assert LaoStoCbed(stripped).unit_key("step-0000", "t39") == key
-    loose = _config(prism_min_window_A=5.0)  # a bound alone changes no unit
+    loose = _config(prism_min_window_A=5.0, prism_spread_factor=1.0)  # bounds change no unit
     assert LaoStoCbed(loose).unit_key("step-0000", "t39") == key
     on = _config(prism_interpolation=1)
     assert LaoStoCbed(on).unit_key("step-0000", "t39") != key

@@ -148,8 +148,10 @@ def check_perturbations(config: dict) -> None:
 
 def check_prism(config: dict) -> None:
     """``simulation.prism_interpolation``: the probe window (cell /
-    interpolation) no narrower than ``prism_min_window_A`` along x and y, no
-    exit-plane series and no mistilt (abTEM 1.0.11's SMatrix has neither)."""
+    interpolation) no narrower than ``prism_min_window_A`` nor than
+    ``prism_spread_factor`` x semiangle [rad] x the thickest sample [Å] along
+    x and y, no exit-plane series and no mistilt (abTEM 1.0.11's SMatrix has
+    neither)."""
     from ...forward.perturb import perturbation_config
     from .structures import InterfaceGeometry
 
@@ -161,13 +163,21 @@ def check_prism(config: dict) -> None:
     n_x = s["n_substrate"] + s["n_film"] + 1  # as LaoStoCbed.geometry
     geom = InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x)
     window = min(geom.extent_A) / f
-    if window < sim["prism_min_window_A"] - 1e-9:
+    alpha = config["microscope"]["semiangle_mrad"] * 1e-3
+    t_max = max(s["thicknesses_A"])
+    need = max(sim["prism_min_window_A"], sim["prism_spread_factor"] * alpha * t_max)
+    if window < need - 1e-9:
+        why = (f"simulation.prism_min_window_A={sim['prism_min_window_A']} Å"
+               if need == sim["prism_min_window_A"] else
+               f"prism_spread_factor={sim['prism_spread_factor']} x {alpha * 1e3:g} mrad x "
+               f"{t_max:g} Å = {need:.2f} Å")
+        best = int(min(geom.extent_A) // need) if need > 0 else f
         raise ConfigError(
             f"config key 'simulation.prism_interpolation': value {f} is invalid for a "
             f"{geom.extent_A[0]:.2f} x {geom.extent_A[1]:.2f} Å cell: probe window "
-            f"{window:.2f} Å < simulation.prism_min_window_A={sim['prism_min_window_A']} Å "
-            f"(the validated bound, docs/performance.md); valid: <= "
-            f"{max(1, int(min(geom.extent_A) // sim['prism_min_window_A']))}, or null (multislice)")
+            f"{window:.2f} Å < {why} (the validated bound, docs/performance.md); valid: "
+            + (f"<= {best}, or null (multislice)" if best >= 1 else
+               "null (multislice): the cell is narrower than the bound"))
     if sim["exit_planes"] and len(s["thicknesses_A"]) > 1:
         raise ConfigError(
             f"config key 'simulation.prism_interpolation': value {f} cannot record exit-plane "

@@ -198,11 +198,11 @@ def simulate_from_file(params: dict, structure: str | Path, thickness: str, batc
 def hashed_simulation(simulation: dict) -> dict:
     """The ``simulation`` section as unit keys and stage parameters hash it:
     perturbations switched off as absent (:func:`strip_disabled`), and the
-    PRISM keys absent while PRISM is off (the window bound only ever refuses
-    a config, so it never enters), so units simulated before the option
+    PRISM keys absent while PRISM is off (the window bounds only ever refuse
+    a config, so they never enter), so units simulated before the option
     existed are reused."""
     out = strip_disabled(simulation)
-    drop = {"prism_min_window_A"}
+    drop = {"prism_min_window_A", "prism_spread_factor"}
     if out.get("prism_interpolation") is None:
         drop.add("prism_interpolation")
     return {k: v for k, v in out.items() if k not in drop}
