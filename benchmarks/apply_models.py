@@ -255,7 +255,8 @@ class Dataset:
 
     def check_pair(self, other: "Dataset") -> None:
         """Refuse a pair that is not the same structures with the same labels
-        and scan (the detector pixels and the sampling may differ)."""
+        and scan (the detector pixels, the sampling and the microscope's
+        imperfections may differ: :func:`label_differences`)."""
         problems = []
         if self.names != other.names:
             problems.append("structure names differ")
@@ -263,16 +264,29 @@ class Dataset:
             problems.append(f"scan shapes {self.cbed.shape[:3]} != {other.cbed.shape[:3]}")
         if not np.allclose(self.step_A, other.step_A, rtol=1e-6):
             problems.append(f"scan_step_A {self.step_A.tolist()} != {other.step_A.tolist()}")
-        for k in sorted(set(self.labels) | set(other.labels)):
-            a, b = self.labels.get(k), other.labels.get(k)
-            if a is None or b is None or a.shape != b.shape or not np.array_equal(
-                    a, b, equal_nan=a.dtype.kind == "f"):
-                problems.append(f"label {k!r} differs")
+        problems += label_differences(self.labels, other.labels)
         if self.seed != other.seed:
             problems.append(f"seeds {self.seed} != {other.seed}")
         if problems:
             raise ApplyError(f"{self.path} and {other.path} are not the same structures: "
                              + "; ".join(problems))
+
+
+def label_differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
+    """The labels in which two datasets of the same structures differ, one
+    line each. The perturbation labels (``perturbed``, ``perturb_*``) say how
+    the microscope simulated a structure, not what the structure is, so a
+    structure simulated with and without an imperfection is still the same
+    structure: they are not compared."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if k.startswith("perturb"):
+            continue
+        x, y = a.get(k), b.get(k)
+        if x is None or y is None or x.shape != y.shape or not np.array_equal(
+                x, y, equal_nan=x.dtype.kind == "f"):
+            out.append(f"label {k!r} differs")
+    return out
 
 
 def find_models(root: str | Path, only: list[str] | None = None) -> list[Path]:

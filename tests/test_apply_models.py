@@ -89,3 +89,16 @@ def test_accuracy_by_thirds_splits_at_the_tertiles():
     assert got["low"]["accuracy"] == 1.0 and got["high"]["accuracy"] == 0.0
     assert got["middle"]["accuracy"] == pytest.approx(1 / 3)
     assert got["high"]["range"] == [6.0, 8.0]
+
+
+def test_pairs_compare_structure_labels_not_the_microscope():
+    label_differences = am.label_differences
+    base = {"step_k": np.array([0, 5]), "intermix_fraction": np.array([np.nan, 0.2])}
+    ideal = {**base, "perturbed": np.array([0, 0])}
+    tilted = {**base, "perturbed": np.array([1, 1]), "perturb_tilt_mrad": np.array([1.0, 2.0])}
+    assert label_differences(ideal, tilted) == []  # same structures, another microscope
+    assert label_differences(base, {**base}) == []  # NaN labels compare equal
+    other = {**base, "step_k": np.array([0, 6])}
+    assert label_differences(base, other) == ["label 'step_k' differs"]
+    assert label_differences(base, {"step_k": base["step_k"]}) == [
+        "label 'intermix_fraction' differs"]
