@@ -227,3 +227,30 @@ def test_gpu_device_without_a_gpu_is_refused_before_any_work():
     with pytest.raises(SimulationConfigError, match=r"device 'gpu': cupy cannot use a GPU here "
                                                     r"\(ModuleNotFoundError: .*or device: cpu"):
         check_device("gpu")
+
+
+def test_cupy_plan_cache_grows_and_never_shrinks(monkeypatch):
+    """A unit test of one function with a stand-in for cupy (no GPU here):
+    the cache is set to CUPY_FFT_PLANS unless a site set a larger one."""
+    import sys
+    import types
+
+    from cbedflow.forward.cbed4d import CUPY_FFT_PLANS, size_cupy_plan_cache
+
+    class Cache:
+        def __init__(self, size):
+            self.size = size
+
+        def get_size(self):
+            return self.size
+
+        def set_size(self, n):
+            self.size = n
+
+    cache = Cache(16)  # CuPy's default
+    fake = types.SimpleNamespace(fft=types.SimpleNamespace(
+        config=types.SimpleNamespace(get_plan_cache=lambda: cache)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert size_cupy_plan_cache() == CUPY_FFT_PLANS == cache.size
+    cache.size = 1000
+    assert size_cupy_plan_cache() == 1000
