@@ -231,15 +231,20 @@ def test_gpu_device_without_a_gpu_is_refused_before_any_work():
 
 def test_cupy_plan_cache_grows_and_never_shrinks(monkeypatch):
     """A unit test of one function with a stand-in for cupy (no GPU here):
-    the cache is set to CUPY_FFT_PLANS unless a site set a larger one."""
+    the cache grows to CUPY_FFT_PLANS plans with a bounded work area, unless
+    a site set more (or disabled it with 0)."""
     import sys
     import types
 
-    from cbedflow.forward.cbed4d import CUPY_FFT_PLANS, size_cupy_plan_cache
+    from cbedflow.forward.cbed4d import (
+        CUPY_FFT_PLAN_BYTES,
+        CUPY_FFT_PLANS,
+        size_cupy_plan_cache,
+    )
 
     class Cache:
-        def __init__(self, size):
-            self.size = size
+        def __init__(self, size, memsize):
+            self.size, self.memsize = size, memsize
 
         def get_size(self):
             return self.size
@@ -247,10 +252,18 @@ def test_cupy_plan_cache_grows_and_never_shrinks(monkeypatch):
         def set_size(self, n):
             self.size = n
 
-    cache = Cache(16)  # CuPy's default
+        def get_memsize(self):
+            return self.memsize
+
+        def set_memsize(self, n):
+            self.memsize = n
+
+    cache = Cache(16, -1)  # CuPy's defaults
     fake = types.SimpleNamespace(fft=types.SimpleNamespace(
         config=types.SimpleNamespace(get_plan_cache=lambda: cache)))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    assert size_cupy_plan_cache() == CUPY_FFT_PLANS == cache.size
-    cache.size = 1000
-    assert size_cupy_plan_cache() == 1000
+    assert size_cupy_plan_cache() == (CUPY_FFT_PLANS, CUPY_FFT_PLAN_BYTES)
+    cache.size, cache.memsize = 1000, 2**34
+    assert size_cupy_plan_cache() == (1000, 2**34)
+    cache.size = 0  # a site that disabled the cache keeps it disabled
+    assert size_cupy_plan_cache()[0] == 0

@@ -241,22 +241,31 @@ def configure_abtem(settings: SimulationSettings) -> None:
 
 
 #: cuFFT plans CuPy keeps per device and thread. Its default, 16, is fewer
-#: than one packed job's distinct FFT shapes (probe blocks of several sizes,
-#: detection, potential, S-matrix), and a rebuilt plan cost ~30 % of a
-#: GPU run in abTEM's own report; a plan of a 525 x 525 x 486 block holds
-#: no workspace beyond the transform, so 128 plans cost little memory.
+#: than one packed job's distinct FFT shapes can reach (probe blocks of
+#: several sizes, detection, potential, S-matrix), and a rebuilt plan cost
+#: ~30 % of a GPU run in abTEM's own report.
 CUPY_FFT_PLANS = 128
 
+#: GPU memory for the cached plans' work areas [bytes]. CuPy's default is no
+#: limit; a batched plan's work area can be as large as its data (1 GiB for a
+#: block of 486 probes on a 525 x 525 grid), so more plans need a bound:
+#: least recently used plans are dropped beyond it.
+CUPY_FFT_PLAN_BYTES = 2 * 2**30
 
-def size_cupy_plan_cache(n: int = CUPY_FFT_PLANS) -> int:
-    """Grow CuPy's cuFFT plan cache to at least ``n`` plans (never shrink a
-    larger one a site configured); returns the size now set."""
+
+def size_cupy_plan_cache(n: int = CUPY_FFT_PLANS,
+                         memsize: int = CUPY_FFT_PLAN_BYTES) -> tuple[int, int]:
+    """Grow CuPy's cuFFT plan cache to at least ``n`` plans and bound its
+    work areas to ``memsize`` bytes where CuPy leaves them unlimited (never
+    shrink what a site configured); returns (size, memsize) now set."""
     import cupy
 
     cache = cupy.fft.config.get_plan_cache()
-    if cache.get_size() < n:
+    if 0 <= cache.get_size() < n:
         cache.set_size(n)
-    return cache.get_size()
+    if cache.get_memsize() < 0:
+        cache.set_memsize(memsize)
+    return cache.get_size(), cache.get_memsize()
 
 
 def _to_numpy(array) -> np.ndarray:
