@@ -261,7 +261,7 @@ def size_cupy_plan_cache(n: int = CUPY_FFT_PLANS,
     import cupy
 
     cache = cupy.fft.config.get_plan_cache()
-    if 0 <= cache.get_size() < n:
+    if 0 < cache.get_size() < n:  # 0: disabled, -1: unlimited
         cache.set_size(n)
     if cache.get_memsize() < 0:
         cache.set_memsize(memsize)
