@@ -133,8 +133,12 @@ def test_config_refuses_prism_where_it_cannot_apply():
 
     # default geometry: 5 cells = 19.5 Å square, so interpolation 2 is a 9.8 Å window
     with pytest.raises(ConfigError, match=r"prism_interpolation': value 2 .*19.52 x 19.52 Å "
-                                          r"cell: probe window 9.76 Å < .*valid: <= 1"):
+                                          r"cell: probe window 9.76 Å < simulation.prism_min_"
+                                          r"window_A=20.0 Å .*valid: null \(multislice\): the "
+                                          r"cell is narrower than the bound"):
         _config(prism_interpolation=2)
+    assert _config(prism_interpolation=1, prism_min_window_A=15.0)["simulation"][
+        "prism_interpolation"] == 1
     assert _config(prism_interpolation=2, prism_min_window_A=9.0)["simulation"][
         "prism_interpolation"] == 2
     # the probe spreads through a thick sample: 7 x 20 mrad x 78 Å = 10.92 Å > 9.76 Å
@@ -147,10 +151,12 @@ def test_config_refuses_prism_where_it_cannot_apply():
                                   "prism_min_window_A": 9.0}})
     with pytest.raises(ConfigError, match=r"max_tilt_mrad': value 2.0 cannot be simulated with "
                                           r"PRISM.*valid: 0"):
-        _config(prism_interpolation=1, perturbations={"enabled": True, "max_tilt_mrad": 2.0})
+        _config(prism_interpolation=1, prism_min_window_A=15.0,
+                perturbations={"enabled": True, "max_tilt_mrad": 2.0})
     with pytest.raises(ConfigError, match=r"exit-plane thickness series.*exit_planes: false"):
         validate({"structures": {"thicknesses_A": [39.0, 78.0]},
-                  "simulation": {"exit_planes": True, "prism_interpolation": 1}})
+                  "simulation": {"exit_planes": True, "prism_interpolation": 1,
+                                 "prism_min_window_A": 15.0}})
     with pytest.raises(ConfigError, match="prism_interpolation"):
         _config(prism_interpolation=0)
 
@@ -166,5 +172,5 @@ def test_prism_off_hashes_as_absent_and_on_is_another_unit():
     assert LaoStoCbed(stripped).unit_key("step-0000", "t39") == key
     loose = _config(prism_min_window_A=5.0, prism_spread_factor=1.0)  # bounds change no unit
     assert LaoStoCbed(loose).unit_key("step-0000", "t39") == key
-    on = _config(prism_interpolation=1)
+    on = _config(prism_interpolation=1, prism_min_window_A=15.0)
     assert LaoStoCbed(on).unit_key("step-0000", "t39") != key
