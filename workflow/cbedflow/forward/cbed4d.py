@@ -342,6 +342,27 @@ def check_prefix_series(frames: Sequence[Atoms]) -> None:
                 "series cannot come from exit planes of one propagation")
 
 
+def phonon_potential(atoms: Atoms, settings, seed: int, gpts: tuple[int, int],
+                     exit_planes=None):
+    """abTEM potential (lazy) of one frozen-phonon configuration of ``atoms``:
+    every atom displaced by ``settings.sigmas_A`` [Å] with ``seed``; no
+    sigmas (an empty dict) leaves the static lattice (validation runs).
+    ``settings``: any settings with ``sigmas_A``, ``slice_thickness_A`` [Å],
+    ``parametrization`` and ``device`` (:class:`SimulationSettings`, the
+    STEM images' ``ImagingSettings``)."""
+    import abtem
+
+    displaced = atoms
+    if settings.sigmas_A:
+        fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
+                                 seed=(int(seed),))
+        displaced = fp.randomize(atoms)
+    return abtem.Potential(
+        displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
+        parametrization=settings.parametrization, projection="infinite",
+        device=settings.device, exit_planes=exit_planes)
+
+
 class StageTimes:
     """Wall time per stage of :func:`simulate_unit` [s], for the benchmarks.
 
@@ -493,14 +514,8 @@ def simulate_unit(
     acc = None
     for ic, seed in enumerate(config_seeds):
         with timed("potential"):
-            fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=settings.sigmas_A,
-                                     seed=(int(seed),))
-            displaced = fp.randomize(atoms)
-            potential = abtem.Potential(
-                displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
-                parametrization=settings.parametrization, projection="infinite",
-                device=settings.device, exit_planes=planes,
-            ).build(lazy=False)
+            potential = phonon_potential(atoms, settings, seed, gpts,
+                                         exit_planes=planes).build(lazy=False)
         probe.grid.match(potential)
         if settings.prism_interpolation:  # one S-matrix per configuration, all probes
             with timed("s_matrix"):

@@ -259,7 +259,7 @@ def simulate_image(atoms: Atoms, settings: ImagingSettings, config_seeds: Sequen
     """
     import abtem
 
-    from .cbed4d import SimulationSettings, configure_abtem
+    from .cbed4d import SimulationSettings, configure_abtem, phonon_potential
 
     configure_abtem(SimulationSettings(device=settings.device,
                                        fft_threads=settings.fft_threads))
@@ -283,15 +283,8 @@ def simulate_image(atoms: Atoms, settings: ImagingSettings, config_seeds: Sequen
     sums = np.zeros((2,) + tuple(settings.pixels), np.float64)
     t0 = time.perf_counter()
     for ic, seed in enumerate(config_seeds):
-        displaced = tiled
-        if settings.sigmas_A:  # none given: the static lattice (validation runs)
-            fp = abtem.FrozenPhonons(tiled, num_configs=1, sigmas=settings.sigmas_A,
-                                     seed=(int(seed),))
-            displaced = fp.randomize(tiled)
-        potential = abtem.Potential(
-            displaced, gpts=gpts, slice_thickness=settings.slice_thickness_A,
-            parametrization=settings.parametrization, projection="infinite",
-            device=settings.device)
+        # none given (sigmas_A empty): the static lattice (validation runs)
+        potential = phonon_potential(tiled, settings, seed, gpts)
         energy = settings.energy_kV * 1e3
         if settings.method == "multislice":
             probe = abtem.Probe(energy=energy, semiangle_cutoff=settings.semiangle_mrad,
