@@ -187,8 +187,6 @@ def detection_s(settings: SimulationSettings, atoms, n_waves: int) -> float:
     its grid, measured on blocks of random waves as large as the unit's."""
     import abtem
 
-    from cbedflow.forward.cbed4d import _to_numpy  # noqa: F401 (cupy arrays below)
-
     gpts = settings.gpts(atoms)
     per_call = probes_per_call(n_waves, gpts, WAVE_BUDGET_BYTES[settings.device])
     rng = np.random.default_rng(0)

@@ -646,20 +646,17 @@ def prism_patterns(s_matrix, positions_A: np.ndarray, detectors: Sequence, ctf) 
     One measurement per detector, scan axis first (after any exit-plane axis).
     """
     import abtem
+    from abtem.core.backend import get_array_module
 
     waves = s_matrix.reduce(scan=abtem.CustomScan(positions_A), ctf=ctf,
                             detectors=abtem.WavesDetector())
     waves = waves[0] if isinstance(waves, (list, tuple)) else waves
     waves = waves.compute(scheduler="synchronous") if waves.is_lazy else waves
-    xp_array = waves.array
-    nx, ny = xp_array.shape[-2:]
-    gx, gy = s_matrix.gpts
-    from abtem.core.backend import get_array_module
-
-    xp = get_array_module(xp_array)
-    padded = xp.zeros(xp_array.shape[:-2] + (gx, gy), dtype=xp_array.dtype)
-    padded[..., :nx, :ny] = xp_array
-    del xp_array
+    window = waves.array
+    xp = get_array_module(window)
+    padded = xp.zeros(window.shape[:-2] + tuple(s_matrix.gpts), dtype=window.dtype)
+    padded[..., :window.shape[-2], :window.shape[-1]] = window
+    del window
     full = abtem.Waves(padded, energy=waves.energy, sampling=waves.sampling,
                        ensemble_axes_metadata=waves.ensemble_axes_metadata,
                        metadata=waves.metadata)
