@@ -32,12 +32,12 @@ from .samples import (
 )
 from .structures import (
     CLASSES,
-    DEFAULT_STEP_MODEL,
     FLAT_STEP_CLASSES,
     N_STEP_CLASSES,
     InterfaceGeometry,
     StructureSpec,
     campaign_structures,
+    geometry_from_config,
     series_compatible,
     without_default_step_model,
 )
@@ -323,10 +323,7 @@ class LaoStoCbed(Campaign):
 
     @property
     def geometry(self) -> InterfaceGeometry:
-        s = self.config["structures"]
-        n_x = s["n_substrate"] + s["n_film"] + 1
-        return InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x,
-                                 step_model=s.get("step_model", DEFAULT_STEP_MODEL))
+        return geometry_from_config(self.config["structures"])
 
     @property
     def thicknesses(self) -> dict[str, float]:

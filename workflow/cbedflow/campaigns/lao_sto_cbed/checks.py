@@ -153,15 +153,14 @@ def check_prism(config: dict) -> None:
     x and y, no exit-plane series and no mistilt (abTEM 1.0.11's SMatrix has
     neither)."""
     from ...forward.perturb import perturbation_config
-    from .structures import InterfaceGeometry
+    from .structures import geometry_from_config
 
     sim = config["simulation"]
     f = sim.get("prism_interpolation")
     if not f:
         return
     s = config["structures"]
-    n_x = s["n_substrate"] + s["n_film"] + 1  # as LaoStoCbed.geometry
-    geom = InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x)
+    geom = geometry_from_config(s)
     window = min(geom.extent_A) / f
     alpha = config["microscope"]["semiangle_mrad"] * 1e-3
     t_max = max(s["thicknesses_A"])

@@ -132,6 +132,15 @@ class InterfaceGeometry:
         return self.n_substrate * self.a
 
 
+def geometry_from_config(structures: dict) -> "InterfaceGeometry":
+    """The supercell geometry of a validated ``structures`` config section
+    (``y_repeats`` null: a square cell, as many cells along y as along x)."""
+    s = structures
+    n_x = s["n_substrate"] + s["n_film"] + 1
+    return InterfaceGeometry(s["n_substrate"], s["n_film"], s["y_repeats"] or n_x,
+                             step_model=s.get("step_model", DEFAULT_STEP_MODEL))
+
+
 def thickness_cells(thickness_A: float, a: float = A_STO) -> int:
     """Whole unit cells along the beam for a nominal thickness [Å]."""
     return max(1, int(round(thickness_A / a)))
