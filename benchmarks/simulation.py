@@ -47,6 +47,7 @@ from cbedflow.forward.cbed4d import (  # noqa: E402
     StageTimes,
     probes_per_call,
     simulate_unit,
+    unit_detectors,
     unit_seeds,
 )
 from cbedflow.campaigns.lao_sto_cbed.structures import build_structure  # noqa: E402
@@ -199,11 +200,7 @@ def detection_s(settings: SimulationSettings, atoms, n_waves: int) -> float:
     waves = abtem.Waves(arr, energy=settings.energy_kV * 1e3,
                         extent=(float(atoms.cell[0, 0]), float(atoms.cell[1, 1])),
                         ensemble_axes_metadata=[abtem.core.axes.UnknownAxis()])
-    square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
-    detectors = [abtem.PixelatedDetector(max_angle=settings.detector_max_angle_mrad,
-                                         resample=False if square else "uniform"),
-                 abtem.AnnularDetector(inner=settings.haadf_inner_mrad,
-                                       outer=settings.haadf_mrad[1])]
+    detectors = unit_detectors(settings, atoms)
     for d in detectors:  # warm-up: FFT plans, kernels
         d.detect(waves)
     _sync(settings.device)

@@ -342,6 +342,19 @@ def check_prefix_series(frames: Sequence[Atoms]) -> None:
                 "series cannot come from exit planes of one propagation")
 
 
+def unit_detectors(settings: SimulationSettings, atoms: Atoms) -> list:
+    """The two abTEM detectors of a unit: the pixelated detector out to
+    ``detector_max_angle_mrad`` (resampled to square pixels on a non-square
+    cell) and the virtual annular (HAADF) detector."""
+    import abtem
+
+    square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
+    return [abtem.PixelatedDetector(max_angle=settings.detector_max_angle_mrad,
+                                    resample=False if square else "uniform"),
+            abtem.AnnularDetector(inner=settings.haadf_inner_mrad,
+                                  outer=settings.haadf_mrad[1])]
+
+
 def phonon_potential(atoms: Atoms, settings, seed: int, gpts: tuple[int, int],
                      exit_planes=None):
     """abTEM potential (lazy) of one frozen-phonon configuration of ``atoms``:
@@ -479,7 +492,6 @@ def simulate_unit(
     gpts = settings.gpts(atoms)
     positions = settings.scan.positions(atoms)
     nx, ny = positions.shape[:2]
-    square = abs(atoms.cell[0, 0] - atoms.cell[1, 1]) < 1e-6
     if perturbation is None:
         probe = abtem.Probe(
             energy=settings.energy_kV * 1e3,
@@ -499,12 +511,7 @@ def simulate_unit(
             raise SimulationConfigError(
                 f"{len(offsets)} source offsets for {len(config_seeds)} phonon "
                 "configurations; valid: one per configuration")
-    detector = abtem.PixelatedDetector(
-        max_angle=settings.detector_max_angle_mrad,
-        resample=False if square else "uniform",
-    )
-    haadf = abtem.AnnularDetector(inner=settings.haadf_inner_mrad,
-                                  outer=settings.haadf_mrad[1])
+    detector, haadf = unit_detectors(settings, atoms)
     n_cfg, n_planes = len(config_seeds), len(frames)
     flat = positions.reshape(-1, 2)  # scan_x-major, as the output
     n_probes = len(flat)
