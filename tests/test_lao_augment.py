@@ -111,3 +111,17 @@ def test_cut_examples_add_the_mirrored_lines_to_the_training_split_only():
                                  split="train")) == 8
     averaged = camp.cut_examples(cbed, camp.tasks["step_position"], on, split="train")
     assert [m["mirrored"] for _, m in averaged] == [0, 1]
+
+
+def test_mirror_off_hashes_as_absent(root):
+    """Stages of runs made before crop.train_mirror existed are not rerun: off
+    hashes as a crop section without the key, on does not."""
+    from cbedflow.campaigns.lao_sto_cbed import LaoStoCbed
+    from cbedflow.config import load
+
+    c = load(root / "config" / "config.yaml")
+    camp = LaoStoCbed(c)
+    assert c["crop"]["train_mirror"] is False
+    before = {k: v for k, v in c["crop"].items() if k != "train_mirror"}
+    assert camp.hashed_section("crop", c["crop"]) == before
+    assert camp.hashed_section("crop", {**c["crop"], "train_mirror": True}) != before

@@ -577,15 +577,18 @@ class LaoStoCbed(Campaign):
         check_consistency(config)
 
     def hashed_section(self, name: str, value):
-        """Stage parameters hash perturbations and PRISM switched off as absent, and
-        the paper's step model (the default) as a config without
-        ``structures.step_model``: earlier runs are not rerun."""
+        """Stage parameters hash perturbations and PRISM switched off as absent, the
+        paper's step model (the default) as a config without
+        ``structures.step_model``, and ``crop.train_mirror`` off as absent:
+        earlier runs are not rerun."""
         from .samples import hashed_simulation
 
         if name == "simulation" and isinstance(value, dict):
             return hashed_simulation(value)
         if name == "structures" and isinstance(value, dict):
             return without_default_step_model(value)
+        if name == "crop" and isinstance(value, dict) and not value.get("train_mirror", True):
+            return {k: v for k, v in value.items() if k != "train_mirror"}
         return value
 
     def summary_info(self) -> dict:
