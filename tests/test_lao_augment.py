@@ -79,7 +79,6 @@ def test_mirroring_before_the_crop_is_exact_and_a_reversal_after_it_is_not(pair,
     assert _rel(crop_pattern(a, p, binning)[..., ::-1], truth) > 1e-2
 
 
-
 def test_cut_examples_add_the_mirrored_lines_to_the_training_split_only():
     """crop.train_mirror: every training line twice (the second mirror_ky'd
     before the crop, at the same window, mirrored = 1); validation and test

@@ -488,16 +488,17 @@ class LaoStoCbed(Campaign):
             span = crop["align_positions"] + crop["jitter_positions"] if realign else None
             shift = align_shift(haadf_profiles(aux["haadf"][None])[0], reference["alignment"],
                                 span=span)
-        if task.options.get("average_y"):
-            lines = [(c.mean(axis=1), -1, 0)]
-        else:
-            lines = [(c[:, iy], iy, 0) for iy in range(c.shape[1])]
+        def lines_of(patterns, mirrored):  # (line patterns, line, mirrored)
+            if task.options.get("average_y"):
+                return [(patterns.mean(axis=1), -1, mirrored)]
+            return [(patterns[:, iy], iy, mirrored) for iy in range(patterns.shape[1])]
+
+        lines = lines_of(c, 0)
         if split == "train" and crop.get("train_mirror", False):
             # the lines of the structure's y -> -y mirror, mirrored before the crop
             # (exact), at the same windows (the alignment is the same in the mirror)
-            m = crop_pattern(mirror_ky(cbed), crop["pattern_px"], crop["binning"])
-            lines += ([(m.mean(axis=1), -1, 1)] if task.options.get("average_y")
-                      else [(m[:, iy], iy, 1) for iy in range(m.shape[1])])
+            lines += lines_of(crop_pattern(mirror_ky(cbed), crop["pattern_px"],
+                                           crop["binning"]), 1)
         out = []
         w = crop["window_positions"] or c.shape[0]
         for v, line, mirrored in lines:
