@@ -118,6 +118,73 @@ def test_a_haadf_detector_beyond_the_grid_is_one_line():
         ImagingSettings(method="fft")
 
 
+def _mirrored_x(atoms):
+    """``atoms`` mirrored x -> -x in its periodic cell (built here by hand,
+    independently of the campaign's image operation)."""
+    out = atoms.copy()
+    pos = out.positions.copy()
+    pos[:, 0] = (-pos[:, 0]) % atoms.cell[0, 0]
+    out.positions = pos
+    return out
+
+
+@pytest.mark.parametrize("system, angles", [("a-a-a-", (8.0, 8.0, 8.0)),
+                                            ("a-b+a-", (9.0, 5.0, 9.0))])
+def test_mirrored_training_image_is_the_mirrored_structures_image(system, angles):
+    """``mirror_x`` of abTEM's image of a tilted structure is abTEM's image of
+    the structure mirrored x -> -x (static lattice, PRISM on one zone cell),
+    the structure itself is not mirror-symmetric, and the mirror keeps the
+    labels: the same space group and the same tilt magnitudes."""
+    from cbedflow.campaigns.abf_tilts import mirror_x
+    from cbedflow.campaigns.abf_tilts.structures import measure_tilts
+
+    atoms = project(build_tilted_perovskite(system, angles), "110", 1)
+    mirrored = _mirrored_x(atoms)
+    cell = atoms.cell.array
+    pixels = tuple(int(round(L / 0.4)) for L in (cell[0, 0], cell[1, 1]))
+    s = ImagingSettings(method="prism", tile=(1, 1), sampling_A=0.07, pixels=pixels)
+    a = simulate_image(atoms, s, [0]).abf
+    b = simulate_image(mirrored, s, [0]).abf
+    contrast = np.linalg.norm(a - a.mean())
+    assert np.linalg.norm(mirror_x(a) - b) / contrast < 1e-3
+    assert np.linalg.norm(a - b) / contrast > 1e-2          # not symmetric itself
+    assert np.linalg.norm(np.flip(a, 0) - b) / contrast > 1e-2  # the one-pixel roll matters
+    np.testing.assert_allclose(np.abs(measure_tilts(mirrored)).mean(axis=0),
+                               np.abs(measure_tilts(atoms)).mean(axis=0), atol=1e-6)
+    import spglib
+
+    def number(at):
+        return spglib.get_symmetry_dataset((at.cell.array, at.get_scaled_positions(),
+                                            at.numbers), symprec=1e-3).number
+    assert number(mirrored) == number(atoms)
+
+
+def test_train_mirror_doubles_the_training_copies_only():
+    """``patches.train_mirror`` adds a mirrored twin of every training copy
+    (metadata mirrored = 1), none to validation and test; off, it hashes as
+    absent (runs made before the option are not rerun)."""
+    from cbedflow.campaigns.abf_tilts import mirror_x
+
+    camp = get_campaign(validate({"campaign": "abf_tilts", "seed": 1}))
+    task = camp.tasks["tilt_system"]
+    img = np.random.default_rng(0).random((12, 16))
+    cfg = {"seed": 1, "patches": {"train_windows": 3, "train_mirror": True}}
+    train = camp.cut_examples(img, task, cfg, sample=4, split="train")
+    test = camp.cut_examples(img, task, cfg, sample=4, split="test")
+    assert [m["mirrored"] for _, m in train] == [0, 0, 0, 1, 1, 1]
+    assert [m["mirrored"] for _, m in test] == [0]
+    for (x, m), (xm, mm) in zip(train[:3], train[3:]):
+        np.testing.assert_array_equal(xm, mirror_x(x))
+        assert (m["roll_x"], m["roll_y"]) == (mm["roll_x"], mm["roll_y"])
+    off = camp.cut_examples(img, task, {**cfg, "patches": {"train_windows": 3}},
+                            sample=4, split="train")
+    assert len(off) == 3 and all(np.array_equal(a[0], b[0]) for a, b in zip(off, train))
+    assert camp.hashed_section("patches", {"train_windows": 3, "train_mirror": False}) == \
+        {"train_windows": 3}
+    assert camp.hashed_section("patches", {"train_windows": 3, "train_mirror": True}) == \
+        {"train_windows": 3, "train_mirror": True}
+
+
 def test_interface_joins_two_systems_coherently():
     from cbedflow.campaigns.abf_tilts.interface import Side, build_interface, truth_at
     from cbedflow.campaigns.abf_tilts.structures import measure_tilts

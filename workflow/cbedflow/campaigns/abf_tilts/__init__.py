@@ -36,6 +36,24 @@ from ...tasks import Task
 from ..stem_images import StemImageCampaign, check_residual_ranges, draw_residuals
 from .structures import ANGLE_NAMES, GLAZER
 
+def mirror_x(image: np.ndarray) -> np.ndarray:
+    """The periodic image (x, y, ...) of the structure mirrored x -> -x.
+
+    The scan starts at x = 0 (``abtem.GridScan`` without endpoint), so the
+    mirror maps pixel i to (-i) mod n: a flip along x and a roll by one
+    pixel. Exact for a structure mirrored in a plane that contains the beam
+    (multislice and PRISM are symmetric under it) when the probe is mirrored
+    too; the residual aberrations and the mistilt are drawn with uniform
+    azimuths, so a mirrored image is an image the simulation could have drawn
+    (tests/test_abf_campaign.py compares it with abTEM's image of the
+    mirrored structure). The labels stay: lab x is a pseudocubic axis in both
+    zones ([001]pc for [110]pc, [010]pc for [100]pc), and a mirror normal to
+    a pseudocubic axis keeps every tilt system and the magnitudes of alpha,
+    beta and gamma (the test measures them on the mirrored structure).
+    """
+    return np.roll(np.flip(image, axis=0), 1, axis=0)
+
+
 #: Tilt systems, index = class (the tilt_system task's classes).
 SYSTEMS: tuple[str, ...] = tuple(GLAZER)
 
@@ -76,7 +94,7 @@ class AbfTilts(StemImageCampaign):
     unit_sections = ("seed", "tilts", "imaging", "residuals")
     example_sections = ("patches",)
     example_meta = {"max_tilt_bin": "int8", "tilt_system": "int8", "composition": "int8",
-                    "roll_x": "int16", "roll_y": "int16"}
+                    "roll_x": "int16", "roll_y": "int16", "mirrored": "int8"}
     augment_meta = {"dose_e_per_pixel": ("float32", float("inf"))}
     geometry_keys = ("zone", "pixels", "pixel_A", "energy_kV", "semiangle_mrad",
                      "abf_range_mrad")
@@ -204,14 +222,20 @@ class AbfTilts(StemImageCampaign):
                      split: str = "test", aux: dict | None = None,
                      reference: dict | None = None, target=None):
         """The periodic image rolled by random offsets (seeded per sample and
-        task): ``patches.train_windows`` copies for training, one otherwise."""
+        task): ``patches.train_windows`` copies for training, one otherwise;
+        with ``patches.train_mirror`` every training copy again as the image
+        of the structure mirrored x -> -x (:func:`mirror_x`, labels
+        unchanged, metadata ``mirrored``)."""
         n = config["patches"]["train_windows"] if split == "train" else 1
         rng = np.random.default_rng([config["seed"], 53, zlib.crc32(task.name.encode()),
                                      sample])
         out = []
         for _ in range(n):
             rx, ry = (int(rng.integers(m)) for m in signal.shape)
-            out.append((np.roll(signal, (rx, ry), axis=(0, 1)), {"roll_x": rx, "roll_y": ry}))
+            out.append((np.roll(signal, (rx, ry), axis=(0, 1)),
+                        {"roll_x": rx, "roll_y": ry, "mirrored": 0}))
+        if split == "train" and config["patches"].get("train_mirror", False):
+            out += [(mirror_x(x), {**meta, "mirrored": 1}) for x, meta in out]
         return out
 
     def example_attrs(self, dataset_attrs: dict, config: dict, task) -> dict:
@@ -325,6 +349,13 @@ class AbfTilts(StemImageCampaign):
                             **first_composition(config))
         except ValueError as exc:
             raise ConfigError(f"config key 'showcase': {exc}") from None
+
+    def hashed_section(self, name: str, value):
+        """``patches.train_mirror`` off hashes as absent: runs made before the
+        option existed are not rerun."""
+        if name == "patches" and isinstance(value, dict) and not value.get("train_mirror", True):
+            return {k: v for k, v in value.items() if k != "train_mirror"}
+        return value
 
     def check_config(self, config: dict) -> None:
         from ...config import ConfigError
