@@ -132,9 +132,10 @@ def _mirrored_x(atoms):
                                             ("a-b+a-", (9.0, 5.0, 9.0))])
 def test_mirrored_training_image_is_the_mirrored_structures_image(system, angles):
     """``mirror_x`` of abTEM's image of a tilted structure is abTEM's image of
-    the structure mirrored x -> -x (static lattice, PRISM on one zone cell),
-    the structure itself is not mirror-symmetric, and the mirror keeps the
-    labels: the same space group and the same tilt magnitudes."""
+    the structure mirrored x -> -x (static lattice, PRISM on one zone cell);
+    the mirror is the twin domain (no roll of the original image matches it)
+    and keeps the labels: the same space group and the same tilt
+    magnitudes."""
     from cbedflow.campaigns.abf_tilts import mirror_x
     from cbedflow.campaigns.abf_tilts.structures import measure_tilts
 
@@ -149,6 +150,10 @@ def test_mirrored_training_image_is_the_mirrored_structures_image(system, angles
     assert np.linalg.norm(mirror_x(a) - b) / contrast < 1e-3
     assert np.linalg.norm(a - b) / contrast > 1e-2          # not symmetric itself
     assert np.linalg.norm(np.flip(a, 0) - b) / contrast > 1e-2  # the one-pixel roll matters
+    # the mirror is the twin domain: no roll of the original's image gives it
+    rolls = min(np.linalg.norm(np.roll(b, (i, j), (0, 1)) - a) for i in range(pixels[0])
+                for j in range(pixels[1]))
+    assert rolls / contrast > 0.1
     np.testing.assert_allclose(np.abs(measure_tilts(mirrored)).mean(axis=0),
                                np.abs(measure_tilts(atoms)).mean(axis=0), atol=1e-6)
     import spglib

@@ -43,13 +43,18 @@ def mirror_x(image: np.ndarray) -> np.ndarray:
     mirror maps pixel i to (-i) mod n: a flip along x and a roll by one
     pixel. Exact for a structure mirrored in a plane that contains the beam
     (multislice and PRISM are symmetric under it) when the probe is mirrored
-    too; the residual aberrations and the mistilt are drawn with uniform
-    azimuths, so a mirrored image is an image the simulation could have drawn
-    (tests/test_abf_campaign.py compares it with abTEM's image of the
-    mirrored structure). The labels stay: lab x is a pseudocubic axis in both
-    zones ([001]pc for [110]pc, [010]pc for [100]pc), and a mirror normal to
-    a pseudocubic axis keeps every tilt system and the magnitudes of alpha,
-    beta and gamma (the test measures them on the mirrored structure).
+    too (the residual aberrations and the mistilt are drawn with uniform
+    azimuths); tests/test_abf_campaign.py compares it with abTEM's image of
+    the mirrored structure (5e-6 to 8e-6 of the contrast). The labels stay:
+    lab x is a pseudocubic axis in both zones ([001]pc for [110]pc, [010]pc
+    for [100]pc), and a mirror normal to a pseudocubic axis keeps every tilt
+    system and the magnitudes of alpha, beta and gamma (the test measures
+    them on the mirrored structure). The mirrored structure is the twin
+    domain, which the structure builder never makes: for a-a-a-, a-b+a- and
+    a0b-b- its image is 0.22-0.34 of the contrast away from every roll of
+    the original's (a0a0c- and a0a0c+ are their own twins), so mirrored
+    images are not more of the same data but the other domain a real film
+    also shows (docs/abf.md, "Twin domains").
     """
     return np.roll(np.flip(image, axis=0), 1, axis=0)
 
