@@ -36,6 +36,7 @@ from ...tasks import Task
 from ..stem_images import StemImageCampaign, check_residual_ranges, draw_residuals
 from .structures import ANGLE_NAMES, GLAZER
 
+
 def mirror_x(image: np.ndarray) -> np.ndarray:
     """The periodic image (x, y, ...) of the structure mirrored x -> -x.
 
