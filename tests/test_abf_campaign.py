@@ -356,6 +356,12 @@ def test_examples_are_rolled_windows_and_noise_is_poisson():
     for x, meta in train:
         assert np.array_equal(x, np.roll(img, (meta["roll_x"], meta["roll_y"]), (0, 1)))
     assert len({(m["roll_x"], m["roll_y"]) for _, m in train}) > 1
+    # the two-head network (tilt_joint) is trained and tested on tilt_system's very
+    # examples: the same rolls, so both read the same test images
+    joint = camp.cut_examples(img, camp.tasks["tilt_joint"], cfg, sample=3, split="train")
+    assert [m for _, m in joint] == [m for _, m in train]
+    angles = camp.cut_examples(img, camp.tasks["tilt_angles"], cfg, sample=3, split="train")
+    assert [m for _, m in angles] != [m for _, m in train]
     # the baseline's Fourier amplitudes do not see the roll
     f = camp.baseline_features(np.stack([x for x, _ in train]), cfg)
     assert np.allclose(f, f[0], atol=1e-10)

@@ -207,3 +207,47 @@ def test_toy_campaign_end_to_end(tmp_path):
                                mode="r").attrs["split"] == "test_noisy"
     assert 0.5 < doc["tasks"]["shape"]["models"]["all"]["noisy_test"]["cnn"]["accuracy"] <= 1
     assert re.search(r"shape +all \(noisy test\) +\d\.\d{3}", headline_rst(doc))
+
+
+def test_toy_network_with_two_heads_end_to_end(tmp_path):
+    """One network with a classification and a regression head (Task.aux):
+    its examples carry the second head's targets, 2-rank Horovod training
+    logs both heads, evaluation scores both on the same test examples and
+    the summary puts each beside its baseline (logistic and ridge on the
+    same features)."""
+    out = tmp_path / "toy2"
+    r = _snakemake([], out, config=["tasks=[shape_and_offset]"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    test = zarr.open_group(str(out / "tasks" / "shape_and_offset" / "test.zarr"), mode="r")
+    ds = zarr.open_group(str(out / "dataset.zarr"), mode="r")
+    s = test["structure_index"][...]
+    np.testing.assert_array_equal(test["y_aux"][...],
+                                  np.stack([ds["x0_pm"][...][s], ds["y0_pm"][...][s]], -1))
+    logs = (out / "logs" / "train" / "shape_and_offset" / "all.log").read_text()
+    assert "hvd rank=1 size=2" in logs and "hvd rank=0 size=2" in logs
+    model = out / "models" / "shape_and_offset" / "all"
+    with open(model / "history.csv") as fh:
+        header = fh.readline().strip().split(",")
+    # both heads' losses, and the main head's accuracy under its one-head name
+    assert {"softmax_loss", "aux_loss", "accuracy", "val_accuracy", "val_aux_mae"} <= set(header)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["aux"] == ["x0_pm", "y0_pm"] and len(manifest["aux_scaling"]["std"]) == 2
+    doc = json.loads((out / "summary.json").read_text())
+    m = doc["tasks"]["shape_and_offset"]["models"]["all"]
+    assert m["cnn"]["accuracy"] > 0.8, m["cnn"]["accuracy"]
+    head = m["cnn"]["aux_head"]
+    assert set(head["targets"]) == {"x0_pm", "y0_pm"} and head["targets"]["x0_pm"]["unit"] == "pm"
+    assert head["r2_mean"] > 0.5, head["targets"]  # the offset is learnt beside the shape
+    assert set(head["mae_by_elongated"]) == {"0", "1"}
+    assert m["baseline"]["aux_head"]["r2_mean"] > 0.8  # moments locate a column well
+    assert (out / "plots" / "shape_and_offset" / "all" / "training_curves.png").stat().st_size > 5000
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text((ROOT / "tests" / "toy" / "config.yaml").read_text().replace(
+        "output_dir: results-toy", f"output_dir: {out}").replace(
+        "tasks: [shape, offset]", "tasks: [shape_and_offset]"))
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'workflow'}")
+    s = subprocess.run([sys.executable, "-m", "cbedflow", "summary", "--configfile", str(cfg)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert s.returncode == 0, s.stderr
+    assert re.search(r"second head R² -?\d\.\d{3}, baseline -?\d\.\d{3}: x0_pm MAE [\d.]+ pm "
+                     r"\(baseline [\d.]+\)", s.stdout), s.stdout

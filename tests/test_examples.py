@@ -279,3 +279,19 @@ def test_read_plan_keeps_order_and_reads_whole_chunks():
     blocks = read_plan(shuffled, chunk=50, min_block=8)
     np.testing.assert_array_equal(np.concatenate(blocks), shuffled)
     assert all(np.all(np.diff(b) > 0) for b in blocks)
+
+
+def test_a_second_head_is_a_classification_tasks_and_stays_out_of_one_head_records():
+    """Task.aux (a second, regression head) is refused on a regression task
+    and for a weight <= 0, one line naming the value; a one-head task's
+    record (manifests, training identity) has no aux keys, as before."""
+    from cbedflow.tasks import Task
+
+    with pytest.raises(ValueError, match="task t: aux .* needs a classification task"):
+        Task("t", ("a", "b"), kind="regression", aux=("c",))
+    with pytest.raises(ValueError, match="aux_weight=0.0 is invalid; valid: > 0"):
+        Task("t", "a", classes=("x", "y"), aux=("c",), aux_weight=0.0)
+    one = Task("t", "a", classes=("x", "y"))
+    assert not any(k.startswith("aux") for k in one.to_dict())
+    two = Task("t", "a", classes=("x", "y"), aux=("c", "d"), aux_units=("deg", "deg"))
+    assert two.to_dict()["aux"] == ["c", "d"] and two.to_dict()["aux_weight"] == 1.0

@@ -254,6 +254,15 @@ try:
     build_network("cnn2d", (5, 8, 8), Head("regression", 1), p)
 except ValueError as e:
     out["wrong_ndim"] = str(e)
+# one network, two heads: classes and a linear regression head on the same features
+for name, shape in (("cnn3d", (5, 8, 8)), ("cnn2d", (12, 10))):
+    m = build_network(name, shape, Head("classification", 3, aux=2), p)
+    ys = m(np.zeros((4,) + shape + (1,), np.float32))
+    out[f"{name}/two_heads"] = [list(y.shape) for y in ys] + [m.output_names]
+try:
+    build_network("unet1d", (30,), Head("classification", 3, aux=2), p)
+except ValueError as e:
+    out["unet_aux"] = str(e)
 # pooling the first axis whole: a feature found anywhere along the line gives
 # the same output (a bump at position 3 or 5 of 9), the flattened CNN does not
 bump = np.zeros((2, 9, 8, 8, 1), np.float32)
@@ -279,7 +288,8 @@ print(json.dumps(out))
 
 def test_network_registry_shapes_and_a_unet_that_learns():
     """Every network of the registry builds for both heads with the right
-    output shape (a curve of targets for the U-Net), refuses examples of the
+    output shape (a curve of targets for the U-Net), the CNNs with two heads
+    at once (softmax, then the regression ``aux``), refuses examples of the
     wrong dimensions, and the 1D U-Net learns a curve-to-curve map (a
     running mean) far below the targets' variance."""
     env = train_env()
@@ -293,6 +303,9 @@ def test_network_registry_shapes_and_a_unet_that_learns():
     assert out["unet1d/classification"] == [4, 3]
     assert out["unet1d/regression"] == [4, 30, 2]  # padded to 32 inside, cropped back
     assert "takes examples of 2 dimensions" in out["wrong_ndim"]
+    for name in ("cnn3d", "cnn2d"):
+        assert out[f"{name}/two_heads"] == [[4, 3], [4, 2], ["softmax", "aux"]]
+    assert "no second (aux) head" in out["unet_aux"]
     assert out["shift/max"] < 1e-6 and out["shift/average"] < 1e-6  # shift invariant
     assert out["shift/none"] > 1e-4  # the paper's flattened features see the position
     first, last = out["unet_loss"]

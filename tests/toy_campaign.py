@@ -92,6 +92,11 @@ class ToyCampaign(Campaign):
                       transform="standardize"),
         "offset": Task("offset", ("x0_pm", "y0_pm"), kind="regression", units=("pm", "pm"),
                        network="cnn2d", transform="standardize"),
+        # one network, two heads: the shape (classes) and the offset (regression)
+        "shape_and_offset": Task("shape_and_offset", "elongated",
+                                 classes=("round", "elongated"), network="cnn2d",
+                                 transform="standardize", aux=("x0_pm", "y0_pm"),
+                                 aux_units=("pm", "pm")),
     }
     unit_sections = ("seed", "toy")
     augment_meta = {"dose_e_per_image": ("float32", float("inf"))}

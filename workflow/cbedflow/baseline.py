@@ -7,7 +7,9 @@ classification fits a logistic regression, regression a ridge regression
 chosen on the validation split only; the test split is used once, for the
 reported metrics, on the same examples as the model. For a task with a
 readout (``Task.readout``) the baseline predicts the readout's quantities
-(e.g. layer parameters) straight from the features.
+(e.g. layer parameters) straight from the features. For a task whose
+network has a second, regression head (``Task.aux``) a ridge regression on
+the same features predicts that head's targets too (``aux_head``).
 """
 
 from __future__ import annotations
@@ -90,6 +92,37 @@ def _score_direct(camp, config: dict, task: Task, spec: ModelSpec, nominal: list
     return out
 
 
+def _aux_ridge(task: Task, spec: ModelSpec, nominal: list[float], paths, feats,
+               by: dict) -> dict:
+    """Ridge regression of the second head's targets (``y_aux`` of the
+    example groups ``paths`` = train, validation, test) on the features
+    ``feats`` of the same examples, the penalty chosen on validation: the
+    regression head's baseline on its test examples."""
+    import zarr
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .metrics import mae_by
+
+    ys = []
+    for path in paths:
+        g = zarr.open_group(str(path), mode="r")
+        ys.append(g["y_aux"][...][select_examples(g["thickness_A"][...], spec, nominal)])
+    reg, best, scores = select_and_fit(
+        lambda a: make_pipeline(StandardScaler(), Ridge(alpha=a)), ALPHA_GRID,
+        feats[0], ys[0], feats[1], ys[1])
+    pred = reg.predict(feats[2])
+    names = list(task.aux)
+    units = list(task.aux_units) or [""] * len(names)
+    out = regression_metrics(ys[2], pred, names, units)
+    for b, values in by.items():
+        out[f"mae_by_{b}"] = mae_by(ys[2], pred, names, values)
+    out.update(method="ridge regression on the same features", alpha=best,
+               validation_score_by_alpha={str(k): v for k, v in scores.items()})
+    return out
+
+
 def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[float],
                  train: str, validation: str, test: str, out_json: str | Path) -> dict:
     """Fit on ``train``, pick the regularisation on ``validation``, report on
@@ -155,6 +188,9 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
     else:
         out = classification_metrics(yte.astype(int), pred, task.classes, tte, by,
                                      ordinal=task.ordinal)
+        if task.aux:
+            out["aux_head"] = _aux_ridge(task, spec, nominal, (train, validation, test),
+                                         (ftr, fva, fte), {**by, task.labels[0]: yte})
     out.update(task=task.name, model=spec.to_dict(), method=camp.baseline_name,
                kind=task.kind, n_train=int(len(ytr)), n_test=int(len(yte)))
     out[name] = best

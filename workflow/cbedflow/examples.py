@@ -124,6 +124,18 @@ def task_targets(ds, task: Task, n_samples: int) -> np.ndarray:
     return np.stack(arrays, axis=-1).astype(np.float32).reshape(n_samples, -1)
 
 
+def aux_targets(ds, task: Task, dataset) -> np.ndarray | None:
+    """The second head's targets of every sample (samples, len(task.aux)),
+    float32, or None for a task with one head."""
+    if not task.aux:
+        return None
+    missing = [name for name in task.aux if name not in ds]
+    if missing:
+        raise ExampleError(f"{dataset}: has no label array {missing[0]!r} for the second "
+                           f"head (aux) of task {task.name}")
+    return np.stack([ds[name][...] for name in task.aux], axis=-1).astype(np.float32)
+
+
 def examples_for_task(
     camp,
     dataset: str | Path,
@@ -146,6 +158,7 @@ def examples_for_task(
     if "thickness_A" not in lab:
         lab["thickness_A"] = np.full(n_samples, np.nan, np.float32)
     y_all = task_targets(ds, task, n_samples)
+    aux_all = aux_targets(ds, task, dataset)
     keep = np.ones(n_samples, bool)
     if task.only:
         keep &= ds[task.only[0]][...] == task.only[1]
@@ -211,8 +224,12 @@ def examples_for_task(
                     y = np.asarray(extra["y"]) if "y" in extra else y_all[i]
                     if x is None:
                         x, meta = _create(g, n, v.shape, meta_dt, np.shape(y), y_dtype)
+                        if aux_all is not None:  # the second head's targets
+                            meta["y_aux"] = np.zeros((n, aux_all.shape[1]), np.float32)
                     x[j] = v.astype(np.float32)
                     meta["y"][j] = y
+                    if aux_all is not None:
+                        meta["y_aux"][j] = aux_all[i]
                     for k in meta_dt:
                         meta[k][j] = extra[k] if k in extra else lab[k][i]
                     j += 1
@@ -220,6 +237,8 @@ def examples_for_task(
             _finish(g, meta, {
                 "task": task.name, "split": split, "classes": list(task.classes),
                 **attrs,
+                **({"aux": list(task.aux), "aux_units": list(task.aux_units)}
+                   if task.aux else {}),
                 "structure_names": ds.attrs["structure_names"],
                 "source": str(dataset),
             })
@@ -264,7 +283,10 @@ def augment(
         x, meta = _create(g, n * copies, src["x"].shape[1:], meta_dt, y_src.shape[1:],
                           str(y_src.dtype))
         extra = {k: np.zeros(n * copies, dt) for k, (dt, _) in camp.augment_meta.items()}
-        src_meta = {k: src[k][...] for k in ("y", *meta_dt)}
+        carried = ("y", "y_aux") if "y_aux" in src else ("y",)  # y_aux: a second head's
+        if "y_aux" in src:
+            meta["y_aux"] = np.zeros((n * copies,) + src["y_aux"].shape[1:], np.float32)
+        src_meta = {k: src[k][...] for k in (*carried, *meta_dt)}
         vols = ((i0 + k, v) for i0, block in iter_chunks(src["x"]) for k, v in enumerate(block))
         for i, vol in vols:
             vol = vol.astype(np.float64)
@@ -328,4 +350,6 @@ def check_examples(path: str | Path, n_classes: int | None = None,
     elif y.min() < 0 or y.max() >= n_classes:
         raise CorruptOutputError(f"{path}: labels span {y.min()}..{y.max()}, "
                                  f"valid 0..{n_classes - 1}")
+    if "y_aux" in g and not np.all(np.isfinite(g["y_aux"][...])):
+        raise CorruptOutputError(f"{path}: second-head targets y_aux hold non-finite values")
     return g

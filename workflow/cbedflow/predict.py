@@ -128,7 +128,7 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
     import tensorflow as tf
 
     from .learn.data import preprocess
-    from .learn.evaluate import mc_dropout_predictions
+    from .learn.evaluate import heads, mc_dropout_predictions
 
     model = tf.keras.models.load_model(str(model_path), compile=False)
     ts = manifest.get("task_spec") or {}
@@ -138,14 +138,23 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
     if spec.get("thickness_input"):
         inputs = (xs, tf.fill((len(x), 1), float(thickness_A) / THICKNESS_SCALE_A))
     ds = tf.data.Dataset.from_tensors((inputs, tf.zeros(len(x), tf.int32)))
-    out = model.predict(inputs, verbose=0)
-    mc = mc_dropout_predictions(model, ds, mc_samples) if mc_samples > 1 else out[None]
+    outs = heads(model.predict(inputs, verbose=0))
+    mcs = (mc_dropout_predictions(model, ds, mc_samples, all_heads=True) if mc_samples > 1
+           else [o[None] for o in outs])
+    out, mc = outs[0], mcs[0]  # the main head
     mean, std = mc.mean(axis=0), mc.std(axis=0)
     result = {
         "task": task.name, "kind": task.kind, "model": str(model_path), "model_spec": spec,
         "input": str(data_path), **info, "thickness_A": thickness_A,
         "mc_dropout_samples": int(mc_samples), "negative_floor": float(floor),
     }
+    if len(mcs) > 1:  # a two-head network: its second (regression) head as well
+        sc = manifest.get("aux_scaling") or {"mean": 0.0, "std": 1.0}
+        a_mean = mcs[1].mean(axis=0) * np.asarray(sc["std"]) + np.asarray(sc["mean"])
+        result["aux"] = {"targets": list(manifest.get("aux") or task.aux),
+                         "units": list(manifest.get("aux_units") or task.aux_units),
+                         "predicted": a_mean.tolist(),
+                         "predicted_std": (mcs[1].std(axis=0) * np.asarray(sc["std"])).tolist()}
     if task.is_regression:
         sc = manifest.get("target_scaling")
         if sc is not None:

@@ -42,6 +42,16 @@ def _targets(t: dict) -> dict:
     return {name: {k: v[k] for k in ("mae", "rmse", "r2", "unit")} for name, v in t.items()}
 
 
+def _aux_head(d: dict) -> dict:
+    """The second (regression) head of a two-head network (``Task.aux``),
+    or its ridge baseline: targets, mean R² and the per-label breakdowns."""
+    out = {"targets": _targets(d["targets"]), "r2_mean": d["r2_mean"],
+           **_regression_extras(d)}
+    if "method" in d:
+        out["method"] = d["method"]
+    return out
+
+
 def _cnn(metrics: dict, predictions: str | Path) -> dict:
     if metrics.get("kind") == "regression":
         mc = metrics["mc_dropout"]
@@ -64,6 +74,8 @@ def _cnn(metrics: dict, predictions: str | Path) -> dict:
     out["mc_dropout_ece"] = metrics["mc_dropout"]["calibration"]["ece"]
     out["softmax_ece"] = metrics["softmax_calibration"]["ece"]
     out["mc_dropout_per_thickness_accuracy"] = _mc_per_thickness(predictions)
+    if "aux_head" in metrics:
+        out["aux_head"] = _aux_head(metrics["aux_head"])
     return out
 
 
@@ -80,7 +92,10 @@ def _baseline(b: dict) -> dict:
     keep = ("accuracy", "per_thickness_accuracy", "within_one_class",
             "per_thickness_within_one_class", "method", "C", "n_train", "n_test",
             *_by_keys(b))
-    return {k: b[k] for k in keep if k in b}
+    out = {k: b[k] for k in keep if k in b}
+    if "aux_head" in b:
+        out["aux_head"] = _aux_head(b["aux_head"])
+    return out
 
 
 def _readout(r: dict, base: dict | None = None) -> dict:
@@ -196,8 +211,17 @@ def model_line(mid: str, m: dict) -> str:
         line += f" (MC dropout {cnn['mc_dropout_accuracy']:.3f})"
     if "accuracy" in base:
         line += f", baseline {base['accuracy']:.3f}"
-    return line + (f" on {cnn['n_test']} examples from {cnn['n_test_structures']} test "
-                   "structures")
+    line += (f" on {cnn['n_test']} examples from {cnn['n_test_structures']} test "
+             "structures")
+    if "aux_head" in cnn:  # the same network's second (regression) head
+        b = (base.get("aux_head") or {}).get("targets", {})
+        parts = [f"{name} MAE {t['mae']:.3g}{' ' + t['unit'] if t['unit'] else ''}"
+                 + (f" (baseline {b[name]['mae']:.3g})" if name in b else "")
+                 for name, t in cnn["aux_head"]["targets"].items()]
+        line += (f"; second head R² {cnn['aux_head']['r2_mean']:.3f}, "
+                 f"baseline {(base.get('aux_head') or {}).get('r2_mean', float('nan')):.3f}: "
+                 + ", ".join(parts))
+    return line
 
 
 def _rst_table(head, rows) -> str:

@@ -74,6 +74,18 @@ class Task:
         displacement x and y): the metrics add the vector RMSE and the
         fraction of examples whose predicted direction is right
         (:func:`cbedflow.metrics.vector_metrics`), overall and per breakdown.
+    aux : tuple of str
+        Label arrays a second, regression head of the same network predicts
+        (a classification task only): one network with a classification and
+        a regression head (a structure's class and its continuous parameters
+        read from the same example). The head's loss (mean squared error of the standardised
+        targets) is weighted by ``aux_weight`` and added to the main loss;
+        the evaluation reports the head's MAE, RMSE and R² per target
+        (``aux_head``) beside the classification metrics.
+    aux_units : tuple of str
+        Unit of every ``aux`` target.
+    aux_weight : float
+        Weight of the second head's loss in the training loss (> 0).
     options : dict
         Campaign-specific options of how examples are cut.
     """
@@ -97,6 +109,9 @@ class Task:
     train_only: tuple[str, int] | None = None
     also_by: tuple[str, ...] = ()
     vector: bool = False
+    aux: tuple[str, ...] = ()
+    aux_units: tuple[str, ...] = ()
+    aux_weight: float = 1.0
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
     def keeps(self, values: dict) -> bool:
@@ -111,6 +126,12 @@ class Task:
             raise ValueError(f"task {self.name}: kind {self.kind!r} is not one of {KINDS}")
         if self.loss not in LOSSES:
             raise ValueError(f"task {self.name}: loss {self.loss!r} is not one of {LOSSES}")
+        if self.aux and self.is_regression:
+            raise ValueError(f"task {self.name}: aux (a second, regression head) needs a "
+                             "classification task; this one is a regression")
+        if self.aux and not self.aux_weight > 0:
+            raise ValueError(f"task {self.name}: aux_weight={self.aux_weight} is invalid; "
+                             "valid: > 0")
 
     @property
     def n_classes(self) -> int:
@@ -136,8 +157,9 @@ class Task:
         return self.kind == "regression"
 
     def to_dict(self) -> dict:
-        """What a model manifest and the training records keep of the task."""
-        return {"name": self.name, "kind": self.kind, "classes": list(self.classes),
+        """What a model manifest and the training records keep of the task
+        (the second head's keys only for a task that has one)."""
+        out = {"name": self.name, "kind": self.kind, "classes": list(self.classes),
                 "targets": list(self.target_names) if self.is_regression else [],
                 "units": list(self.units), "network": self.network,
                 "transform": self.transform, "ordinal": self.ordinal,
@@ -146,6 +168,10 @@ class Task:
                 "loss": self.loss, "readout": self.readout, "vector": self.vector,
                 "train_only": list(self.train_only) if self.train_only else None,
                 "also_by": list(self.also_by)}
+        if self.aux:
+            out.update(aux=list(self.aux), aux_units=list(self.aux_units),
+                       aux_weight=float(self.aux_weight))
+        return out
 
 
 #: Task kinds.

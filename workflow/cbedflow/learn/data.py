@@ -143,7 +143,7 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
                  seed: int = 0, cache: bool = True, indices=None,
                  thickness_input: bool = False, raw: bool = True,
                  transform: str = "sqrt_standardize", target_scaling: dict | None = None,
-                 input_scaling: dict | None = None):
+                 input_scaling: dict | None = None, aux_scaling: dict | None = None):
     """tf.data pipeline over one rank's shard of an example group.
 
     Examples ``indices[rank], indices[rank + size], ...`` (all examples when
@@ -156,7 +156,10 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     y)`` with t = thickness / 100 Å. Class labels stay int32; float targets
     (regression) are standardised with ``target_scaling`` (``mean``,
     ``std``, from :func:`target_scaling`) when given; inputs per point with
-    ``input_scaling`` (:func:`input_scaling`) after the transform.
+    ``input_scaling`` (:func:`input_scaling`) after the transform. With
+    ``aux_scaling`` (:func:`target_scaling` of ``y_aux``) the target is a
+    pair ``(y, y_aux)``, the second head's targets standardised (a task
+    with ``aux``).
     """
     import tensorflow as tf
     import zarr
@@ -173,6 +176,11 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
             y_all = ((y_all - np.asarray(target_scaling["mean"], np.float32))
                      / np.asarray(target_scaling["std"], np.float32))
     y_shape = tuple(y_all.shape[1:])
+    ys = [y_all]
+    if aux_scaling is not None:
+        ys.append(((g["y_aux"][...].astype(np.float32)
+                    - np.asarray(aux_scaling["mean"], np.float32))
+                   / np.asarray(aux_scaling["std"], np.float32)))
     t_all = (g["thickness_A"][...] / THICKNESS_SCALE_A).astype(np.float32)
     shape = tuple(x_arr.shape[1:])
     ndim = len(shape)
@@ -182,7 +190,8 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     chunk = x_arr.chunks[0]
     files = raw_chunk_files(path) if raw and len(idx) else None
 
-    def finish(x, t, y):
+    def finish(x, t, *y):
+        y = y[0] if len(y) == 1 else tuple(y)
         x = preprocess(x, transform, ndim, input_scaling)
         if thickness_input:
             return (x, t), y
@@ -197,12 +206,12 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
                                    dtype=tf.int64)
         rows = tf.ragged.constant([b.tolist() for b in blocks], dtype=tf.int64)
         t_const = tf.constant(t_all)
-        y_const = tf.constant(y_all)
+        y_consts = [tf.constant(v) for v in ys]
 
         def read_raw(f, loc, glob):
             x = tf.reshape(tf.io.decode_raw(tf.io.read_file(f), tf.float32), (chunk,) + shape)
             t = tf.expand_dims(tf.gather(t_const, glob), -1)
-            return finish(tf.gather(x, loc), t, tf.gather(y_const, glob))
+            return finish(tf.gather(x, loc), t, *(tf.gather(c, glob) for c in y_consts))
 
         ds = tf.data.Dataset.from_tensor_slices(([files[w] for w in which], local, rows))
         ds = ds.map(read_raw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -215,14 +224,16 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
             lo = int(sel[0]) // chunk * chunk
             hi = min(x_arr.shape[0], (int(sel[-1]) // chunk + 1) * chunk)
             x = x_arr[lo:hi][sel - lo].astype(np.float32)
-            return x, t_all[sel][:, None], y_all[sel]
+            return (x, t_all[sel][:, None], *(v[sel] for v in ys))
 
         def read_prep(b):
-            x, t, y = tf.py_function(read, [b], (tf.float32, tf.float32, y_type))
+            x, t, *y = tf.py_function(read, [b], (tf.float32, tf.float32, y_type)
+                                      + (tf.float32,) * (len(ys) - 1))
             x.set_shape((None,) + shape)
             t.set_shape((None, 1))
-            y.set_shape((None,) + y_shape)
-            return finish(x, t, y)
+            for v, arr in zip(y, ys):
+                v.set_shape((None,) + arr.shape[1:])
+            return finish(x, t, *y)
 
         # blocks are read and preprocessed concurrently, one op per block, in order
         ds = tf.data.Dataset.range(len(blocks)).map(
@@ -234,13 +245,14 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
     return ds, len(idx), shape
 
 
-def target_scaling(path: str | Path, indices=None) -> dict | None:
-    """Mean and standard deviation of the float targets of the examples
-    ``indices`` of ``path``, per target (and per point of a curve): the
-    standardisation a regression network learns in. None for class labels."""
+def target_scaling(path: str | Path, indices=None, array: str = "y") -> dict | None:
+    """Mean and standard deviation of the float targets (``array``: ``y``,
+    or ``y_aux`` of a second head) of the examples ``indices`` of ``path``,
+    per target (and per point of a curve): the standardisation a regression
+    network (head) learns in. None for class labels."""
     import zarr
 
-    y = zarr.open_group(str(path), mode="r")["y"][...]
+    y = zarr.open_group(str(path), mode="r")[array][...]
     if np.issubdtype(y.dtype, np.integer):
         return None
     y = y.astype(np.float64) if indices is None else y[np.asarray(indices)].astype(np.float64)

@@ -13,16 +13,26 @@ from .data import zarr_dataset
 from .manifest import check_model_geometry, load_model_manifest, model_indices
 
 
-def mc_dropout_predictions(model, ds, samples: int, seed: int = 0) -> np.ndarray:
+def heads(output) -> list:
+    """The outputs of a model as a list, one per head (a two-head network
+    returns ``[main, aux]``, a one-head network one array)."""
+    return list(output) if isinstance(output, (list, tuple)) else [output]
+
+
+def mc_dropout_predictions(model, ds, samples: int, seed: int = 0, all_heads: bool = False):
     """Outputs of ``samples`` forward passes with dropout on (MC dropout, Gal
-    and Ghahramani 2016). Returns (samples, examples, ...)."""
+    and Ghahramani 2016). Returns (samples, examples, ...) of the main head,
+    or one such array per head with ``all_heads``."""
     import tensorflow as tf
 
     tf.random.set_seed(seed)
-    out = []
+    passes = []
     for _ in range(samples):
-        out.append(np.concatenate([model(x, training=True).numpy() for x, _ in ds]))
-    return np.stack(out)
+        outs = [heads(model(x, training=True)) for x, _ in ds]
+        passes.append([np.concatenate([o[h].numpy() for o in outs])
+                       for h in range(len(outs[0]))])
+    per_head = [np.stack([p[h] for p in passes]) for h in range(len(passes[0]))]
+    return per_head if all_heads else per_head[0]
 
 
 #: the name the classification code used (softmax probabilities per pass)
@@ -42,8 +52,9 @@ def _unscale(pred: np.ndarray, scaling: dict | None) -> np.ndarray:
 
 
 def _run(model, path: str, manifest: dict, mc_samples: int):
-    """(predictions, MC passes, indices, group) of ``model`` (loaded) on its
-    examples of ``path``."""
+    """(predictions, MC passes, indices, group, aux) of ``model`` (loaded) on
+    its examples of ``path``: the main head's; ``aux`` is the second head's
+    (predictions, MC passes), standardised, or None."""
     import zarr
 
     params = {"model": manifest.get("model", {"id": "all"}),
@@ -57,9 +68,11 @@ def _run(model, path: str, manifest: dict, mc_samples: int):
     g = zarr.open_group(str(path), mode="r")
     check_model_geometry(manifest, dict(g.attrs), shape, str(path))
     batched = ds.batch(64)
-    pred = model.predict(batched, verbose=0)
-    mc = mc_dropout_predictions(model, batched, mc_samples) if mc_samples > 1 else pred[None]
-    return pred, mc, idx, g
+    preds = heads(model.predict(batched, verbose=0))
+    mcs = (mc_dropout_predictions(model, batched, mc_samples, all_heads=True)
+           if mc_samples > 1 else [p[None] for p in preds])
+    aux = (preds[1], mcs[1]) if len(preds) > 1 else None
+    return preds[0], mcs[0], idx, g, aux
 
 
 def evaluate(model_path: str, test_path: str, task, out_json: str, out_predictions: str,
@@ -80,7 +93,7 @@ def evaluate(model_path: str, test_path: str, task, out_json: str, out_predictio
     classes = list(task.classes)
     check_examples(test_path, len(classes))
     manifest = load_model_manifest(model_path)
-    probs, mc, idx, g = _run(_load(model_path), test_path, manifest, mc_samples)
+    probs, mc, idx, g, aux = _run(_load(model_path), test_path, manifest, mc_samples)
     mc_mean = mc.mean(axis=0)
     y = g["y"][...].astype(int)[idx]
     pred = probs.argmax(axis=1)
@@ -98,11 +111,37 @@ def evaluate(model_path: str, test_path: str, task, out_json: str, out_predictio
         "calibration": calibration(mc_mean, y, bins),
     }
     metrics["softmax_calibration"] = calibration(probs, y, bins)
+    extra = {}
+    if aux is not None:  # the second (regression) head of the same network
+        metrics["aux_head"], extra = _aux_head_metrics(aux, g, idx, manifest, task,
+                                                       {**by, task.labels[0]: y})
     with atomic_file(out_predictions) as tmp:
         np.savez(tmp, probabilities=probs, mc_mean=mc_mean, mc_std=mc.std(axis=0), y=y,
-                 predicted=pred, index=idx, thickness_A=g["thickness_A"][...][idx])
+                 predicted=pred, index=idx, thickness_A=g["thickness_A"][...][idx], **extra)
     write_json(Path(out_json), metrics)
     return metrics
+
+
+def _aux_head_metrics(aux, g, idx, manifest: dict, task, by: dict) -> tuple[dict, dict]:
+    """Metrics of a two-head network's second (regression) head on the test
+    examples: MAE, RMSE and R² per target (plain and MC-dropout mean) and
+    the MAE by every breakdown; and the arrays kept in the predictions file
+    (``aux_predicted``, ``aux_mc_mean``, ``aux_mc_std``, ``aux_y``)."""
+    from ..metrics import mae_by, regression_metrics
+
+    names = list(manifest.get("aux") or task.aux)
+    units = list(manifest.get("aux_units") or task.aux_units or [""] * len(names))
+    scaling = manifest.get("aux_scaling")
+    pred, mc = _unscale(aux[0], scaling), _unscale(aux[1], scaling)
+    mean = mc.mean(axis=0)
+    y = g["y_aux"][...][idx].astype(np.float64)
+    out = regression_metrics(y, pred, names, units)
+    out["mc_dropout"] = {k: v for k, v in regression_metrics(y, mean, names, units).items()
+                         if k in ("targets", "r2_mean", "mae_mean_std")}
+    for b, values in by.items():
+        out[f"mae_by_{b}"] = mae_by(y, pred, names, values)
+    return out, {"aux_predicted": pred, "aux_mc_mean": mean, "aux_mc_std": mc.std(axis=0),
+                 "aux_y": y}
 
 
 def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
@@ -124,7 +163,7 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     names = list(manifest.get("targets") or task.target_names)
     units = list(manifest.get("units") or task.units or [""] * len(names))
     model = _load(model_path)  # once, for the test and the validation split
-    pred_s, mc_s, idx, g = _run(model, test_path, manifest, mc_samples)
+    pred_s, mc_s, idx, g, _ = _run(model, test_path, manifest, mc_samples)
     pred = _unscale(pred_s, scaling)
     mc = _unscale(mc_s, scaling)
     mean, std = mc.mean(axis=0), mc.std(axis=0)
@@ -139,7 +178,7 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
                    n_test_structures=int(len(set(g["structure_index"][...][idx].tolist()))))
     scale, where = 1.0, "none (no validation split given)"
     if validation_path is not None and mc_samples > 1:
-        vp, vmc, vidx, vg = _run(model, validation_path, manifest, mc_samples)
+        vp, vmc, vidx, vg, _ = _run(model, validation_path, manifest, mc_samples)
         vmc = _unscale(vmc, scaling)
         scale = uncertainty_scale(vg["y"][...][vidx].astype(np.float64), vmc.mean(axis=0),
                                   vmc.std(axis=0))

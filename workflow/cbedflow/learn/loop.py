@@ -122,18 +122,22 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     tin = bool(params.get("model", {}).get("thickness_input", False))
     tr_idx = model_indices(train_path, params)
     scaling = target_scaling(train_path, tr_idx)  # every rank the same: all examples
+    aux = list(task.get("aux") or ())  # a second, regression head (classification tasks)
+    aux_scaling = target_scaling(train_path, tr_idx, "y_aux") if aux else None
     in_scaling = (input_scaling(train_path, task["transform"], tr_idx)
                   if task.get("input_scaling") else None)
     tr, n_tr, shape = zarr_dataset(train_path, rank, size, shuffle=True,
                                    seed=int(params["seed"]) + rank, cache=params["cache"],
                                    indices=tr_idx, thickness_input=tin,
                                    transform=task["transform"], target_scaling=scaling,
-                                   input_scaling=in_scaling)
+                                   input_scaling=in_scaling, aux_scaling=aux_scaling)
     va, n_va, vshape = zarr_dataset(val_path, rank, size, cache=params["cache"],
                                     indices=model_indices(val_path, params),
                                     thickness_input=tin, transform=task["transform"],
-                                    target_scaling=scaling, input_scaling=in_scaling)
-    y_shape = tuple(tr.element_spec[1].shape)
+                                    target_scaling=scaling, input_scaling=in_scaling,
+                                    aux_scaling=aux_scaling)
+    y_spec = tr.element_spec[1]
+    y_shape = tuple((y_spec[0] if isinstance(y_spec, tuple) else y_spec).shape)
     if vshape != shape:
         raise ValueError(f"{val_path}: example shape {vshape} differs from training {shape}")
     # every rank must take the same number of steps or the allreduce hangs
@@ -157,7 +161,12 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     loss = task.get("loss", "auto")
     if loss == "auto":
         loss = "mse" if regression else "sparse_categorical_crossentropy"
-    model.compile(optimizer=opt, loss=loss, metrics=[metric])
+    if aux:  # two heads: the main loss plus the weighted MSE of the second head
+        model.compile(optimizer=opt, loss=[loss, "mse"],
+                      loss_weights=[1.0, float(task.get("aux_weight", 1.0))],
+                      metrics=[[metric], ["mae"]])
+    else:
+        model.compile(optimizer=opt, loss=loss, metrics=[metric])
 
     state_path = ckpt_dir / "state.json"
     weights_path = ckpt_dir / "last.weights.h5"
@@ -235,8 +244,20 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
                 stopped["early"] = True
                 self.model.stop_training = True
 
+    class HeadNames(tf.keras.callbacks.Callback):
+        """A two-head network logs ``softmax_accuracy``, ``aux_mae``...: the
+        main head's metric is also logged under its one-head name
+        (``accuracy``, ``val_accuracy``), which the logs and plots read."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                for pre in ("", "val_"):
+                    if f"{pre}softmax_{metric}" in logs:
+                        logs[f"{pre}{metric}"] = logs[f"{pre}softmax_{metric}"]
+
     callbacks = [
         *backend.callbacks(),
+        *([HeadNames()] if aux else []),
         RankLog(),
     ]
     if rank == 0:
@@ -279,7 +300,7 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
         with atomic_file(final) as tmp:
             clean.save(str(tmp))
         write_model_manifest(out / "manifest.json", params, train_path, shape, size,
-                             scaling, in_scaling)
+                             scaling, in_scaling, aux_scaling)
         write_json(out / "train_info.json", {
             "task": params["task"], "ranks": size, "epochs": epochs, "learning_rate": lr,
             "examples_per_rank": n_tr, "input_shape": list(shape), "n_classes": n_classes,

@@ -29,12 +29,13 @@ def model_indices(path: str | Path, params: dict) -> np.ndarray:
 
 
 def write_model_manifest(path: Path, params: dict, train_path: str, shape, size: int,
-                         scaling: dict | None = None, in_scaling: dict | None = None
-                         ) -> None:
+                         scaling: dict | None = None, in_scaling: dict | None = None,
+                         aux_scaling: dict | None = None) -> None:
     """Provenance of a trained model, the data geometry it accepts (the input
     shape and the campaign's ``geometry_keys`` of the example group) and the
     standardisation of its regression targets (and of its inputs, per point,
-    for a task with ``input_scaling``)."""
+    for a task with ``input_scaling``; of the second head's targets for a
+    task with ``aux``)."""
     import zarr
 
     from ..provenance import package_versions
@@ -52,6 +53,8 @@ def write_model_manifest(path: Path, params: dict, train_path: str, shape, size:
         "units": list(g.attrs.get("units", [])),
         "target_scaling": scaling,
         "input_scaling": in_scaling,
+        **({"aux": list(g.attrs.get("aux", [])), "aux_units": list(g.attrs.get("aux_units", [])),
+            "aux_scaling": aux_scaling} if aux_scaling is not None else {}),
         "geometry": geometry,
         "train_params_hash": digest(json.dumps(params, sort_keys=True)),
         "model": params.get("model", {"id": "all", "thickness_A": None,

@@ -10,8 +10,11 @@ unet1d    (points, 1): a curve                         curve-to-curve tasks
 
 Every builder returns an uncompiled ``tf.keras.Model`` with one head: a
 softmax over classes (classification) or a linear output per target
-(regression; a curve of targets for ``unet1d``). The training loop, the
-Horovod backend and evaluation are the same for all of them.
+(regression; a curve of targets for ``unet1d``). The CNNs take a second,
+linear regression head (``Head.aux`` targets, output ``aux``) beside a
+classification head: one network with two outputs, ``[softmax, aux]``
+(a task with ``aux``). The training loop, the Horovod backend and
+evaluation are the same for all of them.
 """
 
 from __future__ import annotations
@@ -30,16 +33,24 @@ class Head:
         ``classification`` or ``regression``.
     size : int
         Classes, or regression targets (channels of a curve).
+    aux : int
+        Targets of a second, linear regression head on the same features
+        (0: none); its output is named ``aux`` and follows the main one.
     """
 
     kind: str
     size: int
+    aux: int = 0
 
 
 def _head(layers, h, head: Head, name: str = "output"):
     if head.kind == "classification":
-        return layers.Dense(head.size, activation="softmax", name="softmax")(h)
-    return layers.Dense(head.size, activation=None, name=name)(h)
+        out = layers.Dense(head.size, activation="softmax", name="softmax")(h)
+    else:
+        out = layers.Dense(head.size, activation=None, name=name)(h)
+    if head.aux:
+        return [out, layers.Dense(head.aux, activation=None, name="aux")(h)]
+    return out
 
 
 def _with_thickness(layers, h, thickness_input: bool):
@@ -114,6 +125,8 @@ def build_unet1d(input_shape, head: Head, params: dict, thickness_input: bool = 
     if thickness_input:
         raise ValueError("network unet1d takes no thickness input; use train.variants "
                          "all or per_thickness")
+    if head.aux:
+        raise ValueError("network unet1d has no second (aux) head; use cnn2d or cnn3d")
     n = int(input_shape[0])
     filters = list(params["conv_filters"])
     k = params["kernel_size"]
@@ -173,7 +186,7 @@ def head_of(task: dict, y_shape=()) -> Head:
     """The head of a task record (``Task.to_dict``) for targets of
     ``y_shape`` (one example's)."""
     if task["kind"] == "classification":
-        return Head("classification", len(task["classes"]))
+        return Head("classification", len(task["classes"]), len(task.get("aux") or ()))
     return Head("regression", int(y_shape[-1]) if len(y_shape) else 1)
 
 

@@ -16,11 +16,14 @@ Samples are images: sample ``i`` has the system ``systems[i % n]`` and its
 angles, composition, thickness and residuals drawn from (seed, i) alone.
 Work units are shards of ``tilts.per_unit`` images (``s00000``...).
 
-Differences from the seed, by choice: two networks (one per task, the same
-2D CNN of the registry with a classification or a regression head) instead
-of one network with two heads; one zone cell per patch (the whole tilt
-period), rolled by a random offset, instead of the seed's unstated patch
-size.
+The seed's one network with two heads is the task ``tilt_joint``: the same
+2D CNN with a classification head (tilt system) and a regression head
+(alpha, beta, gamma) on the same features, trained on the tilt_system
+task's very examples (same rolls and splits), so it is compared with the
+two one-head networks ``tilt_system`` and ``tilt_angles`` on the same test
+images (docs/abf.md). Differences from the seed, by choice: one zone cell
+per patch (the whole tilt period), rolled by a random offset, instead of
+the seed's unstated patch size.
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ class AbfTilts(StemImageCampaign):
             "tilt_angles", ("alpha_deg", "beta_deg", "gamma_deg"), kind="regression",
             units=("deg", "deg", "deg"), network="cnn2d", transform="standardize",
             breakdown="tilt_system", breakdown_title="tilt system (class index)"),
+        "tilt_joint": Task(
+            "tilt_joint", "tilt_system", classes=SYSTEMS, network="cnn2d",
+            transform="standardize", breakdown="max_tilt_bin",
+            breakdown_title="largest tilt angle (deg, bin start)",
+            aux=("alpha_deg", "beta_deg", "gamma_deg"), aux_units=("deg", "deg", "deg"),
+            options={"rolls_of": "tilt_system"}),
     }
     unit_sections = ("seed", "tilts", "imaging", "residuals")
     example_sections = ("patches",)
@@ -231,9 +240,11 @@ class AbfTilts(StemImageCampaign):
         task): ``patches.train_windows`` copies for training, one otherwise;
         with ``patches.train_mirror`` every training copy again as the image
         of the structure mirrored x -> -x (:func:`mirror_x`, labels
-        unchanged, metadata ``mirrored``)."""
+        unchanged, metadata ``mirrored``). A task whose ``options`` name
+        ``rolls_of`` another takes that task's rolls (the same examples)."""
         n = config["patches"]["train_windows"] if split == "train" else 1
-        rng = np.random.default_rng([config["seed"], 53, zlib.crc32(task.name.encode()),
+        rolls_of = task.options.get("rolls_of", task.name)
+        rng = np.random.default_rng([config["seed"], 53, zlib.crc32(rolls_of.encode()),
                                      sample])
         out = []
         for _ in range(n):
