@@ -346,6 +346,26 @@ def test_samples_are_drawn_from_the_seed_and_cycle_the_systems():
         SYSTEMS.index("a-a-a-")
 
 
+def test_a_grown_campaign_keeps_its_simulated_units():
+    """tilts.per_system only says how many images exist (image i is drawn
+    from (seed, i) alone): a unit keeps its key, and so its stored images,
+    when the campaign grows; what the images depend on still changes it."""
+    small, grown = get_campaign(_tiny()), get_campaign(_tiny(**{"tilts.per_system": 24}))
+    assert grown.n_samples == 2 * small.n_samples and len(grown.units()) > len(small.units())
+    assert all(small.sample(i) == grown.sample(i) for i in range(small.n_samples))
+    for name, part, _ in small.units():
+        assert small.unit_key(name, part) == grown.unit_key(name, part)
+    assert get_campaign(validate({**_tiny(), "seed": 1})).unit_key("s00000", "images") != \
+        small.unit_key("s00000", "images")
+    assert get_campaign(_tiny(**{"tilts.angle_range_deg": [5.0, 12.0]})).unit_key(
+        "s00000", "images") != small.unit_key("s00000", "images")
+    # a last unit that held fewer images is not the grown campaign's full unit
+    odd = get_campaign(_tiny(**{"tilts.per_system": 11}))  # 33 images, units of 6
+    last = odd.units()[-1][0]
+    assert len(odd.shard(last)) < len(small.shard(last))
+    assert odd.unit_key(last, "images") != small.unit_key(last, "images")
+
+
 def test_examples_are_rolled_windows_and_noise_is_poisson():
     camp = get_campaign(_tiny())
     cfg = camp.config

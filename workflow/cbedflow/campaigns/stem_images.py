@@ -79,10 +79,24 @@ class StemImageCampaign(Campaign):
         n = -(-self.n_samples // self.config[self.shard_section]["per_unit"])
         return [(f"s{u:05d}", "images", 0) for u in range(n)]
 
+    #: (section, key) of the options that only say how many images exist
+    #: (each image is drawn from (seed, index) alone): left out of a unit's
+    #: key, which names the unit's image indices instead, so a campaign grown
+    #: to more images keeps every unit already simulated.
+    count_keys: tuple[tuple[str, str], ...] = ()
+
     def unit_key(self, name: str, part: str) -> str:
+        """What a unit's images depend on: the ``unit_sections`` (without
+        the ``count_keys``), the unit's image indices and the device."""
         from ..config import config_hash
 
-        return config_hash({k: self.config[k] for k in self.unit_sections}
+        sections = {k: self.config[k] for k in self.unit_sections}
+        extra = {}
+        for section, key in self.count_keys:
+            sections[section] = {k: v for k, v in sections[section].items() if k != key}
+            r = self.shard(name)
+            extra["images"] = [r.start, r.stop]
+        return config_hash(sections | extra
                            | {"unit": name, "device": self.config.get("device", "cpu")})
 
     def shard(self, name: str) -> range:
