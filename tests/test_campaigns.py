@@ -251,3 +251,23 @@ def test_toy_network_with_two_heads_end_to_end(tmp_path):
     assert s.returncode == 0, s.stderr
     assert re.search(r"second head R² -?\d\.\d{3}, baseline -?\d\.\d{3}: x0_pm MAE [\d.]+ pm "
                      r"\(baseline [\d.]+\)", s.stdout), s.stdout
+    # predict: the two heads of one model on images it never saw
+    images = tmp_path / "images.npy"
+    np.save(images, test["x"][:4])
+    p = subprocess.run([str(train_env() / "bin" / "python"), "-m", "cbedflow", "predict",
+                        "--params", json.dumps({"campaign": "toy_campaign:ToyCampaign"}), "--model",
+                        str(model / "model.keras"), "--task", "shape_and_offset", "--input",
+                        str(images), "--out-dir", str(tmp_path / "pred"), "--mc-samples", "5"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    pred = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert pred["aux"]["targets"] == ["x0_pm", "y0_pm"] and pred["aux"]["units"] == ["pm", "pm"]
+    got = np.asarray(pred["aux"]["predicted"])
+    truth = test["y_aux"][:4]
+    assert got.shape == (4, 2) and np.all(np.asarray(pred["aux"]["predicted_std"]) >= 0)
+    # the head's error on these images is the size of its test MAE, not of the targets' spread
+    assert np.abs(got - truth).mean() < 3 * np.mean([t["mae"] for t in head["targets"].values()])
+    assert re.search(r"line 0: (round|elongated) \(\d+\.\d%\); x0_pm -?[\d.]+ \+- [\d.]+ pm",
+                     p.stderr + p.stdout), p.stderr[-2000:]
+    arrays = zarr.open_group(str(tmp_path / "pred" / "predictions.zarr"), mode="r")
+    assert arrays["aux_predicted"].shape == (4, 2) and arrays.attrs["aux_targets"] == ["x0_pm", "y0_pm"]

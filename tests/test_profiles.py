@@ -234,7 +234,7 @@ def test_rule_resources_from_the_config(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["frontier", "summit"])
-@pytest.mark.parametrize("config,shards,tasks", [("abf-paper.yaml", 2002, 2),
+@pytest.mark.parametrize("config,shards,tasks", [("abf-paper.yaml", 2002, 3),
                                                  ("bfo-paper.yaml", 1000, 3)])
 def test_image_campaigns_at_paper_scale_preview_in_packed_jobs(tmp_path, profile, config,
                                                                shards, tasks):

@@ -213,8 +213,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{n} {float(np.ravel(m)[j]):.4g} +- {float(np.ravel(s)[j]):.2g}"
                 for j, n in enumerate(r["targets"][:len(np.ravel(m))])))
     else:
+        aux = r.get("aux")  # a two-head network's regression head
         for i, (p, c) in enumerate(zip(r["probabilities"], r["predicted"])):
-            _log(f"line {i}: {c} ({100 * max(p):.1f}%)")
+            more = "" if not aux else "; " + ", ".join(
+                f"{n} {aux['predicted'][i][j]:.4g} +- {aux['predicted_std'][i][j]:.2g}"
+                f"{' ' + u if u else ''}"
+                for j, (n, u) in enumerate(zip(aux["targets"], aux["units"] or
+                                               [""] * len(aux["targets"]))))
+            _log(f"line {i}: {c} ({100 * max(p):.1f}%){more}")
     _log(f"predictions written to {args.out_dir}")
     return 0
 

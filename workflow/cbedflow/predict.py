@@ -197,7 +197,9 @@ def write_prediction_arrays(path: Path, result: dict) -> None:
     ``xarray.open_zarr(path, consolidated=False)`` opens it as labelled
     arrays. Classification: ``probabilities``, ``probability_std`` and
     ``softmax`` (example, class) and ``predicted_class`` (example, the index
-    into the ``classes`` attribute); regression: ``predicted`` and
+    into the ``classes`` attribute), and for a two-head network
+    ``aux_predicted`` and ``aux_predicted_std`` (example, target; names and
+    units in ``aux_targets``/``aux_target_units``); regression: ``predicted`` and
     ``predicted_std`` (example[, point], target), units in ``target_units``."""
     import zarr
 
@@ -224,6 +226,14 @@ def write_prediction_arrays(path: Path, result: dict) -> None:
         put("predicted_class", prob.argmax(axis=1).astype(np.int16), ("example",),
             long_name="predicted class (index into the classes attribute)")
         meta["classes"] = classes
+        if result.get("aux"):  # a two-head network's regression head
+            aux = result["aux"]
+            put("aux_predicted", np.asarray(aux["predicted"], np.float32), ("example", "target"),
+                long_name="second head: predicted targets (MC-dropout mean)")
+            put("aux_predicted_std", np.asarray(aux["predicted_std"], np.float32),
+                ("example", "target"), long_name="second head: MC-dropout standard deviation")
+            meta["aux_targets"] = list(aux["targets"])
+            meta["aux_target_units"] = list(aux["units"])
     else:
         mean = np.asarray(result["predicted"], np.float32)
         dims = ("example", "point", "target") if mean.ndim == 3 else ("example", "target")
