@@ -119,6 +119,22 @@ def _snakemake(args, out, timeout=600, config=()):
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _summary_cli(tmp_path, out, tasks: str | None = None):
+    """`cbedflow summary` (the last step of `make run`) on the toy config
+    with ``output_dir`` = ``out`` (and ``tasks``); the finished process."""
+    text = (ROOT / "tests" / "toy" / "config.yaml").read_text().replace(
+        "output_dir: results-toy", f"output_dir: {out}")
+    if tasks:
+        text = text.replace("tasks: [shape, offset]", f"tasks: {tasks}")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(text)
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'workflow'}")
+    s = subprocess.run([sys.executable, "-m", "cbedflow", "summary", "--configfile", str(cfg)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert s.returncode == 0, s.stderr
+    return s
+
+
 def test_toy_campaign_end_to_end(tmp_path):
     """Every generic stage of a campaign that lives outside the package:
     packed units of several samples, collect, examples, augment, 2-rank
@@ -159,13 +175,7 @@ def test_toy_campaign_end_to_end(tmp_path):
         assert (out / "plots" / "shape" / "all" / f"{name}.png").stat().st_size > 5000
 
     # `make run`'s last step prints every model beside its baseline
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text((ROOT / "tests" / "toy" / "config.yaml").read_text().replace(
-        "output_dir: results-toy", f"output_dir: {out}"))
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'workflow'}")
-    s = subprocess.run([sys.executable, "-m", "cbedflow", "summary", "--configfile", str(cfg)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert s.returncode == 0, s.stderr
+    s = _summary_cli(tmp_path, out)
     assert re.search(r"shape/all: held-out accuracy CNN \d\.\d{3} \(MC dropout \d\.\d{3}\), "
                      r"baseline \d\.\d{3}", s.stdout), s.stdout
     assert re.search(r"offset/all: network R² -?\d\.\d+, baseline -?\d\.\d+; x0_pm: R²",
@@ -241,14 +251,8 @@ def test_toy_network_with_two_heads_end_to_end(tmp_path):
     assert set(head["mae_by_elongated"]) == {"0", "1"}
     assert m["baseline"]["aux_head"]["r2_mean"] > 0.8  # moments locate a column well
     assert (out / "plots" / "shape_and_offset" / "all" / "training_curves.png").stat().st_size > 5000
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text((ROOT / "tests" / "toy" / "config.yaml").read_text().replace(
-        "output_dir: results-toy", f"output_dir: {out}").replace(
-        "tasks: [shape, offset]", "tasks: [shape_and_offset]"))
+    s = _summary_cli(tmp_path, out, tasks="[shape_and_offset]")
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'workflow'}")
-    s = subprocess.run([sys.executable, "-m", "cbedflow", "summary", "--configfile", str(cfg)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert s.returncode == 0, s.stderr
     assert re.search(r"second head R² -?\d\.\d{3}, baseline -?\d\.\d{3}: x0_pm MAE [\d.]+ pm "
                      r"\(baseline [\d.]+\)", s.stdout), s.stdout
     # predict: the two heads of one model on images it never saw
