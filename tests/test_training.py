@@ -77,6 +77,28 @@ def test_bad_input_stops_before_training(tmp_path, problem):
     assert "epoch=" not in out and not (tmp_path / "model").exists()
 
 
+@pytest.mark.train
+def test_a_second_head_without_its_targets_stops_before_training(tmp_path):
+    """A two-head task (Task.aux) on examples cut without the second head's
+    targets (y_aux) stops with one line naming the file and what to rerun."""
+    train = write_split(tmp_path / "train.zarr", shape=(8, 8))
+    val = write_split(tmp_path / "validation.zarr", shape=(8, 8), seed=1)
+    env = train_env()
+    params = dict(PARAMS, campaign="toy_campaign:ToyCampaign")
+    r = subprocess.run([str(env / "bin" / "python"), "-m", "cbedflow", "train", "--params",
+                        json.dumps(params), "--task", "shape_and_offset", "--train", str(train),
+                        "--validation", str(val), "--out-dir", str(tmp_path / "model")],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'workflow'}"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out[-2000:]
+    err = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and str(train) in err[0], out[-2000:]
+    assert "no second-head targets y_aux for task shape_and_offset" in err[0]
+    assert "epoch=" not in out
+
+
 def _final_val_accuracy(model_dir):
     with open(model_dir / "history.csv") as fh:
         return float(list(csv.DictReader(fh))[-1]["val_accuracy"])

@@ -105,8 +105,12 @@ def train(params: dict, train_path: str, val_path: str, out_dir: str,
     from .networks import INPUT_NDIM
 
     ndim = INPUT_NDIM.get(task["network"])
-    check_examples(train_path, n_classes, ndim)
-    check_examples(val_path, n_classes, ndim)
+    for path in (train_path, val_path):
+        g = check_examples(path, n_classes, ndim)
+        if task.get("aux") and "y_aux" not in g:
+            raise ValueError(f"{path}: has no second-head targets y_aux for task "
+                             f"{task['name']} (aux {', '.join(task['aux'])}); cut its "
+                             "examples again (rule crop)")
     from ..distributed import init as init_distributed
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
