@@ -92,6 +92,23 @@ def test_load_names_the_file(tmp_path):
         load(p)
 
 
+def test_config_files_lay_over_each_other_as_snakemake_merges_them(root, tmp_path):
+    """`load([a, b])` is what `snakemake --configfile a b` sees: b's keys
+    replace a's, mappings merge key by key (tiny-72 keeps the tiny config's
+    step classes and changes only the count)."""
+    base, top = root / "config" / "config.yaml", root / "config" / "tiny-72.yaml"
+    both = load([base, top])
+    alone = load(base)
+    assert both["structures"]["per_class"] == 72 != alone["structures"]["per_class"]
+    assert both["structures"]["step_classes"] == alone["structures"]["step_classes"]
+    assert both["output_dir"] == "results-tiny72"
+    assert both["train"]["optimizer"] == "adam" and both["crop"]["train_mirror"] is True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"structures": {"per_class": 0}}))
+    with pytest.raises(ConfigError, match="per_class") as err:
+        load([base, bad])
+    assert str(bad) in str(err.value) and len(str(err.value).splitlines()) == 1
+
 def test_validate_does_not_mutate_input():
     raw = {"structures": {"per_class": 4}}
     before = copy.deepcopy(raw)

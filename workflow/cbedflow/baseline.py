@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .examples import check_examples
-from .metrics import classification_metrics, regression_metrics
+from .metrics import classification_metrics, regression_metrics, score_regression
 from .storage import write_json
 from .tasks import THICKNESS_SCALE_A, ModelSpec, Task, select_examples
 
@@ -72,19 +72,14 @@ def _score_direct(camp, config: dict, task: Task, spec: ModelSpec, nominal: list
     """Score a baseline that predicts without a fit (``Campaign.baseline_direct``)
     on the test split. An example it could not measure (NaN) is scored as
     a prediction of 0 and counted in ``n_failed``."""
-    from .metrics import mae_by, vector_metrics
-
     pred, y, _, by = _load(camp, config, test, spec, nominal, task)
     shape = y.shape
     pred = np.asarray(pred, np.float64).reshape(shape)
     failed = ~np.isfinite(pred).all(axis=tuple(range(1, pred.ndim)))
     pred = np.where(np.isfinite(pred), pred, 0.0)
     names, units = _names_units(task, shape[-1])
-    out = regression_metrics(y, pred, names, units)
-    if task.vector:
-        out["vector"] = vector_metrics(y, pred)
-    for b in task.breakdowns:
-        out[f"mae_by_{b}"] = mae_by(y, pred, names, by[b], vector=task.vector)
+    out = score_regression(y, pred, names, units, {b: by[b] for b in task.breakdowns},
+                           task.vector)
     out.update(task=task.name, model=spec.to_dict(), method=camp.baseline_name,
                kind=task.kind, n_train=0, n_test=int(len(y)), n_failed=int(failed.sum()),
                fitted="nothing (the method predicts directly)")
@@ -103,8 +98,6 @@ def _aux_ridge(task: Task, spec: ModelSpec, nominal: list[float], paths, feats,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .metrics import mae_by
-
     ys = []
     for path in paths:
         g = zarr.open_group(str(path), mode="r")
@@ -115,9 +108,7 @@ def _aux_ridge(task: Task, spec: ModelSpec, nominal: list[float], paths, feats,
     pred = reg.predict(feats[2])
     names = list(task.aux)
     units = list(task.aux_units) or [""] * len(names)
-    out = regression_metrics(ys[2], pred, names, units)
-    for b, values in by.items():
-        out[f"mae_by_{b}"] = mae_by(ys[2], pred, names, values)
+    out = score_regression(ys[2], pred, names, units, by)
     out.update(method="ridge regression on the same features", alpha=best,
                validation_score_by_alpha={str(k): v for k, v in scores.items()})
     return out
@@ -175,16 +166,8 @@ def fit_and_test(camp, config: dict, task: Task, spec: ModelSpec, nominal: list[
         out["first_predictions"] = pred.reshape(len(pred), -1)[:k].tolist()
     elif task.is_regression:
         names, units = _names_units(task, shape[-1])
-        out = regression_metrics(yte, pred.reshape(shape), names, units)
-        if task.vector:
-            from .metrics import vector_metrics
-
-            out["vector"] = vector_metrics(yte, pred.reshape(shape))
-        from .metrics import mae_by
-
-        for b in task.breakdowns:
-            out[f"mae_by_{b}"] = mae_by(yte, pred.reshape(shape), names, by[b],
-                                        vector=task.vector)
+        out = score_regression(yte, pred.reshape(shape), names, units,
+                               {b: by[b] for b in task.breakdowns}, task.vector)
     else:
         out = classification_metrics(yte.astype(int), pred, task.classes, tte, by,
                                      ordinal=task.ordinal)

@@ -516,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     y = sub.add_parser("summary", help="print where the dataset is and what it holds")
-    y.add_argument("--configfile", default="config/config.yaml")
+    y.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="one config file, or several laid over each other in order "
+                        "(as snakemake --configfile a.yaml b.yaml)")
     y.set_defaults(func=cmd_summary)
     return p
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -308,9 +307,48 @@ def check_splits(config: dict) -> None:
                     "sample of every class (or more samples per class)")
 
 
-def load(path: str | Path, default_site: str | Path | None = None) -> dict:
+def overlay(base: dict, top: dict) -> dict:
+    """``base`` updated by ``top``, mappings merged key by key (recursively),
+    anything else replaced: what Snakemake does with several
+    ``--configfile`` files (``snakemake.utils.update_config``, written out
+    here so that the package reads configs without importing Snakemake)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path | list, default_site: str | Path | None = None) -> dict:
     """Read a YAML config file and validate it (one-line errors: a missing or
-    unreadable file, a YAML syntax error, an empty file, a bad value)."""
+    unreadable file, a YAML syntax error, an empty file, a bad value). A list
+    of files is read in order, each laid over the ones before (:func:`overlay`),
+    as ``snakemake --configfile a.yaml b.yaml`` does."""
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            return load(path[0], default_site)
+        raw = {}
+        for p in path:
+            layer = _read(p)
+            if not isinstance(layer, dict):
+                raise ConfigError(f"{p}: config: expected a mapping of keys, got "
+                                  f"{type(layer).__name__}")
+            raw = overlay(raw, layer)
+        try:
+            return validate(raw, default_site)
+        except ConfigError as exc:
+            raise ConfigError(f"{' + '.join(map(str, path))}: {exc}") from None
+    raw = _read(path)
+    try:
+        return validate(raw, default_site)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read(path: str | Path):
+    """The YAML document of one config file (one-line errors)."""
     try:
         with open(path) as fh:
             raw = yaml.safe_load(fh)
@@ -325,10 +363,7 @@ def load(path: str | Path, default_site: str | Path | None = None) -> dict:
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty; valid: a YAML mapping of config "
                           "keys (see config/config.yaml; {} for every default)")
-    try:
-        return validate(raw, default_site)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return raw
 
 
 def config_hash(config: dict, sections: tuple[str, ...] | None = None) -> str:

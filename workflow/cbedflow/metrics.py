@@ -130,6 +130,21 @@ def mae_by(y, pred, names, values, vector: bool = False) -> dict:
     return out
 
 
+def score_regression(y, pred, names, units, by: dict | None = None,
+                     vector: bool = False) -> dict:
+    """What every regression in the project reports, network or baseline:
+    :func:`regression_metrics` (MAE, RMSE and R² per target), with
+    ``vector`` also :func:`vector_metrics` (``vector``), and for every
+    per-example label of ``by`` ({name: values}) the MAE by its values
+    (``mae_by_<name>``, :func:`mae_by`)."""
+    out = regression_metrics(y, pred, names, units)
+    if vector:
+        out["vector"] = vector_metrics(y, pred)
+    for name, values in (by or {}).items():
+        out[f"mae_by_{name}"] = mae_by(y, pred, names, values, vector=vector)
+    return out
+
+
 #: Predicted and true vectors within this angle [deg] have the right direction.
 DIRECTION_TOLERANCE_DEG = 45.0
 

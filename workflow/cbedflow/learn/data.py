@@ -175,7 +175,6 @@ def zarr_dataset(path: str | Path, rank: int = 0, size: int = 1, shuffle: bool =
         if target_scaling is not None:
             y_all = ((y_all - np.asarray(target_scaling["mean"], np.float32))
                      / np.asarray(target_scaling["std"], np.float32))
-    y_shape = tuple(y_all.shape[1:])
     ys = [y_all]
     if aux_scaling is not None:
         ys.append(((g["y_aux"][...].astype(np.float32)

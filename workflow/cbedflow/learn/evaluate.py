@@ -127,7 +127,7 @@ def _aux_head_metrics(aux, g, idx, manifest: dict, task, by: dict) -> tuple[dict
     examples: MAE, RMSE and R² per target (plain and MC-dropout mean) and
     the MAE by every breakdown; and the arrays kept in the predictions file
     (``aux_predicted``, ``aux_mc_mean``, ``aux_mc_std``, ``aux_y``)."""
-    from ..metrics import mae_by, regression_metrics
+    from ..metrics import regression_metrics, score_regression
 
     names = list(manifest.get("aux") or task.aux)
     units = list(manifest.get("aux_units") or task.aux_units or [""] * len(names))
@@ -135,11 +135,9 @@ def _aux_head_metrics(aux, g, idx, manifest: dict, task, by: dict) -> tuple[dict
     pred, mc = _unscale(aux[0], scaling), _unscale(aux[1], scaling)
     mean = mc.mean(axis=0)
     y = g["y_aux"][...][idx].astype(np.float64)
-    out = regression_metrics(y, pred, names, units)
+    out = score_regression(y, pred, names, units, by)
     out["mc_dropout"] = {k: v for k, v in regression_metrics(y, mean, names, units).items()
                          if k in ("targets", "r2_mean", "mae_mean_std")}
-    for b, values in by.items():
-        out[f"mae_by_{b}"] = mae_by(y, pred, names, values)
     return out, {"aux_predicted": pred, "aux_mc_mean": mean, "aux_mc_std": mc.std(axis=0),
                  "aux_y": y}
 
@@ -154,8 +152,8 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     std scaled by the factor that gives 68 % coverage on the validation
     split, when ``validation_path`` is given)."""
     from ..examples import check_examples
-    from ..metrics import (interval_coverage, mae_by, regression_metrics, uncertainty_scale,
-                           vector_metrics)
+    from ..metrics import (interval_coverage, regression_metrics, score_regression,
+                           uncertainty_scale)
 
     check_examples(test_path, None)
     manifest = load_model_manifest(model_path)
@@ -168,11 +166,8 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     mc = _unscale(mc_s, scaling)
     mean, std = mc.mean(axis=0), mc.std(axis=0)
     y = g["y"][...][idx].astype(np.float64)
-    metrics = regression_metrics(y, pred, names, units)
-    if task.vector:
-        metrics["vector"] = vector_metrics(y, pred)
-    for b in task.breakdowns:
-        metrics[f"mae_by_{b}"] = mae_by(y, pred, names, g[b][...][idx], vector=task.vector)
+    metrics = score_regression(y, pred, names, units,
+                               {b: g[b][...][idx] for b in task.breakdowns}, task.vector)
     metrics.update(kind="regression", task=g.attrs["task"],
                    model=manifest.get("model", {"id": "all"}), n_test=int(len(idx)),
                    n_test_structures=int(len(set(g["structure_index"][...][idx].tolist()))))

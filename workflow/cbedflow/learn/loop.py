@@ -24,7 +24,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from ..site import scheduler_job_id
 from ..storage import atomic_file, digest, write_json

@@ -30,7 +30,6 @@ noisy copies at doses drawn between them (``augment``).
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -44,7 +44,7 @@ def readout_figures(camp, result: dict, dataset: str | Path, out_dir: str | Path
     from ...metrics import regression_metrics
 
     out_dir = Path(out_dir)
-    names, groups = result["names"], result["groups"]
+    names = result["names"]
     truth, pred = np.asarray(result["truth"]), np.asarray(result["predicted"])
     m = regression_metrics(truth, pred, names, result["units"])["targets"]
     base = result.get("baseline_targets") or {}
