@@ -84,9 +84,10 @@ def split_structures(labels: dict[int, int], fractions: dict[str, float], seed: 
 
 
 def _create(group: zarr.Group, n: int, shape: tuple, meta_dt: dict, y_shape: tuple = (),
-            y_dtype: str = "int32") -> tuple:
+            y_dtype: str = "int32", aux_shape: tuple | None = None) -> tuple:
     """The example array (chunks of whole examples, ~1 MiB) behind a
-    sequential :class:`~cbedflow.storage.StackWriter`, and the metadata."""
+    sequential :class:`~cbedflow.storage.StackWriter`, and the metadata
+    (with ``aux_shape``: also the second head's float32 targets ``y_aux``)."""
     # uncompressed: noisy float32 signals hardly compress, zstd cost 30% of
     # the first epoch's read rate, and TensorFlow reads plain chunks itself
     # (learn.raw_chunk_files, docs/performance.md)
@@ -94,6 +95,8 @@ def _create(group: zarr.Group, n: int, shape: tuple, meta_dt: dict, y_shape: tup
                            chunks=(min(max(1, n), stack_chunk_length(shape)),) + shape,
                            fill_value=0.0, compressors=None)
     meta = {"y": np.zeros((n,) + tuple(y_shape), dtype=y_dtype)}
+    if aux_shape is not None:
+        meta["y_aux"] = np.zeros((n,) + tuple(aux_shape), np.float32)
     meta.update({k: np.zeros(n, dtype=dt) for k, dt in meta_dt.items()})
     return StackWriter(x), meta
 
@@ -223,9 +226,8 @@ def examples_for_task(
                     # at the example's place); else it is the sample's
                     y = np.asarray(extra["y"]) if "y" in extra else y_all[i]
                     if x is None:
-                        x, meta = _create(g, n, v.shape, meta_dt, np.shape(y), y_dtype)
-                        if aux_all is not None:  # the second head's targets
-                            meta["y_aux"] = np.zeros((n, aux_all.shape[1]), np.float32)
+                        x, meta = _create(g, n, v.shape, meta_dt, np.shape(y), y_dtype,
+                                          None if aux_all is None else aux_all.shape[1:])
                     x[j] = v.astype(np.float32)
                     meta["y"][j] = y
                     if aux_all is not None:
@@ -281,11 +283,9 @@ def augment(
     with atomic_group(out) as g:
         y_src = src["y"][...]
         x, meta = _create(g, n * copies, src["x"].shape[1:], meta_dt, y_src.shape[1:],
-                          str(y_src.dtype))
+                          str(y_src.dtype), src["y_aux"].shape[1:] if "y_aux" in src else None)
         extra = {k: np.zeros(n * copies, dt) for k, (dt, _) in camp.augment_meta.items()}
         carried = ("y", "y_aux") if "y_aux" in src else ("y",)  # y_aux: a second head's
-        if "y_aux" in src:
-            meta["y_aux"] = np.zeros((n * copies,) + src["y_aux"].shape[1:], np.float32)
         src_meta = {k: src[k][...] for k in (*carried, *meta_dt)}
         vols = ((i0 + k, v) for i0, block in iter_chunks(src["x"]) for k, v in enumerate(block))
         for i, vol in vols:

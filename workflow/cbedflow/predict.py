@@ -128,7 +128,7 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
     import tensorflow as tf
 
     from .learn.data import preprocess
-    from .learn.evaluate import heads, mc_dropout_predictions
+    from .learn.evaluate import heads, mc_dropout_predictions, unscale
 
     model = tf.keras.models.load_model(str(model_path), compile=False)
     ts = manifest.get("task_spec") or {}
@@ -149,17 +149,14 @@ def predict(camp, model_path: str | Path, task_name: str, data_path: str | Path,
         "mc_dropout_samples": int(mc_samples), "negative_floor": float(floor),
     }
     if len(mcs) > 1:  # a two-head network: its second (regression) head as well
-        sc = manifest.get("aux_scaling") or {"mean": 0.0, "std": 1.0}
-        a_mean = mcs[1].mean(axis=0) * np.asarray(sc["std"]) + np.asarray(sc["mean"])
+        sc = manifest.get("aux_scaling")
         result["aux"] = {"targets": list(manifest.get("aux") or task.aux),
                          "units": list(manifest.get("aux_units") or task.aux_units),
-                         "predicted": a_mean.tolist(),
-                         "predicted_std": (mcs[1].std(axis=0) * np.asarray(sc["std"])).tolist()}
+                         "predicted": unscale(mcs[1].mean(axis=0), sc).tolist(),
+                         "predicted_std": unscale(mcs[1].std(axis=0), sc, spread=True).tolist()}
     if task.is_regression:
         sc = manifest.get("target_scaling")
-        if sc is not None:
-            mean = mean * np.asarray(sc["std"]) + np.asarray(sc["mean"])
-            std = std * np.asarray(sc["std"])
+        mean, std = unscale(mean, sc), unscale(std, sc, spread=True)
         names = list(manifest.get("targets") or task.target_names)
         result.update(targets=names, units=list(manifest.get("units") or task.units),
                       predicted=mean.tolist(), predicted_std=std.tolist())

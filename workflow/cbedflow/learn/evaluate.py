@@ -45,9 +45,15 @@ def _load(model_path: str):
     return tf.keras.models.load_model(model_path, compile=False)
 
 
-def _unscale(pred: np.ndarray, scaling: dict | None) -> np.ndarray:
+def unscale(pred: np.ndarray, scaling: dict | None, spread: bool = False) -> np.ndarray:
+    """Standardised network outputs back in the targets' units, ``scaling``
+    the manifest's ``target_scaling`` / ``aux_scaling`` (``mean``, ``std``;
+    None: unscaled). ``spread``: ``pred`` is a standard deviation (scaled,
+    not shifted)."""
     if scaling is None:
         return pred
+    if spread:
+        return pred * np.asarray(scaling["std"])
     return pred * np.asarray(scaling["std"]) + np.asarray(scaling["mean"])
 
 
@@ -132,7 +138,7 @@ def _aux_head_metrics(aux, g, idx, manifest: dict, task, by: dict) -> tuple[dict
     names = list(manifest.get("aux") or task.aux)
     units = list(manifest.get("aux_units") or task.aux_units or [""] * len(names))
     scaling = manifest.get("aux_scaling")
-    pred, mc = _unscale(aux[0], scaling), _unscale(aux[1], scaling)
+    pred, mc = unscale(aux[0], scaling), unscale(aux[1], scaling)
     mean = mc.mean(axis=0)
     y = g["y_aux"][...][idx].astype(np.float64)
     out = score_regression(y, pred, names, units, by)
@@ -162,8 +168,8 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     units = list(manifest.get("units") or task.units or [""] * len(names))
     model = _load(model_path)  # once, for the test and the validation split
     pred_s, mc_s, idx, g, _ = _run(model, test_path, manifest, mc_samples)
-    pred = _unscale(pred_s, scaling)
-    mc = _unscale(mc_s, scaling)
+    pred = unscale(pred_s, scaling)
+    mc = unscale(mc_s, scaling)
     mean, std = mc.mean(axis=0), mc.std(axis=0)
     y = g["y"][...][idx].astype(np.float64)
     metrics = score_regression(y, pred, names, units,
@@ -174,7 +180,7 @@ def evaluate_regression(model_path: str, test_path: str, task, out_json: str,
     scale, where = 1.0, "none (no validation split given)"
     if validation_path is not None and mc_samples > 1:
         vp, vmc, vidx, vg, _ = _run(model, validation_path, manifest, mc_samples)
-        vmc = _unscale(vmc, scaling)
+        vmc = unscale(vmc, scaling)
         scale = uncertainty_scale(vg["y"][...][vidx].astype(np.float64), vmc.mean(axis=0),
                                   vmc.std(axis=0))
         where = "validation split"
