@@ -24,7 +24,6 @@ import os
 import time
 from pathlib import Path
 
-
 from ..site import scheduler_job_id
 from ..storage import atomic_file, digest, write_json
 from .data import input_scaling, target_scaling, zarr_dataset
