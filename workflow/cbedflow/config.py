@@ -326,25 +326,18 @@ def load(path: str | Path | list, default_site: str | Path | None = None) -> dic
     unreadable file, a YAML syntax error, an empty file, a bad value). A list
     of files is read in order, each laid over the ones before (:func:`overlay`),
     as ``snakemake --configfile a.yaml b.yaml`` does."""
-    if isinstance(path, (list, tuple)):
-        if len(path) == 1:
-            return load(path[0], default_site)
-        raw = {}
-        for p in path:
-            layer = _read(p)
-            if not isinstance(layer, dict):
-                raise ConfigError(f"{p}: config: expected a mapping of keys, got "
-                                  f"{type(layer).__name__}")
-            raw = overlay(raw, layer)
-        try:
-            return validate(raw, default_site)
-        except ConfigError as exc:
-            raise ConfigError(f"{' + '.join(map(str, path))}: {exc}") from None
-    raw = _read(path)
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    raw = {}
+    for p in paths:
+        layer = _read(p)
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{p}: config: expected a mapping of keys, got "
+                              f"{type(layer).__name__}")
+        raw = overlay(raw, layer)
     try:
         return validate(raw, default_site)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{' + '.join(map(str, paths))}: {exc}") from None
 
 
 def _read(path: str | Path):
